@@ -1,0 +1,315 @@
+"""``lawfit.fit``: runs table in, :class:`~lawfit.result.FitResult` out.
+
+Validates the table, splits it into groups, builds one :class:`~lawfit.lsq.Problem` per group
+(a joint problem when subsets share parameters), and hands it to a fitter: least squares with
+bootstrap draws, or the Bayesian fitter with posterior draws. Pure: no printing, no files; long
+work reports through an optional ``progress(message)`` callback.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import __version__, lsq
+from .data import (CONFIG_COLUMNS, DataError, apply_where, average_seeds, default_by,
+                   file_sha256, numeric_column, require_columns)
+from .laws import Law, get_law
+from .objectives import Objective, make_objective
+from .result import FitResult, GroupFit, Status
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a group's free parameter vector maps onto its subsets' law parameters."""
+    subsets: tuple                  # subset labels (one ``None`` for a plain fit)
+    free_names: tuple               # e.g. ("E", "beta", "A[model_params]", ...)
+    free_params: tuple              # law parameter of each free slot, e.g. ("E", "beta", "A", ...)
+    subset_slots: np.ndarray        # (n_subsets, P) index into concat(free, fixed)
+    fixed: np.ndarray               # frozen internal values
+
+    def internal(self, free: np.ndarray) -> np.ndarray:
+        """(..., F) free vectors -> (..., n_subsets, P) internal law parameters."""
+        free = np.asarray(free, np.float64)
+        fixed = np.broadcast_to(self.fixed, free.shape[:-1] + self.fixed.shape)
+        phi = np.concatenate([free, fixed], axis=-1)
+        return phi[..., self.subset_slots]
+
+
+def _resolve_columns(frame, law: Law, x, d, y, joint):
+    cols = dict(law.default_columns)
+    given = {"x": x, "d": d}
+    for role in law.variables:
+        if given.get(role):
+            cols[role] = given[role]
+    cols["y"] = y
+    needed = [c for c in cols.values() if not c.startswith("@")]
+    needed += [c[1:] for c in cols.values() if c.startswith("@")]
+    if joint:
+        needed.append(joint)
+    require_columns(frame, needed)
+    return cols
+
+
+def _variable(frame: pd.DataFrame, spec: str) -> np.ndarray:
+    """Values of a variable column; ``@COL`` reads, per row, the column named in COL (so that a
+    joint fit's subsets can each use their own X, as the paper's model-size / pretraining-size /
+    PET-size series do)."""
+    if not spec.startswith("@"):
+        return numeric_column(frame, spec, positive=True)
+    names = frame[spec[1:]].astype(str)
+    require_columns(frame, sorted(set(names)), what=f"column (named in {spec[1:]!r})")
+    out = np.empty(len(frame))
+    for name in set(names):
+        m = (names == name).to_numpy()
+        out[m] = numeric_column(frame.loc[m], name, positive=True)
+    return out
+
+
+def _layout(law: Law, subsets, share, fixed: Mapping[str, float]) -> Layout:
+    unknown = [p for p in [*share, *fixed] if p not in law.params]
+    if unknown:
+        raise DataError(f"unknown parameter(s) {unknown} for law {law.name!r}: its parameters "
+                        f"are {', '.join(law.params)}")
+    fixed_names = [p for p in law.params if p in fixed]
+    fixed_vals = law.to_internal({**{p: 1.0 for p in law.params}, **fixed})
+    fixed_int = np.array([fixed_vals[law.params.index(p)] for p in fixed_names])
+    joint = subsets != (None,)
+    names, params, slot = [], [], {}
+    for p in law.params:
+        if p in fixed or (joint and p not in share):
+            continue
+        slot[(None, p)] = len(names)
+        names.append(p)
+        params.append(p)
+    for s in subsets:
+        for p in law.params:
+            if p in fixed or (None, p) in slot:
+                continue
+            slot[(s, p)] = len(names)
+            names.append(f"{p}[{s}]")
+            params.append(p)
+    n_free = len(names)
+    slots = np.array([[n_free + fixed_names.index(p) if p in fixed else
+                       slot.get((None, p), slot.get((s, p))) for p in law.params] for s in subsets])
+    return Layout(tuple(subsets), tuple(names), tuple(params), slots, fixed_int)
+
+
+def _grid_starts(law: Law, layout: Layout, starts, rng) -> np.ndarray:
+    """Start vectors over the free parameters of a one-subset layout."""
+    free_idx = [law.params.index(p) for p in layout.free_params]
+    grid = law.grid()
+    lo, hi = grid.min(axis=0), grid.max(axis=0)
+    if isinstance(starts, (int, np.integer)) and not isinstance(starts, bool):
+        if starts < 1:
+            raise DataError(f"--starts must be 'grid' or a positive count, got {starts}")
+        return rng.uniform(lo[free_idx], hi[free_idx], size=(int(starts), len(free_idx)))
+    if starts != "grid":
+        raise DataError(f"--starts must be 'grid' or a positive count, got {starts!r}")
+    return np.unique(grid[:, free_idx], axis=0)
+
+
+def _status(ms: lsq.MultiStart, law: Law, layout: Layout, problem: lsq.Problem) -> tuple[str, list]:
+    if not ms.converged:
+        return Status.NOT_CONVERGED, ["no start converged: the estimate is the best point found"]
+    at = [n for n, t, b in zip(layout.free_names, ms.theta, problem.lower_bounds()) if t <= b + 1e-9]
+    if at:
+        return Status.AT_BOUND, [f"{', '.join(at)} at the lower bound (effectively 0): the data "
+                                 "do not support a positive value"]
+    grid = law.grid()
+    lo, hi = grid.min(axis=0), grid.max(axis=0)
+    edge = []
+    for j, p in enumerate(layout.free_params):
+        k = law.params.index(p)
+        span = hi[k] - lo[k]
+        if ms.theta[j] < lo[k] - 1e-9 * span or ms.theta[j] > hi[k] + 1e-9 * span:
+            edge.append(layout.free_names[j])
+    if edge:
+        return Status.GRID_EDGE, [f"optimum outside the start grid in {', '.join(edge)}: another "
+                                  "optimum may lie beyond the grid; widen it or give --starts N"]
+    return Status.CONVERGED, []
+
+
+def _solve_lsq(problem, law, layout, sub_problems, starts, solver, rng):
+    """Multi-start (or, jointly, refine from the subsets' own optima)."""
+    if len(layout.subsets) == 1:
+        if solver == "varpro":
+            if problem.objective.name != "mse" or layout.fixed.size:
+                raise DataError("--solver varpro needs --objective mse and no frozen parameters "
+                                "(the linear parameters are solved exactly in squared error)")
+            exps = _grid_starts(law, _layout(law, (None,), (), {p: 1.0 for p in law.linear}),
+                                starts, rng)
+            ms, coef = lsq.varpro(problem, exps)
+            warn = ([f"variable projection gave non-positive {law.linear}: {coef.tolist()}"]
+                    if (coef <= 0).any() else [])
+            return ms, warn
+        return lsq.multistart(problem, _grid_starts(law, layout, starts, rng)), []
+    # joint: each subset alone first, then the joint problem from their optima
+    sub_opt = []
+    for sp in sub_problems:
+        sub_layout = _layout(law, (None,), (), {})
+        sub_opt.append(law.to_natural(lsq.multistart(sp, _grid_starts(law, sub_layout, starts,
+                                                                       rng)).theta))
+    sub_opt = np.array(sub_opt)                               # (n_subsets, P) natural
+    cands = []
+    for source in [*range(len(sub_opt)), "mean"]:
+        free = np.empty(len(layout.free_names))
+        for j, (name, p) in enumerate(zip(layout.free_names, layout.free_params)):
+            k = law.params.index(p)
+            if name == p:                                     # shared
+                vals = sub_opt[:, k] if source == "mean" else sub_opt[[source], k]
+                nat = np.exp(np.mean(np.log(vals))) if p in law.log_params else np.mean(vals)
+            else:
+                nat = sub_opt[layout.subsets.index(_subset_of(name)), k]
+            free[j] = np.log(nat) if p in law.log_params else nat
+        cands.append(free)
+    return lsq.refine(problem, np.array(cands)), []
+
+
+def _subset_of(name: str):
+    return name[name.index("[") + 1:-1]
+
+
+def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None = None,
+        d: str | None = None, y: str = "loss", by: Sequence[str] | None = None,
+        objective: str | Objective | None = None, delta: float | None = None,
+        starts: str | int = "grid", bootstrap: int = 0, seed: int = 0, fitter: str = "lsq",
+        solver: str = "newton", joint: str | None = None, share: Sequence[str] = (),
+        fixed: Mapping[str, float] | Callable[[dict], Mapping[str, float]] | None = None,
+        seeds: str = "average", where: str | None = None, level: float = 0.95,
+        source: dict | None = None, progress: Callable[[str], None] | None = None,
+        bayes_options: dict | None = None) -> FitResult:
+    """Fit ``law`` to the runs in ``frame``, per group of ``by`` columns.
+
+    x, d, y: columns of the law's variables and of the loss (``@COL``: per row, the column named in
+    COL). joint: a column whose values are subsets fitted together with the ``share``d parameters
+    in common and the others per subset (Zhang et al. 2024 share E and beta across the model-size
+    and pretraining-size runs). fixed: parameters frozen at given values (a mapping, or a function
+    of the group key returning one). seeds: "average" runs that differ only in seed (default) or
+    "keep" them as separate runs (the bootstrap then resamples configurations). bootstrap: number
+    of resamples (least squares). fitter: "lsq" or "bayes".
+    """
+    law = law if isinstance(law, Law) else get_law(law)
+    obj = objective if isinstance(objective, Objective) else make_objective(objective, delta, law)
+    if fitter not in ("lsq", "bayes"):
+        raise DataError(f"unknown fitter {fitter!r}: choose lsq or bayes")
+    if solver not in ("newton", "varpro"):
+        raise DataError(f"unknown solver {solver!r}: choose newton or varpro")
+    if not 0 < level < 1:
+        raise DataError(f"level must be between 0 and 1, got {level}")
+    if bootstrap < 0:
+        raise DataError(f"--bootstrap must be >= 0, got {bootstrap}")
+    if seeds not in ("average", "keep"):
+        raise DataError(f"seeds must be 'average' or 'keep', got {seeds!r}")
+    if share and not joint:
+        raise DataError("sharing parameters needs a joint fit: name the subset column with --joint")
+    src = source or {"path": None, "sha256": file_sha256(frame), "rows": len(frame)}
+    frame = apply_where(frame, where)
+    if len(frame) == 0:
+        raise DataError("the runs table has no rows")
+    cols = _resolve_columns(frame, law, x, d, y, joint)
+    by = list(default_by(frame) if by is None else by)
+    require_columns(frame, by)
+    # validate every column before any fitting
+    for role in law.variables:
+        _variable(frame, cols[role])
+    numeric_column(frame, y, positive=True)
+    var_cols = [c for c in (cols[r] for r in law.variables)]
+    flat = [c[1:] if c.startswith("@") else c for c in var_cols]
+    if seeds == "average":
+        referenced = [n for c in var_cols if c.startswith("@") for n in frame[c[1:]].astype(str)]
+        work = average_seeds(frame, y, [*flat, *by, *([joint] if joint else []),
+                                        *dict.fromkeys(referenced)])
+    else:
+        work = frame.reset_index(drop=True).copy()
+        work["n_seeds"] = 1
+    rng = np.random.default_rng(seed)
+    groups = list(work.groupby(by, sort=True, dropna=False)) if by else [((), work)]
+    out = []
+    for gi, (gkey, gdf) in enumerate(groups):
+        key = dict(zip(by, gkey if isinstance(gkey, tuple) else (gkey,)))
+        key = {k: (v.item() if hasattr(v, "item") else v) for k, v in key.items()}
+        if progress:
+            progress(f"group {gi + 1}/{len(groups)} {key}: fitting {len(gdf)} runs")
+        out.extend(_fit_group(gdf.reset_index(drop=True), key, law, obj, cols, joint, share,
+                              fixed(key) if callable(fixed) else (fixed or {}), starts, bootstrap,
+                              seeds, fitter, solver, rng, progress, bayes_options or {}))
+    settings = {"law": law.name, "columns": cols, "by": by, "objective": obj.as_dict(),
+                "starts": starts, "bootstrap": bootstrap, "seed": seed, "fitter": fitter,
+                "solver": solver, "joint": joint, "share": list(share), "seeds": seeds,
+                "where": where, "level": level}
+    return FitResult(law=law, objective=obj, fitter=fitter, columns=cols,
+                     by=tuple(by) + ((joint,) if joint else ()), groups=tuple(out),
+                     settings=settings, source=src, level=level)
+
+
+def _fit_group(gdf, key, law, obj, cols, joint, share, fixed, starts, n_boot, seeds, fitter,
+               solver, rng, progress, bayes_options):
+    subsets = tuple(sorted(gdf[joint].astype(str).unique())) if joint else (None,)
+    layout = _layout(law, subsets, share, fixed)
+    if len(gdf) < len(layout.free_names):
+        raise DataError(f"group {key} has {len(gdf)} runs but the fit has "
+                        f"{len(layout.free_names)} free parameters: add runs, fix parameters, "
+                        "or group more coarsely (--by)")
+    variables = np.stack([_variable(gdf, cols[r]) for r in law.variables], axis=-1)
+    yv = gdf[cols["y"]].to_numpy(np.float64)
+    labels = gdf[joint].astype(str).to_numpy() if joint else np.full(len(gdf), None)
+    sub_index = np.array([subsets.index(s) for s in labels])
+    problem = lsq.Problem(law, obj, np.log(variables), yv, layout.subset_slots[sub_index],
+                          len(layout.free_names), layout.fixed)
+    sub_problems = []
+    if joint:
+        for s in range(len(subsets)):
+            m = sub_index == s
+            if m.sum() < law.n_params:
+                raise DataError(f"subset {joint}={subsets[s]} of group {key} has {m.sum()} runs, "
+                                f"fewer than the {law.n_params} parameters of its own fit")
+            sub_problems.append(lsq.Problem.simple(law, obj, np.log(variables[m]), yv[m]))
+
+    if fitter == "bayes":
+        from . import bayes    # numpyro is imported only when asked for
+        post = bayes.fit_problem(problem, layout, rng=rng, progress=progress, **bayes_options)
+        free_hat, draws_free, status = post["estimate"], post["draws"], post["status"]
+        objective_value = lsq.objective_value(problem, free_hat)
+        warnings, info, method = list(post.get("warnings", [])), dict(post.get("info", {})), "posterior"
+    else:
+        ms, warnings = _solve_lsq(problem, law, layout, sub_problems, starts, solver, rng)
+        status, w2 = _status(ms, law, layout, problem) if not joint else (
+            Status.CONVERGED if ms.converged else Status.NOT_CONVERGED,
+            [] if ms.converged else ["the joint fit did not converge"])
+        warnings = warnings + w2
+        free_hat, objective_value = ms.theta, ms.value
+        info = {"n_starts": ms.n_starts, "n_at_optimum": ms.n_at_optimum, "steps": ms.steps}
+        draws_free, method = np.zeros((0, len(free_hat))), None
+        if n_boot:
+            clusters = (np.arange(len(gdf)) if seeds == "average" else
+                        gdf.groupby([c for c in gdf.columns if c in CONFIG_COLUMNS or c == joint],
+                                    dropna=False, sort=False).ngroup().to_numpy())
+            weights = lsq.bootstrap_weights(n_boot, clusters, rng)
+            cb = (lambda done, total: progress(f"  bootstrap {done}/{total}")) if progress else None
+            draws_free, ok = lsq.bootstrap(problem, ms.candidates, weights, progress=cb)
+            if (~ok).any():
+                warnings.append(f"{int((~ok).sum())} of {n_boot} bootstrap refits did not "
+                                "converge and were dropped")
+            draws_free = draws_free[ok]
+            info["bootstrap_failed"] = int((~ok).sum())
+            method = "bootstrap"
+    info["joint"] = ({"column": joint, "shared": list(share), "fixed": dict(fixed),
+                      "free": list(layout.free_names)} if joint else None)
+    est_int = layout.internal(free_hat)                      # (n_subsets, P)
+    draws_int = layout.internal(draws_free)                  # (B, n_subsets, P)
+    out = []
+    for s, label in enumerate(subsets):
+        m = sub_index == s
+        k = dict(key) | ({joint: label} if joint else {})
+        ranges = {r: (float(variables[m, j].min()), float(variables[m, j].max()))
+                  for j, r in enumerate(law.variables)}
+        out.append(GroupFit(key=k, law=law, n_points=int(m.sum()), status=status,
+                            objective_value=float(objective_value),
+                            estimate=law.to_natural(est_int[s]),
+                            draws=law.to_natural(draws_int[:, s, :]), interval_method=method,
+                            ranges=ranges, warnings=tuple(warnings),
+                            info=info | {"n_seeds": int(gdf.loc[m, "n_seeds"].sum())}))
+    return out

@@ -1,0 +1,92 @@
+"""Finetuning with the three methods of Zhang et al. (2024):
+
+- `fmt`: all base weights trained;
+- `prompt`: |P| soft-prompt vectors prepended to the input embeddings, initialised from the
+  embeddings of tokens sampled from the vocabulary; base frozen;
+- `lora`: rank-r adapters on every attention (q, k, v, o) and MLP (up, down) projection; base frozen.
+
+Loss: conditional log-likelihood of the target tokens (and <eos>) only. Frozen base weights never
+enter the optimizer (they are a separate, non-differentiated argument of the jitted step), so they
+are bit-identical afterwards. Checkpoint selection: the dev loss is measured every `eval_every`
+steps (and at step 0); the trainable weights with the best dev loss are kept.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+from flax import nnx
+
+from .evaluate import mean_nll
+from .model import TRAINABLE, ModelConfig, Transformer, init_prompt_from_vocab, BASE
+from .tasks import Examples, SPECIALS
+from .train import batches, compute_dtype, optimizer, put_batch, split_model, train_step
+
+METHODS = ("fmt", "prompt", "lora")
+# Per-method default learning rates (Adam). PET methods train few, freshly initialised
+# parameters and take larger steps than full-model tuning, as in the literature
+# (prompt tuning: ~0.3 with Adafactor in Lester et al.; LoRA: ~1e-4..1e-3 at scale vs FMT lower).
+DEFAULT_LR = {"fmt": 1e-3, "prompt": 3e-2, "lora": 3e-3}
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    steps: int = 300
+    batch_size: int = 16
+    lr: float | None = None  # None: DEFAULT_LR[method]
+    warmup: int = 20
+    weight_decay: float = 0.0
+    eval_every: int = 50
+    dev_examples: int = 128
+    lora_alpha: float | None = None  # None: alpha = rank (scale 1)
+    dtype: str = "auto"
+
+    def lr_for(self, method: str) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[method]
+
+
+def build_model(cfg: ModelConfig, base_params: dict, method: str, pet_size: int | None, seed: int,
+                dtype="auto") -> Transformer:
+    """A model with the base weights loaded and (for PET) fresh adapters / a vocab-sampled prompt."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    if method in ("prompt", "lora") and not (pet_size and pet_size > 0):
+        raise ValueError(f"method {method} needs a positive PET size, got {pet_size!r}")
+    rngs = nnx.Rngs(params=seed + 1000)
+    model = Transformer(cfg, rngs=rngs, lora_rank=pet_size if method == "lora" else 0,
+                        prompt_len=pet_size if method == "prompt" else 0,
+                        dtype=compute_dtype(dtype) if isinstance(dtype, str) else dtype)
+    base = nnx.state(model, BASE)
+    base.replace_by_pure_dict(base_params)
+    nnx.update(model, base)
+    if method == "prompt":
+        init_prompt_from_vocab(model, jax.random.key(seed + 2000), low=len(SPECIALS))
+    return model
+
+
+def finetune(model: Transformer, method: str, train: Examples, dev: Examples, fcfg: FinetuneConfig,
+             seed: int) -> tuple[Transformer, dict]:
+    """Train `model` in place on `train`; returns the dev-selected model and a summary."""
+    graphdef, trainable, frozen = split_model(model, TRAINABLE[method])
+    tx = optimizer(fcfg.lr_for(method), fcfg.weight_decay, fcfg.warmup)
+    opt_state = tx.init(trainable)
+
+    def dev_loss(tr):
+        return mean_nll(nnx.merge(graphdef, tr, frozen), dev)
+
+    best = (dev_loss(trainable), 0, jax.tree.map(lambda x: x.copy(), trainable))
+    history = [(0, best[0])]
+    it = batches(len(train), fcfg.batch_size, seed)
+    for step in range(1, fcfg.steps + 1):
+        idx = next(it)
+        trainable, opt_state, _ = train_step(graphdef, tx, trainable, frozen, opt_state,
+                                             *put_batch(train.tokens[idx], train.mask[idx]))
+        if step % fcfg.eval_every == 0 or step == fcfg.steps:
+            d = dev_loss(trainable)
+            history.append((step, d))
+            if d < best[0]:
+                # copy: the next train_step donates (and so invalidates) `trainable`'s buffers
+                best = (d, step, jax.tree.map(lambda x: x.copy(), trainable))
+    out = nnx.merge(graphdef, best[2], frozen)
+    return out, {"dev_loss": best[0], "best_step": best[1], "dev_history": history,
+                 "lr": fcfg.lr_for(method)}

@@ -1,0 +1,97 @@
+"""The two kinds of job a sweep runs, executed inside a worker (imports jax; sweep.py does not).
+
+A pretraining job trains one model size and writes its orbax checkpoints; a finetuning job loads
+one checkpoint, finetunes with one method / PET size / data subset / seed, evaluates, and writes
+exactly one runs-table row, atomically, as `<out>/<run_id>.parquet`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import socket
+import time
+from pathlib import Path
+
+from . import rows
+from .evaluate import mean_nll, translation_scores
+from .finetune import FinetuneConfig, build_model, finetune
+from .model import ModelConfig, adapter_param_count, param_count
+from .pretrain import PretrainConfig, load_base, pretrain
+from .tasks import get_task
+
+
+@functools.lru_cache(maxsize=8)
+def _task(spec_json: str):
+    return get_task(json.loads(spec_json))
+
+
+@functools.lru_cache(maxsize=16)
+def _split(spec_json: str, split: str, n: int):
+    return _task(spec_json).split(split, n)
+
+
+@functools.lru_cache(maxsize=4)
+def _base(cfg: ModelConfig, ckpt: str, step: int):
+    return load_base(cfg, ckpt, step)
+
+
+def _model_cfg(d: dict) -> ModelConfig:
+    return ModelConfig(**d)
+
+
+def run_pretrain(job: dict, log=None) -> dict:
+    task = _task(json.dumps(job["task"], sort_keys=True))
+    cfg = _model_cfg(job["model"])
+    pcfg = PretrainConfig(**{**job["pretrain"], "checkpoints": tuple(job["pretrain"]["checkpoints"])})
+    meta = pretrain(task, cfg, pcfg, job["ckpt_dir"], log=log)
+    return {"kind": "pretrain", "ckpt_dir": job["ckpt_dir"], "wall_seconds": meta["wall_seconds"]}
+
+
+def run_finetune(job: dict) -> dict:
+    """Run one configuration and write its row. Returns the row (as a dict)."""
+    t0 = time.time()
+    c = job["config"]
+    tspec = json.dumps(c["task"], sort_keys=True)
+    task = _task(tspec)
+    cfg = _model_cfg(c["model"])
+    fcfg = FinetuneConfig(**c["finetune"])
+    method, pet, seed, n = c["method"], c["pet_size"], c["seed"], c["finetune_examples"]
+    base = _base(cfg, job["ckpt_dir"], c["pretrain_step"])
+
+    pool = _split(tspec, "train", c["train_pool"])
+    if n > len(pool):
+        raise ValueError(f"finetune_examples={n} exceeds the training pool ({len(pool)})")
+    import numpy as np
+    idx = np.sort(np.random.default_rng([7, seed]).permutation(len(pool))[:n])  # random subset per seed
+    train = pool.subset(idx)
+    dev = _split(tspec, "dev", fcfg.dev_examples)
+    test = _split(tspec, "test", c["eval"]["test_examples"])
+
+    model = build_model(cfg, base, method, pet, seed, fcfg.dtype)
+    base_loss = mean_nll(model, test)
+    model, info = finetune(model, method, train, dev, fcfg, seed)
+    loss = mean_nll(model, test)
+    row = dict(
+        task=task.name, method=method, model_params=param_count(cfg),
+        pretrain_tokens=c["pretrain_step"] * c["pretrain"]["batch_size"] * c["pretrain"]["seq_len"],
+        finetune_examples=n, pet_params=(pet if method != "fmt" else None), seed=seed,
+        loss=loss, run_id=job["run_id"],
+        model=cfg.name, n_layers=cfg.n_layers, d_model=cfg.d_model,
+        pretrain_steps=c["pretrain_step"], trainable_params=(
+            param_count(cfg) if method == "fmt" else adapter_param_count(cfg, method, pet)),
+        base_loss=base_loss, dev_loss=info["dev_loss"], best_step=info["best_step"], lr=info["lr"],
+    )
+    nd = c["eval"]["decode_examples"]
+    if nd:
+        row.update(translation_scores(model, test.subset(range(min(nd, len(test)))), task.detok))
+    zs = c.get("zero_shot_task")
+    if zs:
+        zspec = json.dumps(zs, sort_keys=True)
+        row["zero_shot_task"] = _task(zspec).name
+        row["zero_shot_loss"] = mean_nll(model, _split(zspec, "test", c["eval"]["test_examples"]))
+    row["wall_seconds"] = time.time() - t0
+    row["host"] = socket.gethostname()
+    row["config"] = json.dumps(c, sort_keys=True)
+    rows.write_row(Path(job["out"]), row)
+    return row

@@ -1,0 +1,214 @@
+"""Decoder-only Transformer (Flax NNX) with rotary positions, LoRA adapters and soft prompts.
+
+Design choices, each for a reason:
+- Rotary position embeddings (RoPE): attention sees only relative offsets, so prepending |P|
+  prompt vectors does not shift anything the pretrained model learned (a learned absolute table
+  would). Prompt tuning is therefore "prompt-safe".
+- Pre-norm RMSNorm blocks, no biases, GELU MLP, input and output embeddings tied. The parameter
+  count is a closed form (see `param_count`) and is checked against the real module in the tests.
+- LoRA adapters (`nnx.LoRAParam`) sit inside every attention (q, k, v, o) and MLP (up, down)
+  projection; B is zero at init, so a model with fresh adapters computes exactly the base function.
+- Soft prompt vectors use `PromptParam` (a `nnx.Param` subclass), so the frozen base is always
+  `BASE = nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam), nnx.Not(PromptParam))`.
+- `dtype` is the compute dtype (bf16 on GPU); parameters stay float32, logits and loss are float32.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+class PromptParam(nnx.Param):
+    """Trainable soft-prompt vectors (prompt tuning)."""
+
+
+LoRAParam = nnx.LoRAParam
+BASE = nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam), nnx.Not(PromptParam))
+TRAINABLE = {"fmt": BASE, "lora": nnx.LoRAParam, "prompt": PromptParam}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    d_model: int = 32
+    n_layers: int = 2
+    n_heads: int = 2
+    d_ff: int | None = None  # default 4 * d_model
+    rope_base: float = 10000.0
+    name: str = ""
+
+    @property
+    def ff(self) -> int:
+        return self.d_ff if self.d_ff is not None else 4 * self.d_model
+
+    def __post_init__(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if (self.d_model // self.n_heads) % 2:
+            raise ValueError("head dimension must be even for rotary embeddings")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["d_ff"] = self.ff
+        return d
+
+
+def param_count(cfg: ModelConfig) -> int:
+    """Base-model parameters (tied embedding counted once), closed form.
+
+    embedding V*d; per layer: 2 RMSNorm scales (2d), q,k,v,o (4 d^2), MLP up+down (2 d ff);
+    final RMSNorm (d).
+    """
+    d, f = cfg.d_model, cfg.ff
+    return cfg.vocab_size * d + cfg.n_layers * (4 * d * d + 2 * d * f + 2 * d) + d
+
+
+def adapter_param_count(cfg: ModelConfig, method: str, pet_size: int | None) -> int:
+    """Trainable parameters added by a PET method (0 for fmt)."""
+    if method == "lora":
+        d, f, r = cfg.d_model, cfg.ff, pet_size
+        per_layer = 4 * (d * r + r * d) + (d * r + r * f) + (f * r + r * d)
+        return cfg.n_layers * per_layer
+    if method == "prompt":
+        return pet_size * cfg.d_model
+    return 0
+
+
+def ladder(vocab_size: int, n: int, *, d_min: int = 16, ratio: float = 2.0, n_layers: int = 2,
+           head_dim: int = 8, d_step: int = 8) -> list[ModelConfig]:
+    """`n` configs whose base parameter counts grow geometrically by about `ratio`.
+
+    Depth is fixed and width is searched (in multiples of `d_step`) for the count closest, in log
+    space, to d_min's count times ratio^i, like the paper's 1B..16B family (each ~2x the previous).
+    """
+    base = ModelConfig(vocab_size, d_min, n_layers, max(1, d_min // head_dim))
+    target0 = param_count(base)
+    out, used = [], set()
+    for i in range(n):
+        target = target0 * ratio ** i
+        best = None
+        for d in range(d_step, 64 * d_min + 1, d_step):
+            if d in used or d % head_dim:
+                continue
+            c = ModelConfig(vocab_size, d, n_layers, d // head_dim)
+            err = abs(math.log(param_count(c) / target))
+            if best is None or err < best[0]:
+                best = (err, c)
+        used.add(best[1].d_model)
+        out.append(dataclasses.replace(best[1], name=f"L{n_layers}-d{best[1].d_model}"))
+    return out
+
+
+class Dense(nnx.Module):
+    """Bias-free linear layer with an optional LoRA adapter (B = 0 at init)."""
+
+    def __init__(self, din: int, dout: int, *, rngs: nnx.Rngs, lora_rank: int = 0,
+                 lora_alpha: float | None = None):
+        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (din, dout)) / math.sqrt(din))
+        self.lora_rank = lora_rank
+        if lora_rank:
+            self.lora_a = nnx.LoRAParam(jax.random.normal(rngs.params(), (din, lora_rank)) / math.sqrt(din))
+            self.lora_b = nnx.LoRAParam(jnp.zeros((lora_rank, dout)))
+            self.lora_scale = (lora_alpha if lora_alpha is not None else lora_rank) / lora_rank
+
+    def __call__(self, x, dtype):
+        y = x @ self.kernel[...].astype(dtype)
+        if self.lora_rank:
+            y = y + ((x @ self.lora_a[...].astype(dtype)) @ self.lora_b[...].astype(dtype)) * self.lora_scale
+        return y
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, d: int):
+        self.scale = nnx.Param(jnp.ones((d,)))
+
+    def __call__(self, x):
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + 1e-6)
+        return (y * self.scale[...]).astype(x.dtype)
+
+
+def rope(x, base: float):
+    """Rotary embedding over the last axis of x: (B, T, H, Dh); positions 0..T-1."""
+    T, dh = x.shape[1], x.shape[-1]
+    inv = 1.0 / (base ** (jnp.arange(0, dh, 2, dtype=jnp.float32) / dh))
+    ang = jnp.arange(T, dtype=jnp.float32)[:, None] * inv[None, :]  # (T, dh/2)
+    cos, sin = jnp.cos(ang)[None, :, None, :], jnp.sin(ang)[None, :, None, :]
+    x1, x2 = x[..., 0::2].astype(jnp.float32), x[..., 1::2].astype(jnp.float32)
+    out = jnp.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).reshape(x.shape)
+    return out.astype(x.dtype)
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, lora_rank: int = 0):
+        d = cfg.d_model
+        self.cfg = cfg
+        self.norm1 = RMSNorm(d)
+        self.q = Dense(d, d, rngs=rngs, lora_rank=lora_rank)
+        self.k = Dense(d, d, rngs=rngs, lora_rank=lora_rank)
+        self.v = Dense(d, d, rngs=rngs, lora_rank=lora_rank)
+        self.o = Dense(d, d, rngs=rngs, lora_rank=lora_rank)
+        self.norm2 = RMSNorm(d)
+        self.up = Dense(d, cfg.ff, rngs=rngs, lora_rank=lora_rank)
+        self.down = Dense(cfg.ff, d, rngs=rngs, lora_rank=lora_rank)
+
+    def __call__(self, x, dtype):
+        B, T, d = x.shape
+        H = self.cfg.n_heads
+        h = self.norm1(x)
+        q = rope(self.q(h, dtype).reshape(B, T, H, d // H), self.cfg.rope_base)
+        k = rope(self.k(h, dtype).reshape(B, T, H, d // H), self.cfg.rope_base)
+        v = self.v(h, dtype).reshape(B, T, H, d // H)
+        att = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / math.sqrt(d // H)
+        causal = jnp.tril(jnp.ones((T, T), dtype=bool))
+        att = jnp.where(causal[None, None], att, -1e30)
+        p = jax.nn.softmax(att, axis=-1).astype(dtype)
+        a = jnp.einsum("bhqk,bkhd->bqhd", p, v).reshape(B, T, d)
+        x = x + self.o(a, dtype)
+        x = x + self.down(jax.nn.gelu(self.up(self.norm2(x), dtype)), dtype)
+        return x
+
+
+class Transformer(nnx.Module):
+    """Decoder-only LM. `prompt_len` > 0 adds soft-prompt vectors; `lora_rank` > 0 adds adapters."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, lora_rank: int = 0, prompt_len: int = 0,
+                 dtype=jnp.float32):
+        self.cfg = cfg
+        self.dtype = dtype
+        self.embed = nnx.Param(jax.random.normal(rngs.params(), (cfg.vocab_size, cfg.d_model)))
+        self.blocks = nnx.List([Block(cfg, rngs=rngs, lora_rank=lora_rank) for _ in range(cfg.n_layers)])
+        self.norm = RMSNorm(cfg.d_model)
+        self.prompt_len = prompt_len
+        if prompt_len:
+            # placeholder; `init_prompt_from_vocab` overwrites it after the base weights are loaded
+            self.prompt = PromptParam(jnp.zeros((prompt_len, cfg.d_model)))
+
+    def __call__(self, tokens):
+        dtype = self.dtype
+        emb = self.embed[...]
+        x = emb[tokens].astype(dtype)
+        if self.prompt_len:
+            p = jnp.broadcast_to(self.prompt[...].astype(dtype)[None], (tokens.shape[0],) + self.prompt.shape)
+            x = jnp.concatenate([p, x], axis=1)
+        for blk in self.blocks:
+            x = blk(x, dtype)
+        x = self.norm(x)
+        if self.prompt_len:
+            x = x[:, self.prompt_len:]
+        # tied output embedding, scaled so that logits are O(1) at init
+        return (x @ emb.T.astype(dtype)).astype(jnp.float32) / math.sqrt(self.cfg.d_model)
+
+
+def init_prompt_from_vocab(model: Transformer, key, low: int = 0) -> None:
+    """Initialise the soft prompt from embeddings of tokens sampled uniformly from [low, V)."""
+    ids = jax.random.randint(key, (model.prompt_len,), low, model.cfg.vocab_size)
+    model.prompt[...] = model.embed[...][ids]
+
+
+def count_state(model: nnx.Module, flt) -> int:
+    return int(sum(x.size for x in jax.tree.leaves(nnx.state(model, flt))))

@@ -1,0 +1,115 @@
+"""The runs-table dataset directory: one parquet file per finished run, written atomically.
+
+Layout: `<out>/<run_id>.parquet`, one row each. Writers put the row in a temporary file whose name
+starts with "." in the same directory, fsync it, `os.replace` it onto the final name and fsync the
+directory, so a reader never sees a partial file and a killed writer leaves only an ignored
+dot-file. Readers take every `*.parquet` not starting with "." and fail loudly on any they cannot
+read.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# canonical columns (DESIGN.md) and their types; pet_params is null for fmt (sizes must be positive)
+CANONICAL = {
+    "task": pa.string(), "method": pa.string(), "model_params": pa.int64(),
+    "pretrain_tokens": pa.int64(), "finetune_examples": pa.int64(), "pet_params": pa.int64(),
+    "seed": pa.int64(), "loss": pa.float64(), "run_id": pa.string(),
+}
+_TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
+
+
+class CorruptRunFile(ValueError):
+    pass
+
+
+def _tmp_name(run_id: str) -> str:
+    return f".{run_id}__{socket.gethostname()}__{os.getpid()}.tmp"
+
+
+def write_row(out: Path, row: dict) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    fields, arrays = [], []
+    for k, v in row.items():
+        t = CANONICAL.get(k) or _TYPES.get(type(v), pa.string())
+        fields.append(pa.field(k, t))
+        arrays.append(pa.array([v], type=t))
+    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    final = out / f"{row['run_id']}.parquet"
+    tmp = out / _tmp_name(row["run_id"])
+    with open(tmp, "wb") as f:
+        pq.write_table(table, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    dfd = os.open(out, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return final
+
+
+def run_files(out: Path) -> list[Path]:
+    return sorted(p for p in Path(out).glob("*.parquet") if not p.name.startswith("."))
+
+
+def check_file(p: Path) -> str:
+    """Read one run file fully; return its run_id or raise CorruptRunFile naming the file."""
+    try:
+        t = pq.read_table(p)
+    except Exception as e:  # noqa: BLE001 - any reader failure means the file is unusable
+        raise CorruptRunFile(f"cannot read {p}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                             f" (delete it to re-run that configuration)") from None
+    if t.num_rows != 1 or "run_id" not in t.column_names:
+        raise CorruptRunFile(f"{p} is not a runs-table row file (rows={t.num_rows}, columns={t.column_names})")
+    rid = t.column("run_id")[0].as_py()
+    if f"{rid}.parquet" != p.name:
+        raise CorruptRunFile(f"{p} holds run_id {rid!r}, which does not match its file name")
+    return rid
+
+
+def finished_run_ids(out: Path) -> set[str]:
+    """run_ids of the readable run files; raises CorruptRunFile listing every unreadable file."""
+    ids, bad = set(), []
+    for p in run_files(out):
+        try:
+            ids.add(check_file(p))
+        except CorruptRunFile as e:
+            bad.append(str(e))
+    if bad:
+        raise CorruptRunFile("; ".join(bad))
+    return ids
+
+
+def read_runs(out: Path):
+    """The whole dataset directory as one pandas DataFrame (raises CorruptRunFile on a bad file)."""
+    import pandas as pd
+    finished_run_ids(out)
+    frames = [pq.read_table(p).to_pandas() for p in run_files(out)]
+    if not frames:
+        return pd.DataFrame({k: pd.Series(dtype="object") for k in CANONICAL})
+    df = pd.concat(frames, ignore_index=True)
+    df["pet_params"] = df["pet_params"].astype("Int64")
+    return df
+
+
+def clean_stale_tmp(out: Path) -> int:
+    """Remove temp files left by writers on this host whose process is gone."""
+    n, host = 0, socket.gethostname()
+    for p in Path(out).glob(".*.tmp"):
+        parts = p.name[1:-len(".tmp")].rsplit("__", 2)
+        if len(parts) == 3 and parts[1] == host:
+            try:
+                os.kill(int(parts[2]), 0)
+            except ProcessLookupError:
+                p.unlink(missing_ok=True)
+                n += 1
+            except (ValueError, PermissionError):
+                pass
+    return n

@@ -1,0 +1,405 @@
+"""Tasks: a deterministic synthetic bilingual language pair, and real parallel corpora from TSV.
+
+Synthetic pair (everything derived from `seed`, so tests are fast and exact):
+- language A ("English-like"): SVO, adjective before noun, plural by a separate noun form,
+  determiners `the`/`a`, verb agrees with subject number;
+- language B ("German/Japanese-like"): SOV (verb last), adjective after the noun and agreeing with
+  the noun's gender, determiner agreeing in definiteness x gender x number, verb agreeing with
+  subject number; context-dependent word choice: every verb has two B lexemes chosen by the
+  subject's animacy (person vs other, like German essen/fressen), and A has homographs (one A
+  word, two B nouns) resolved by the verb's domain;
+- clauses are joined by `and` (A) / a B conjunction.
+
+Tasks built on it:
+- `synth_translate`: A sentence -> its B translation;
+- `synth_summarise`: compress and translate: a 2-3 clause A text -> B translation of its first
+  clause with all adjectives dropped.
+Pretraining text is monolingual A and B sentences (never parallel).
+
+Sequence format for finetuning: [<bos> <A> src... <B> tgt... <eos>]; the loss covers the target
+tokens and <eos> only. Pretraining: packed stream of "<A> sentence <eos>" / "<B> sentence <eos>".
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+PAD, BOS, EOS, TAG_A, TAG_B = 0, 1, 2, 3, 4
+SPECIALS = ["<pad>", "<bos>", "<eos>", "<A>", "<B>"]
+
+_SRC_NOUNS = {  # concept -> (A singular, class); class: person / animal / thing
+    "man": "person", "woman": "person", "child": "person", "teacher": "person", "farmer": "person",
+    "doctor": "person", "dog": "animal", "cat": "animal", "horse": "animal", "bird": "animal",
+    "fish": "animal", "ball": "thing", "book": "thing", "apple": "thing", "house": "thing",
+    "car": "thing", "tree": "thing", "stone": "thing", "letter": "thing", "boat": "thing",
+}
+# homographs: one A word, two concepts, chosen by the verb's domain (0 or 1)
+_HOMOGRAPHS = {"bank": ("bank.money", "bank.river"), "bat": ("bat.club", "bat.animal"),
+               "note": ("note.money", "note.music")}
+_ADJS = ["big", "small", "red", "old", "new", "green", "happy", "dark", "tall", "quiet"]
+_VERBS = {  # verb -> domain (selects the homograph sense of its object)
+    "sees": 0, "finds": 1, "likes": 0, "takes": 1, "carries": 0, "wants": 1, "buys": 0,
+    "watches": 1, "holds": 0, "follows": 1,
+}
+
+
+def _pseudo_words(rng: np.random.Generator, n: int, taken: set[str]) -> list[str]:
+    cons, vows = list("bdfgklmnprstvz"), list("aeiou")
+    out = []
+    while len(out) < n:
+        w = "".join(rng.choice(cons) + rng.choice(vows) for _ in range(int(rng.integers(2, 4))))
+        if w not in taken:
+            taken.add(w)
+            out.append(w)
+    return out
+
+
+@dataclasses.dataclass
+class Vocab:
+    tokens: list[str]
+
+    def __post_init__(self):
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+
+    def __len__(self):
+        return len(self.tokens)
+
+    def encode(self, words: list[str]) -> list[int]:
+        return [self.index[w] for w in words]
+
+    def decode(self, ids) -> str:
+        return " ".join(self.tokens[i] for i in ids if i >= len(SPECIALS))
+
+
+class SyntheticPair:
+    """The two synthetic languages and their lexicon, fully determined by `seed`."""
+
+    def __init__(self, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        taken = set()
+        self.concepts = dict(_SRC_NOUNS)
+        for w, (s0, s1) in _HOMOGRAPHS.items():
+            self.concepts[s0] = "thing"
+            self.concepts[s1] = "animal" if s1 == "bat.animal" else "thing"
+        names = sorted(self.concepts)
+        stems = _pseudo_words(rng, len(names), taken)
+        self.b_noun = {c: s for c, s in zip(names, stems)}
+        self.gender = {c: int(rng.integers(3)) for c in names}
+        self.b_adj = dict(zip(_ADJS, _pseudo_words(rng, len(_ADJS), taken)))
+        vstems = _pseudo_words(rng, 2 * len(_VERBS), taken)
+        self.b_verb = {v: (vstems[2 * i], vstems[2 * i + 1]) for i, v in enumerate(_VERBS)}
+        self.b_det = {(defn, g): w for (defn, g), w in zip(
+            [(d, g) for d in (0, 1) for g in (0, 1, 2, 3)], _pseudo_words(rng, 8, taken))}
+        self.b_and = _pseudo_words(rng, 1, taken)[0]
+        # vocabulary: every surface form of both languages
+        a = set(["the", "a", "and"]) | set(_ADJS)
+        for c in _SRC_NOUNS:
+            a |= {c, _a_plural(c)}
+        for w in _HOMOGRAPHS:
+            a |= {w, _a_plural(w)}
+        for v in _VERBS:
+            a |= {v, v[:-1] if not v.endswith("es") else v[:-2]}
+        b = {self.b_and} | set(self.b_det.values())
+        for c in names:
+            b |= {self.b_noun[c], self.b_noun[c] + _B_PL[self.gender[c]]}
+        for s in self.b_adj.values():
+            b |= {s + suf for suf in _B_ADJ}
+        for pair in self.b_verb.values():
+            for s in pair:
+                b |= {s + "t", s + "n"}
+        self.vocab = Vocab(SPECIALS + sorted(a) + sorted(b))
+
+    # ---- generation ------------------------------------------------------------------------
+    def _np(self, rng, role_verb_domain=None, subject=False):
+        if role_verb_domain is not None and rng.random() < 0.25:
+            hw = list(_HOMOGRAPHS)[int(rng.integers(len(_HOMOGRAPHS)))]
+            a_word, concept = hw, _HOMOGRAPHS[hw][role_verb_domain]
+        else:
+            concept = list(_SRC_NOUNS)[int(rng.integers(len(_SRC_NOUNS)))]
+            a_word = concept
+        return dict(concept=concept, a_word=a_word, plural=bool(rng.random() < 0.4),
+                    definite=bool(rng.random() < 0.5),
+                    adj=(_ADJS[int(rng.integers(len(_ADJS)))] if rng.random() < 0.5 else None))
+
+    def _clause(self, rng):
+        verb = list(_VERBS)[int(rng.integers(len(_VERBS)))]
+        return dict(subj=self._np(rng), verb=verb, obj=self._np(rng, _VERBS[verb]))
+
+    def _a_np(self, np_, adjectives=True):
+        det = "the" if np_["definite"] else "a"
+        if np_["plural"] and not np_["definite"]:
+            det = None
+        noun = _a_plural(np_["a_word"]) if np_["plural"] else np_["a_word"]
+        return ([det] if det else []) + ([np_["adj"]] if np_["adj"] and adjectives else []) + [noun]
+
+    def _b_np(self, np_, adjectives=True):
+        c = np_["concept"]
+        g = self.gender[c]
+        gd = 3 if np_["plural"] else g
+        noun = self.b_noun[c] + (_B_PL[g] if np_["plural"] else "")
+        out = [self.b_det[(int(np_["definite"]), gd)], noun]
+        if np_["adj"] and adjectives:
+            out.append(self.b_adj[np_["adj"]] + _B_ADJ[gd])
+        return out
+
+    def a_clause(self, cl, adjectives=True):
+        v = cl["verb"]
+        if cl["subj"]["plural"]:
+            v = v[:-2] if v.endswith("es") else v[:-1]
+        return self._a_np(cl["subj"], adjectives) + [v] + self._a_np(cl["obj"], adjectives)
+
+    def b_clause(self, cl, adjectives=True):
+        person = _SRC_NOUNS.get(cl["subj"]["concept"]) == "person"
+        stem = self.b_verb[cl["verb"]][0 if person else 1]
+        v = stem + ("n" if cl["subj"]["plural"] else "t")
+        return self._b_np(cl["subj"], adjectives) + self._b_np(cl["obj"], adjectives) + [v]
+
+    def sentence(self, rng, n_clauses):
+        cls = [self._clause(rng) for _ in range(n_clauses)]
+        a, b = [], []
+        for i, cl in enumerate(cls):
+            if i:
+                a.append("and")
+                b.append(self.b_and)
+            a += self.a_clause(cl)
+            b += self.b_clause(cl)
+        return cls, a, b
+
+
+def _a_plural(w):
+    return {"man": "men", "woman": "women", "child": "children", "fish": "fish"}.get(
+        w, w + ("es" if w.endswith(("s", "sh", "ch")) else "s"))
+
+
+_B_PL = ["en", "e", "er"]
+_B_ADJ = ["er", "e", "es", "en"]
+
+
+# ---- tasks --------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Examples:
+    """Tokenised finetuning examples: tokens (N, T) int32, loss mask (N, T) over targets."""
+    tokens: np.ndarray
+    mask: np.ndarray
+    src_len: np.ndarray  # index of the <B> separator (prefix length - 1)
+    refs: list[str]
+
+    def __len__(self):
+        return len(self.tokens)
+
+    def subset(self, idx):
+        return Examples(self.tokens[idx], self.mask[idx], self.src_len[idx], [self.refs[i] for i in idx])
+
+
+def pack_pairs(pairs: list[tuple[list[int], list[int]]], max_len: int, refs: list[str]) -> Examples:
+    n = len(pairs)
+    toks = np.zeros((n, max_len), np.int32)
+    mask = np.zeros((n, max_len), np.float32)
+    src_len = np.zeros((n,), np.int32)
+    for i, (s, t) in enumerate(pairs):
+        seq = [BOS, TAG_A] + s + [TAG_B] + t + [EOS]
+        if len(seq) > max_len:  # truncate the source, keep the target whole where possible
+            keep = max(1, len(s) - (len(seq) - max_len))
+            s = s[:keep]
+            seq = ([BOS, TAG_A] + s + [TAG_B] + t + [EOS])[:max_len]
+        toks[i, :len(seq)] = seq
+        sep = 2 + len(s)
+        src_len[i] = sep
+        # position j predicts token j+1: mask[j] = 1 where token j+1 is a target token or <eos>
+        mask[i, sep:len(seq) - 1] = 1.0
+    return Examples(toks, mask, src_len, refs)
+
+
+class Task:
+    """Common interface: vocab size, tokenizer, pretraining stream, finetuning splits."""
+    name: str
+    vocab_size: int
+    max_len: int
+
+    def pretrain_stream(self, n_tokens: int, seed: int) -> np.ndarray: ...
+    def split(self, split: str, n: int) -> Examples: ...
+    def detok(self, ids) -> str: ...
+
+
+class SyntheticTask(Task):
+    def __init__(self, kind: str = "translate", lang_seed: int = 0, max_len: int = 48):
+        if kind not in ("translate", "summarise"):
+            raise ValueError(f"unknown synthetic task kind {kind!r}")
+        self.kind = kind
+        self.name = f"synth_{kind}"
+        self.pair = SyntheticPair(lang_seed)
+        self.vocab_size = len(self.pair.vocab)
+        self.max_len = max_len
+        self._salt = {"translate": 11, "summarise": 23}[kind]
+
+    def detok(self, ids) -> str:
+        return self.pair.vocab.decode([int(i) for i in ids])
+
+    def _rng(self, split):
+        key = {"train": 1, "dev": 2, "test": 3, "pretrain": 4}[split]
+        return np.random.default_rng([self._salt, key])
+
+    def _example(self, rng):
+        if self.kind == "translate":
+            _, a, b = self.pair.sentence(rng, int(rng.integers(1, 3)))
+            return a, b
+        cls, a, _ = self.pair.sentence(rng, int(rng.integers(2, 4)))
+        return a, self.pair.b_clause(cls[0], adjectives=False)
+
+    def split(self, split: str, n: int) -> Examples:
+        """First n examples of a split (a prefix of one fixed stream: nested subsets by design)."""
+        rng = self._rng(split)
+        v = self.pair.vocab
+        pairs, refs = [], []
+        for _ in range(n):
+            a, b = self._example(rng)
+            pairs.append((v.encode(a), v.encode(b)))
+            refs.append(" ".join(b))
+        return pack_pairs(pairs, self.max_len, refs)
+
+    def pretrain_stream(self, n_tokens: int, seed: int = 0) -> np.ndarray:
+        """Monolingual A and B sentences (independently drawn, never parallel), packed."""
+        rng = np.random.default_rng([97, seed])
+        v = self.pair.vocab
+        out, total = [], 0
+        while total < n_tokens:
+            _, a, b = self.pair.sentence(rng, int(rng.integers(1, 4)))
+            seq = [TAG_A] + v.encode(a) + [EOS] if rng.random() < 0.5 else [TAG_B] + v.encode(b) + [EOS]
+            out.append(seq)
+            total += len(seq)
+        return np.concatenate(out)[:n_tokens].astype(np.int32)
+
+
+# ---- real corpora ------------------------------------------------------------------------------
+
+class ByteTokenizer:
+    """UTF-8 bytes shifted past the special ids."""
+    def __init__(self):
+        self.vocab_size = 256 + len(SPECIALS)
+
+    def encode(self, s: str) -> list[int]:
+        return [b + len(SPECIALS) for b in s.encode("utf-8")]
+
+    def decode(self, ids) -> str:
+        return bytes(int(i) - len(SPECIALS) for i in ids if int(i) >= len(SPECIALS)).decode("utf-8", "replace")
+
+
+class SentencePieceTokenizer:
+    """A unigram sentencepiece model trained on the corpus itself (both sides)."""
+    def __init__(self, texts: list[str], vocab_size: int = 1000, seed: int = 0):
+        import io
+        import sentencepiece as spm
+        buf = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size,
+            model_type="unigram", character_coverage=1.0, hard_vocab_limit=False,
+            bos_id=-1, eos_id=-1, pad_id=-1, unk_id=0, random_seed=seed, num_threads=1,
+            minloglevel=2)
+        self.sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
+        self.vocab_size = self.sp.get_piece_size() + len(SPECIALS)
+
+    def encode(self, s: str) -> list[int]:
+        return [i + len(SPECIALS) for i in self.sp.encode(s)]
+
+    def decode(self, ids) -> str:
+        return self.sp.decode([int(i) - len(SPECIALS) for i in ids if int(i) >= len(SPECIALS)])
+
+
+def read_tsv(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """Parallel corpus as TSV: `source<TAB>target` per line; blank lines and '#' lines skipped."""
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = line.split("\t")
+            if len(parts) != 2:
+                raise ValueError(f"{path}:{lineno}: expected 2 tab-separated fields, got {len(parts)}")
+            pairs.append((parts[0].strip(), parts[1].strip()))
+    return pairs
+
+
+def read_ding(path: str | os.PathLike = "/usr/share/trans/de-en") -> list[tuple[str, str]]:
+    """Debian `trans-de-en` (Ding format: `German :: English`, `|` between aligned senses),
+    as (English, German) pairs, one per aligned sense, annotations in {} [] () dropped."""
+    import re
+    clean = lambda s: re.sub(r"\s+", " ", re.sub(r"\{[^}]*\}|\[[^]]*\]|\([^)]*\)", "", s)).strip(" ;,")
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#") or " :: " not in line:
+                continue
+            de, en = line.rstrip("\n").split(" :: ", 1)
+            for d, e in zip(de.split(" | "), en.split(" | ")):
+                d, e = clean(d.split(";")[0]), clean(e.split(";")[0])
+                if d and e:
+                    pairs.append((e, d))
+    return pairs
+
+
+class ParallelCorpusTask(Task):
+    """A real parallel corpus (list of (src, tgt) strings) with a deterministic train/dev/test split.
+
+    Pretraining text = the monolingual sides of the train split, shuffled independently.
+    """
+    def __init__(self, pairs, name="corpus", tokenizer="bytes", max_len=64, n_dev=200, n_test=500,
+                 sp_vocab=1000, seed=0):
+        if len(pairs) < n_dev + n_test + 1:
+            raise ValueError(f"corpus has {len(pairs)} pairs; need more than n_dev + n_test = {n_dev + n_test}")
+        self.name = name
+        # stable order independent of file order: sort by content hash
+        order = sorted(range(len(pairs)), key=lambda i: hashlib.sha1(
+            f"{seed}\t{pairs[i][0]}\t{pairs[i][1]}".encode()).hexdigest())
+        pairs = [pairs[i] for i in order]
+        self.test, self.dev, self.train = pairs[:n_test], pairs[n_test:n_test + n_dev], pairs[n_test + n_dev:]
+        if tokenizer == "bytes":
+            self.tok = ByteTokenizer()
+        elif tokenizer == "sentencepiece":
+            self.tok = SentencePieceTokenizer([s for p in self.train for s in p], sp_vocab, seed)
+        else:
+            raise ValueError(f"unknown tokenizer {tokenizer!r} (bytes or sentencepiece)")
+        self.vocab_size = self.tok.vocab_size
+        self.max_len = max_len
+
+    def detok(self, ids) -> str:
+        return self.tok.decode(ids)
+
+    def split(self, split: str, n: int) -> Examples:
+        src = {"train": self.train, "dev": self.dev, "test": self.test}[split]
+        if n > len(src):
+            raise ValueError(f"{self.name}: asked for {n} {split} examples, split has {len(src)}")
+        src = src[:n]
+        return pack_pairs([(self.tok.encode(s), self.tok.encode(t)) for s, t in src], self.max_len,
+                          [t for _, t in src])
+
+    def pretrain_stream(self, n_tokens: int, seed: int = 0) -> np.ndarray:
+        rng = np.random.default_rng([97, seed])
+        out, total = [], 0
+        while total < n_tokens:
+            s, t = self.train[int(rng.integers(len(self.train)))]
+            seq = [TAG_A] + self.tok.encode(s) + [EOS] if rng.random() < 0.5 else [TAG_B] + self.tok.encode(t) + [EOS]
+            out.append(seq)
+            total += len(seq)
+        return np.concatenate(out)[:n_tokens].astype(np.int32)
+
+
+def get_task(spec: dict | str) -> Task:
+    """Build a task from a name or a TOML table: synth_translate, synth_summarise,
+    {name="...", tsv="path"} or {name="...", ding="/usr/share/trans/de-en"}."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    spec = dict(spec)
+    name = spec.pop("name", None)
+    if name in ("synth_translate", "synth_summarise"):
+        return SyntheticTask(name.split("_")[1], **spec)
+    if "tsv" in spec:
+        return ParallelCorpusTask(read_tsv(Path(spec.pop("tsv"))), name=name or "tsv", **spec)
+    if "ding" in spec:
+        return ParallelCorpusTask(read_ding(spec.pop("ding")), name=name or "ding", **spec)
+    raise ValueError(f"unknown task {name!r}: use synth_translate, synth_summarise, or a table with tsv= or ding=")

@@ -1,0 +1,106 @@
+"""Shared functional training pieces: loss, jitted train/eval steps, batching, devices.
+
+Steps are jitted once per (graph structure, optimizer) and reused across runs in one process (the
+optimizer objects are cached by their hyperparameters), so a worker that runs many finetuning jobs
+of one model size compiles once.
+
+Devices: on several devices the batch is sharded over a 1-D `data` mesh and parameters are
+replicated (plain data parallelism through jax.sharding; XLA inserts the gradient all-reduce). On a
+GPU the compute dtype defaults to bfloat16 (parameters and optimizer state stay float32).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+
+def compute_dtype(name: str = "auto"):
+    if name == "auto":
+        return jnp.bfloat16 if jax.default_backend() in ("gpu", "cuda", "rocm", "tpu") else jnp.float32
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+
+
+@functools.lru_cache(maxsize=None)
+def _mesh():
+    devs = jax.devices()
+    if len(devs) == 1:
+        return None
+    return jax.sharding.Mesh(np.array(devs), ("data",))
+
+
+def put_batch(*arrays):
+    """Host arrays -> device; sharded along the batch axis when there are several devices."""
+    mesh = _mesh()
+    if mesh is None:
+        return tuple(jnp.asarray(a) for a in arrays)
+    n = len(mesh.devices)
+    if arrays[0].shape[0] % n:
+        raise ValueError(f"batch size {arrays[0].shape[0]} is not divisible by {n} devices")
+    sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    return tuple(jax.device_put(a, sh) for a in arrays)
+
+
+def replicate(tree):
+    mesh = _mesh()
+    if mesh is None:
+        return tree
+    return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
+
+def nll_sum(logits, tokens, mask):
+    """Sum of NLL (nats) of tokens[:, j+1] given positions <= j where mask[:, j] = 1, and the count."""
+    logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
+    tgt = tokens[:, 1:]
+    tok_lp = jnp.take_along_axis(logp, tgt[..., None], axis=-1)[..., 0]
+    m = mask[:, :-1]
+    return -(tok_lp * m).sum(), m.sum()
+
+
+@functools.lru_cache(maxsize=None)
+def optimizer(lr: float, weight_decay: float = 0.0, warmup: int = 0, clip: float = 1.0):
+    sched = lr
+    if warmup:
+        sched = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)], [warmup])
+    return optax.chain(optax.clip_by_global_norm(clip), optax.adamw(sched, b2=0.98, weight_decay=weight_decay))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 4))
+def train_step(graphdef, tx, trainable, frozen, opt_state, tokens, mask):
+    def lossf(tr):
+        model = nnx.merge(graphdef, tr, frozen)
+        s, n = nll_sum(model(tokens), tokens, mask)
+        return s / jnp.maximum(n, 1.0)
+
+    loss, grads = jax.value_and_grad(lossf)(trainable)
+    updates, opt_state = tx.update(grads, opt_state, trainable)
+    return optax.apply_updates(trainable, updates), opt_state, loss
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def eval_step(graphdef, state, tokens, mask):
+    model = nnx.merge(graphdef, state)
+    return nll_sum(model(tokens), tokens, mask)
+
+
+def split_model(model, trainable_filter):
+    """(graphdef, trainable, frozen). The trainable arrays are copies: train_step donates them, and the
+    caller's arrays (e.g. loaded base weights shared with the model) must stay valid."""
+    graphdef, trainable, frozen = nnx.split(model, trainable_filter, ...)
+    return graphdef, replicate(jax.tree.map(jnp.copy, trainable)), replicate(frozen)
+
+
+def batches(n: int, batch_size: int, seed: int):
+    """Endless stream of index batches: a fresh permutation per epoch; fixed batch shape even when
+    n < batch_size (epochs are concatenated)."""
+    rng = np.random.default_rng(seed)
+    buf = np.zeros((0,), np.int64)
+    while True:
+        while len(buf) < batch_size:
+            buf = np.concatenate([buf, rng.permutation(n)])
+        yield buf[:batch_size]
+        buf = buf[batch_size:]
