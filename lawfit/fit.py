@@ -274,6 +274,7 @@ def _fit_group(gdf, key, law, obj, cols, joint, share, fixed, starts, n_boot, se
         free_hat, draws_free, status = post["estimate"], post["draws"], post["status"]
         objective_value = lsq.objective_value(problem, free_hat)
         warnings, info, method = list(post.get("warnings", [])), dict(post.get("info", {})), "posterior"
+        posterior = post.get("posterior")
     else:
         ms, warnings = _solve_lsq(problem, law, layout, sub_problems, starts, solver, rng)
         status, w2 = _status(ms, law, layout, problem) if not joint else (
@@ -282,7 +283,7 @@ def _fit_group(gdf, key, law, obj, cols, joint, share, fixed, starts, n_boot, se
         warnings = warnings + w2
         free_hat, objective_value = ms.theta, ms.value
         info = {"n_starts": ms.n_starts, "n_at_optimum": ms.n_at_optimum, "steps": ms.steps}
-        draws_free, method = np.zeros((0, len(free_hat))), None
+        draws_free, method, posterior = np.zeros((0, len(free_hat))), None, None
         if n_boot:
             clusters = (np.arange(len(gdf)) if seeds == "average" else
                         gdf.groupby([c for c in gdf.columns if c in CONFIG_COLUMNS or c == joint],
@@ -311,5 +312,6 @@ def _fit_group(gdf, key, law, obj, cols, joint, share, fixed, starts, n_boot, se
                             estimate=law.to_natural(est_int[s]),
                             draws=law.to_natural(draws_int[:, s, :]), interval_method=method,
                             ranges=ranges, warnings=tuple(warnings),
-                            info=info | {"n_seeds": int(gdf.loc[m, "n_seeds"].sum())}))
+                            info=info | {"n_seeds": int(gdf.loc[m, "n_seeds"].sum())},
+                            posterior=posterior))
     return out

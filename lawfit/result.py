@@ -38,6 +38,7 @@ class GroupFit:
     ranges: dict                   # role -> (min, max) of the fitted runs
     warnings: tuple = ()
     info: dict = field(default_factory=dict)   # starts, joint layout, diagnostics, ...
+    posterior: object = field(default=None, repr=False)  # arviz data of a Bayesian fit (not JSON)
 
     @property
     def params(self) -> dict:

@@ -57,7 +57,7 @@ def build_model(cfg: ModelConfig, base_params: dict, method: str, pet_size: int 
                         prompt_len=pet_size if method == "prompt" else 0,
                         dtype=compute_dtype(dtype) if isinstance(dtype, str) else dtype)
     base = nnx.state(model, BASE)
-    base.replace_by_pure_dict(base_params)
+    nnx.replace_by_pure_dict(base, base_params)
     nnx.update(model, base)
     if method == "prompt":
         init_prompt_from_vocab(model, jax.random.key(seed + 2000), low=len(SPECIALS))

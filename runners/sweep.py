@@ -238,8 +238,21 @@ def _init_pool_worker(threads, counter):
     init_worker(threads, slot)
 
 
+def _compilation_cache(default: Path):
+    """Share XLA compilations between the processes of a sweep (jax's persistent cache): workers,
+    resumed sweeps and submitit jobs then compile each step function once. JAX_COMPILATION_CACHE_DIR
+    overrides the location."""
+    import jax
+    if jax.config.jax_compilation_cache_dir:
+        return
+    jax.config.update("jax_compilation_cache_dir", os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(default))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def execute(job: dict) -> dict:
     """Run one job in this process (pretrain or finetune); returns a small summary."""
+    _compilation_cache(Path(job["ckpt_dir"]).parent / ".jax_cache")
     from . import jobs  # imports jax
     if job["kind"] == "pretrain":
         return jobs.run_pretrain(job)

@@ -1,0 +1,295 @@
+"""The ``lawfit`` command: thin; every subcommand is one call into the API.
+
+Exit status: 0 success, 2 bad input or usage (one line on stderr, no traceback), 1 a bug.
+Subcommands register themselves in SUBCOMMANDS as (help, add_arguments, run).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from . import __version__
+from .data import DataError
+
+SUBCOMMANDS: dict[str, tuple] = {}
+
+
+def subcommand(name: str, help: str, add_arguments):
+    """Register ``fn(args) -> exit status`` as ``lawfit NAME``; ``add_arguments(parser)``."""
+    def deco(fn):
+        SUBCOMMANDS[name] = (help, add_arguments, fn)
+        return fn
+    return deco
+
+
+class Progress:
+    """Progress lines on stderr with elapsed time (quiet with --quiet)."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.t0 = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.perf_counter() - self.t0:6.1f}s] {message}", file=sys.stderr,
+                  flush=True)
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _value(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_assignments(text: str) -> dict:
+    """``a=1,b=x`` -> {"a": 1.0, "b": "x"}."""
+    out = {}
+    for item in _csv(text) or []:
+        if "=" not in item:
+            raise DataError(f"expected NAME=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = _value(v.strip())
+    return out
+
+
+def _starts(text: str):
+    if text == "grid":
+        return "grid"
+    try:
+        return int(text)
+    except ValueError:
+        raise DataError(f"--starts must be 'grid' or a count, got {text!r}") from None
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by every subcommand that fits a runs table."""
+    p.add_argument("runs", help="runs table: CSV, TSV, parquet, or a sweep's parquet directory")
+    p.add_argument("--law", default=None,
+                   help="multiplicative (default), additive, chinchilla or power")
+    p.add_argument("--x", default=None, help="column of the law's X (default model_params; "
+                   "@COL reads per row the column named in COL)")
+    p.add_argument("--d", default=None, help="column of D (default finetune_examples; "
+                   "pretrain_tokens for chinchilla)")
+    p.add_argument("--y", default="loss", help="loss column (default loss)")
+    p.add_argument("--by", default=None, help="grouping columns, comma separated "
+                   "(default: task and method where present)")
+    p.add_argument("--where", default=None,
+                   help="keep rows matching a pandas query, e.g. 'finetune_examples > 0'")
+    p.add_argument("--objective", default=None, choices=["huber", "huber-log", "mse", "mse-log"],
+                   help="default huber (finetuning laws), huber-log (chinchilla)")
+    p.add_argument("--delta", type=float, default=None, help="Huber delta (default 1e-3)")
+    p.add_argument("--starts", default="grid", help="'grid' (the law's start grid) or a count of "
+                   "random starts over the grid's span")
+    p.add_argument("--seeds", default="average", choices=["average", "keep"],
+                   help="average runs that differ only in seed (default) or keep them")
+    p.add_argument("--seed", type=int, default=0, help="random seed (bootstrap, random starts)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def fit_options(args) -> dict:
+    return dict(x=args.x, d=args.d, y=args.y, by=_csv(args.by), where=args.where,
+                objective=args.objective, delta=args.delta, starts=_starts(args.starts),
+                seeds=args.seeds, seed=args.seed)
+
+
+def load(args):
+    from .data import read_runs
+    frame, source = read_runs(args.runs)
+    return frame, source.as_dict()
+
+
+# --- fit -------------------------------------------------------------------------------------
+
+def _fit_add(p):
+    add_data_arguments(p)
+    p.add_argument("--recipe", default=None, choices=["hoffmann2022", "epoch2024", "zhang2024"],
+                   help="a paper's procedure by name (zhang2024: two-stage joint fit over the "
+                   "'factor' column)")
+    p.add_argument("--bootstrap", type=int, default=0, help="bootstrap resamples (lsq)")
+    p.add_argument("--fitter", default="lsq", choices=["lsq", "bayes"])
+    p.add_argument("--solver", default="newton", choices=["newton", "varpro"],
+                   help="varpro: variable projection (with --objective mse)")
+    p.add_argument("--joint", default=None, help="column whose values are subsets fitted jointly")
+    p.add_argument("--share", default="", help="parameters shared by the joint subsets, e.g. E,beta")
+    p.add_argument("--fix", default=None, help="frozen parameters, e.g. E=0.62,beta=0.081")
+    p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--priors", default=None, help="TOML file of priors (--fitter bayes)")
+    p.add_argument("--out", default=None, help="directory for fit.json and draws.parquet")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing fit in --out")
+    p.add_argument("--plot", action="store_true", help="also draw the fit (PNG and PDF) into --out")
+
+
+@subcommand("fit", "fit a law per group and print parameters with intervals", _fit_add)
+def cmd_fit(args) -> int:
+    from . import recipes, report
+    from .fit import fit
+    if args.plot and not args.out:
+        raise DataError("--plot needs --out DIR (the figures are written there)")
+    if args.out:
+        report.prepare_out(args.out, ["fit.json", "draws.parquet"], args.overwrite)
+    frame, source = load(args)
+    progress = Progress(args.quiet)
+    opts = fit_options(args)
+    bayes_options = {}
+    if args.priors:
+        from .bayes import read_priors
+        bayes_options["priors"] = read_priors(args.priors)
+    common = dict(bootstrap=args.bootstrap, fitter=args.fitter, level=args.level, source=source,
+                  progress=progress, bayes_options=bayes_options)
+    if args.recipe == "zhang2024":
+        opts = {k: v for k, v in opts.items() if k not in ("x", "objective", "delta")}
+        opts["d"] = opts["d"] or "finetune_examples"
+        if opts["by"] is None:
+            opts.pop("by")
+        result = recipes.zhang2024(frame, **opts, **common)
+    else:
+        preset = dict(recipes.RECIPES.get(args.recipe, {}))
+        law = args.law or preset.pop("law", "multiplicative")
+        preset.pop("law", None)
+        for k in ("objective", "delta"):
+            if opts[k] is None and k in preset:
+                opts[k] = preset[k]
+        if args.recipe and not args.bootstrap and "bootstrap" in preset:
+            common["bootstrap"] = preset["bootstrap"]
+        result = fit(frame, law, solver=args.solver, joint=args.joint,
+                     share=_csv(args.share) or (), fixed=parse_assignments(args.fix or ""),
+                     **opts, **common)
+    print(report.params_table(result))
+    if args.out:
+        out = report.write_fit(result, args.out, overwrite=args.overwrite)
+        print(f"wrote {out / 'fit.json'} and {out / 'draws.parquet'}", file=sys.stderr)
+    if args.plot:
+        from .plot import plot_fit
+        for path in plot_fit(result, frame, args.out):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+
+# --- predict ---------------------------------------------------------------------------------
+
+def _predict_add(p):
+    p.add_argument("fit_dir", help="directory written by `lawfit fit --out`")
+    p.add_argument("--at", action="append", required=True,
+                   help="one point, e.g. model_params=16e9,finetune_examples=1e6 (and group "
+                   "columns such as task=...,method=...); repeat for more points")
+    p.add_argument("--level", type=float, default=None, help="interval level (default: the fit's)")
+
+
+@subcommand("predict", "predict the loss with intervals from a saved fit", _predict_add)
+def cmd_predict(args) -> int:
+    import pandas as pd
+    from .report import load_fit
+    result = load_fit(args.fit_dir)
+    points = pd.DataFrame([parse_assignments(a) for a in args.at])
+    table = result.predict(points, level=args.level)
+    with pd.option_context("display.width", 200, "display.max_columns", 50):
+        print(table.to_string(index=False))
+    if table["extrapolated"].any():
+        print("note: extrapolated rows lie outside the range the fit saw", file=sys.stderr)
+    return 0
+
+
+
+# --- simulate --------------------------------------------------------------------------------
+
+def _simulate_add(p):
+    p.add_argument("--paper", choices=["zhang2024"], default=None,
+                   help="the paper's grid (Table 1b) and fitted parameters (Table 4)")
+    p.add_argument("--law", default="multiplicative")
+    p.add_argument("--params", default=None, help="law parameters, e.g. A=2e3,E=0.6,alpha=0.36,beta=0.08")
+    p.add_argument("--grid", action="append", default=[],
+                   help="COL=v1:v2:..., e.g. model_params=1e9:2e9:4e9 (repeat per column)")
+    p.add_argument("--set", default=None, help="constant columns, e.g. task=demo,method=lora")
+    p.add_argument("--noise", type=float, default=0.005, help="sd of additive Gaussian noise")
+    p.add_argument("--seeds", type=int, default=3, help="repeats per configuration")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output runs table (.csv or .parquet)")
+    p.add_argument("--overwrite", action="store_true")
+
+
+@subcommand("simulate", "draw a runs table from known law parameters", _simulate_add)
+def cmd_simulate(args) -> int:
+    from pathlib import Path
+    from .simulate import paper_grid, simulate
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise DataError(f"{out} exists: choose another --out or pass --overwrite")
+    if out.suffix not in (".csv", ".parquet"):
+        raise DataError(f"--out must end in .csv or .parquet, got {out.name}")
+    if args.paper:
+        frame = paper_grid(noise=args.noise, seeds=args.seeds, seed=args.seed)
+    else:
+        if not args.params or not args.grid:
+            raise DataError("give --paper zhang2024, or --params and --grid")
+        grid = {}
+        for g in args.grid:
+            if "=" not in g:
+                raise DataError(f"--grid expects COL=v1:v2:..., got {g!r}")
+            k, v = g.split("=", 1)
+            try:
+                grid[k] = [float(t) for t in v.split(":")]
+            except ValueError:
+                raise DataError(f"--grid {g!r}: values must be numbers") from None
+        frame = simulate(args.law, parse_assignments(args.params), grid, noise=args.noise,
+                         seeds=args.seeds, seed=args.seed, extra=parse_assignments(args.set or ""))
+    from .report import _atomic_write
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out, (lambda t: frame.to_csv(t, index=False)) if out.suffix == ".csv"
+                  else (lambda t: frame.to_parquet(t, index=False)))
+    print(f"wrote {len(frame)} runs to {out}", file=sys.stderr)
+    return 0
+
+
+
+# --- main ------------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):      # one line, exit 2
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _load_plugins() -> None:
+    """Subcommands living in other modules register on import."""
+    import importlib
+    for mod in ("lawfit.cli_analysis", "lawfit.cli_bayes"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name not in (mod, mod.split(".")[0]):
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_plugins()
+    parser = _Parser(prog="lawfit", description="Fit scaling laws to training runs and "
+                     "extrapolate them with honest uncertainty.")
+    parser.add_argument("--version", action="version", version=f"lawfit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, (help_, add, _run) in SUBCOMMANDS.items():
+        add(sub.add_parser(name, help=help_, description=help_))
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return SUBCOMMANDS[args.command][2](args)
+    except DataError as exc:
+        print(f"lawfit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lawfit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
