@@ -227,7 +227,8 @@ class Task:
 
 
 class SyntheticTask(Task):
-    def __init__(self, kind: str = "translate", lang_seed: int = 0, max_len: int = 48):
+    def __init__(self, kind: str = "translate", lang_seed: int = 0, max_len: int = 48,
+                 parallel_fraction: float = 0.0):
         if kind not in ("translate", "summarise"):
             raise ValueError(f"unknown synthetic task kind {kind!r}")
         self.kind = kind
@@ -236,6 +237,9 @@ class SyntheticTask(Task):
         self.vocab_size = len(self.pair.vocab)
         self.max_len = max_len
         self._salt = {"translate": 11, "summarise": 23}[kind]
+        if not 0.0 <= parallel_fraction < 1.0:
+            raise ValueError(f"parallel_fraction must be in [0, 1), got {parallel_fraction}")
+        self.parallel_fraction = parallel_fraction
 
     def detok(self, ids) -> str:
         return self.pair.vocab.decode([int(i) for i in ids])
@@ -263,13 +267,22 @@ class SyntheticTask(Task):
         return pack_pairs(pairs, self.max_len, refs)
 
     def pretrain_stream(self, n_tokens: int, seed: int = 0) -> np.ndarray:
-        """Monolingual A and B sentences (independently drawn, never parallel), packed."""
+        """Monolingual A and B sentences (independently drawn), packed. With `parallel_fraction` > 0
+        that fraction of documents is an "<A> a <B> b <eos>" translation pair instead, like the
+        incidental parallel text of web corpora (drawn from the pretraining stream's own generator,
+        so never one of the finetuning/dev/test examples' streams)."""
         rng = np.random.default_rng([97, seed])
         v = self.pair.vocab
         out, total = [], 0
         while total < n_tokens:
             _, a, b = self.pair.sentence(rng, int(rng.integers(1, 4)))
-            seq = [TAG_A] + v.encode(a) + [EOS] if rng.random() < 0.5 else [TAG_B] + v.encode(b) + [EOS]
+            u = rng.random()
+            if u < self.parallel_fraction:
+                seq = [TAG_A] + v.encode(a) + [TAG_B] + v.encode(b) + [EOS]
+            elif u < self.parallel_fraction + (1 - self.parallel_fraction) / 2:
+                seq = [TAG_A] + v.encode(a) + [EOS]
+            else:
+                seq = [TAG_B] + v.encode(b) + [EOS]
             out.append(seq)
             total += len(seq)
         return np.concatenate(out)[:n_tokens].astype(np.int32)

@@ -1,0 +1,181 @@
+"""Runners: sweeps end to end through the command line (local and submitit-local executors),
+kill + resume, corrupt files, bad input."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("flax")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from runners import rows  # noqa: E402
+from runners.sweep import load_plan  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CANON = ["task", "method", "model_params", "pretrain_tokens", "finetune_examples", "pet_params", "seed",
+         "loss", "run_id"]
+
+
+def sweep_toml(tmp: Path, ckpt: Path, *, methods=("fmt", "prompt", "lora"), sizes=(8, 16), seeds=(0,),
+               steps=12, decode=4, jobs=1, name="t"):
+    p = tmp / f"{name}.toml"
+    p.write_text(textwrap.dedent(f"""
+        [sweep]
+        name = "{name}"
+        out = "{name}_out"
+        checkpoint_dir = "{ckpt}"
+        methods = {list(methods)!r}
+        finetune_examples = {list(sizes)!r}
+        seeds = {list(seeds)!r}
+        prompt_lengths = [2]
+        lora_ranks = [2]
+        [models]
+        configs = [{{d_model = 16, n_layers = 1, n_heads = 2}}]
+        [pretrain]
+        steps = 6
+        batch_size = 4
+        seq_len = 16
+        [finetune]
+        steps = {steps}
+        batch_size = 4
+        eval_every = {max(1, steps // 2)}
+        dev_examples = 8
+        [eval]
+        test_examples = 8
+        decode_examples = {decode}
+        [local]
+        jobs = {jobs}
+        """))
+    return p
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Shared pretraining checkpoints and XLA compilation cache across this module's sweeps."""
+    base = tmp_path_factory.mktemp("sweeps")
+    e = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(base / "jax_cache"), PYTHONPATH=str(REPO))
+    return base, base / "ckpt", e
+
+
+def cli(args, env, **kw):
+    return subprocess.run([sys.executable, "-m", "runners", "run", *map(str, args)], env=env, cwd=REPO,
+                          capture_output=True, text=True, **kw)
+
+
+def check_rows(out: Path, plan):
+    df = rows.read_runs(out)
+    assert sorted(df.run_id) == sorted(r["run_id"] for r in plan.runs)  # exactly the grid, no duplicates
+    assert list(df.columns[:len(CANON)]) == CANON
+    assert set(df.method) == {r["config"]["method"] for r in plan.runs}
+    assert df.loss.between(0.0, 10.0).all()
+    assert df[df.method == "fmt"].pet_params.isna().all()
+    assert (df[df.method != "fmt"].pet_params == 2).all()
+    from runners.model import ModelConfig, param_count
+    cfg = plan.runs[0]["config"]["model"]
+    assert (df.model_params == param_count(ModelConfig(**cfg))).all()
+    assert (df.pretrain_tokens == 6 * 4 * 16).all()
+    for r in plan.runs:  # each row is its configuration
+        row = df[df.run_id == r["run_id"]].iloc[0]
+        assert row.finetune_examples == r["config"]["finetune_examples"]
+        assert row.method == r["config"]["method"] and row.seed == r["config"]["seed"]
+    assert {"wall_seconds", "config", "zero_shot_loss", "base_loss", "dev_loss"} <= set(df.columns)
+    if plan.runs[0]["config"]["eval"]["decode_examples"]:
+        assert df.chrf.between(0, 100).all() and df.bleu.between(0, 100).all()
+    return df
+
+
+def test_local_sweep_killed_mid_run_then_resumed(tmp_path, env):
+    base, ckpt, e = env
+    toml = sweep_toml(tmp_path, ckpt, sizes=(8, 16), seeds=(0, 1), steps=400, decode=0)
+    plan = load_plan(toml)
+    out = plan.out
+    proc = subprocess.Popen([sys.executable, "-m", "runners", "run", str(toml)], env=e, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    t0 = time.time()
+    while not rows.run_files(out) and time.time() - t0 < 120 and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "sweep finished before it could be killed: " + proc.stderr.read().decode()[-2000:]
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole session: driver and worker, mid-run
+    proc.wait()
+    first = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in rows.run_files(out)}
+    assert 1 <= len(first) < len(plan.runs), f"kill was not mid-sweep: {len(first)} of {len(plan.runs)} rows"
+    rows.finished_run_ids(out)  # every file present is complete and readable
+    r = cli([toml], e, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"{len(first)} already done" in r.stderr
+    df = check_rows(out, plan)
+    assert len(df) == len(plan.runs)
+    for name, (mtime, data) in first.items():  # finished rows were not redone
+        assert (out / name).stat().st_mtime_ns == mtime and (out / name).read_bytes() == data
+    assert not list(out.glob(".*.tmp")), "stale temp files of the killed writer were not cleaned"
+    # a third run has nothing to do
+    r = cli([toml], e, timeout=120)
+    assert r.returncode == 0 and f"({len(plan.runs)} already done, 0 to run)" in r.stderr
+
+
+def test_submitit_local_executor_end_to_end(tmp_path, env):
+    base, ckpt, e = env
+    toml = sweep_toml(tmp_path, ckpt, sizes=(8,), steps=4, decode=2, name="s")
+    r = cli([toml, "--executor", "submitit-local"], e, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    plan = load_plan(toml)
+    df = check_rows(plan.out, plan)
+    assert len(df) == 3
+    assert list((plan.out / ".submitit").glob("*_result.pkl")), "runs did not go through submitit"
+    assert "[runs 3/3" in r.stderr
+
+
+def test_corrupt_or_partial_row_file_is_reported(tmp_path, env):
+    base, ckpt, e = env
+    toml = sweep_toml(tmp_path, ckpt, name="c")
+    plan = load_plan(toml)
+    plan.out.mkdir(parents=True)
+    good = {"task": "x", "method": "fmt", "model_params": 1, "pretrain_tokens": 1, "finetune_examples": 1,
+            "pet_params": None, "seed": 0, "loss": 1.0, "run_id": plan.runs[0]["run_id"]}
+    rows.write_row(plan.out, good)
+    full = (plan.out / f"{good['run_id']}.parquet").read_bytes()
+    bad = plan.out / f"{plan.runs[1]['run_id']}.parquet"
+    bad.write_bytes(full[: len(full) // 2])  # a truncated (partial) parquet file
+    with pytest.raises(rows.CorruptRunFile, match=bad.name):
+        rows.read_runs(plan.out)
+    r = cli([toml], e, timeout=120)
+    assert r.returncode == 2
+    assert bad.name in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    # dot-files (temp files of writers) are ignored by readers
+    bad.rename(plan.out / ".partial.tmp")
+    assert len(rows.read_runs(plan.out)) == 1
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path, env):
+    base, ckpt, e = env
+    bad = tmp_path / "bad.toml"
+    cases = {
+        "[sweep\nname = 1": "invalid TOML",
+        "[sweep]\nmethods = ['fmt', 'adapter']": "methods",
+        "[sweep]\nfinetune_examples = [0, 10]": "finetune_examples",
+        "[sweeep]\n": "unknown table",
+        "[finetune]\nstepz = 3": "unknown key",
+    }
+    for text, msg in cases.items():
+        bad.write_text(text)
+        r = cli([bad, "--dry-run"], e, timeout=60)
+        assert r.returncode == 2, (text, r.stderr)
+        assert msg in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = cli([tmp_path / "missing.toml"], e, timeout=60)
+    assert r.returncode == 2 and "not found" in r.stderr
+
+
+def test_run_ids_are_config_hashes(tmp_path, env):
+    base, ckpt, e = env
+    a = load_plan(sweep_toml(tmp_path, ckpt, name="a"))
+    b = load_plan(sweep_toml(tmp_path, ckpt, name="b"))  # same grid, other output dir
+    assert [r["run_id"] for r in a.runs] == [r["run_id"] for r in b.runs]
+    c = load_plan(sweep_toml(tmp_path, ckpt, name="c", steps=13))
+    assert not {r["run_id"] for r in a.runs} & {r["run_id"] for r in c.runs}
+    assert len(a.runs) == 1 * 2 * 1 * 3  # models x sizes x seeds x methods
