@@ -40,6 +40,7 @@ def main():
     from runners.train import compute_dtype, optimizer, put_batch, split_model, train_step
 
     dev = jax.devices()[0]
+    load0 = os.getloadavg()
     results = []
     for d in [int(x) for x in a.sizes.split(",")]:
         cfg = ModelConfig(a.vocab, d, a.layers, max(1, d // 16) if d >= 32 else 2)
@@ -75,6 +76,7 @@ def main():
     meta = dict(device=str(dev), platform=dev.platform, machine=platform.processor() or platform.machine(),
                 cpu_count=os.cpu_count(), threads=a.threads or "all", jax=jax.__version__,
                 batch=a.batch, seq=a.seq + 1, vocab=a.vocab, steps=a.steps, dtype=str(compute_dtype("auto").dtype if hasattr(compute_dtype("auto"), "dtype") else compute_dtype("auto")),
+                load_average_before=load0, load_average_after=os.getloadavg(),
                 note="median over timed steps after one compile step; full FMT train step (fwd+bwd+AdamW)")
     out = Path(a.out) if a.out else Path(__file__).parent / "results" / f"bench_runners_{dev.platform}_{a.threads or 'all'}threads.json"
     out.parent.mkdir(parents=True, exist_ok=True)

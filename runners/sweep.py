@@ -145,7 +145,7 @@ def load_plan(sweep_path, out=None) -> Plan:
     V = _vocab_size(task)
     if zs and _vocab_size(zs) != V:
         raise SweepError("zero_shot_task must share the task's vocabulary")
-    from .model import ModelConfig, ladder  # model.py imports jax; only the config classes are used
+    from .config import ModelConfig, ladder
     models_doc = doc.get("models", {"ladder": {"n": 2}})
     try:
         if "configs" in models_doc:
@@ -280,6 +280,7 @@ class Progress:
         self.total, self.done, self.failed, self.t0, self.stream, self.label = total, 0, 0, time.time(), stream, label
 
     def __call__(self, job: dict, res: dict):
+        self.last = res
         self.done += 1
         el = time.time() - self.t0
         eta = el / self.done * (self.total - self.done)
@@ -301,6 +302,14 @@ class Progress:
 
 
 def _run_local(jobs_: list[dict], n_jobs: int, threads: int | None, progress: Progress):
+    if n_jobs == 1 and "jax" not in sys.modules:
+        # one job at a time: run in this process (thread limit set before jax is first imported)
+        init_worker(threads)
+        for job in jobs_:
+            progress(job, execute_many([job])[0])
+            if "traceback" in progress.last:
+                print(progress.last["traceback"], file=progress.stream)
+        return
     import concurrent.futures as cf
     import multiprocessing as mp
     import traceback

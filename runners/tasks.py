@@ -311,7 +311,7 @@ class SentencePieceTokenizer:
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size,
             model_type="unigram", character_coverage=1.0, hard_vocab_limit=False,
-            bos_id=-1, eos_id=-1, pad_id=-1, unk_id=0, random_seed=seed, num_threads=1,
+            bos_id=-1, eos_id=-1, pad_id=-1, unk_id=0, num_threads=1,
             minloglevel=2)
         self.sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
         self.vocab_size = self.sp.get_piece_size() + len(SPECIALS)
@@ -338,9 +338,11 @@ def read_tsv(path: str | os.PathLike) -> list[tuple[str, str]]:
     return pairs
 
 
-def read_ding(path: str | os.PathLike = "/usr/share/trans/de-en") -> list[tuple[str, str]]:
+def read_ding(path: str | os.PathLike = "/usr/share/trans/de-en", max_pairs: int | None = None
+              ) -> list[tuple[str, str]]:
     """Debian `trans-de-en` (Ding format: `German :: English`, `|` between aligned senses),
-    as (English, German) pairs, one per aligned sense, annotations in {} [] () dropped."""
+    as (English, German) pairs, one per aligned sense, annotations in {} [] () dropped;
+    the first `max_pairs` pairs if given."""
     import re
     clean = lambda s: re.sub(r"\s+", " ", re.sub(r"\{[^}]*\}|\[[^]]*\]|\([^)]*\)", "", s)).strip(" ;,")
     pairs = []
@@ -353,6 +355,8 @@ def read_ding(path: str | os.PathLike = "/usr/share/trans/de-en") -> list[tuple[
                 d, e = clean(d.split(";")[0]), clean(e.split(";")[0])
                 if d and e:
                     pairs.append((e, d))
+            if max_pairs is not None and len(pairs) >= max_pairs:
+                return pairs[:max_pairs]
     return pairs
 
 
@@ -414,5 +418,6 @@ def get_task(spec: dict | str) -> Task:
     if "tsv" in spec:
         return ParallelCorpusTask(read_tsv(Path(spec.pop("tsv"))), name=name or "tsv", **spec)
     if "ding" in spec:
-        return ParallelCorpusTask(read_ding(spec.pop("ding")), name=name or "ding", **spec)
+        return ParallelCorpusTask(read_ding(spec.pop("ding"), spec.pop("max_pairs", None)),
+                                  name=name or "ding", **spec)
     raise ValueError(f"unknown task {name!r}: use synth_translate, synth_summarise, or a table with tsv= or ding=")

@@ -91,7 +91,7 @@ def check_rows(out: Path, plan):
 
 def test_local_sweep_killed_mid_run_then_resumed(tmp_path, env):
     base, ckpt, e = env
-    toml = sweep_toml(tmp_path, ckpt, sizes=(8, 16), seeds=(0, 1), steps=400, decode=0)
+    toml = sweep_toml(tmp_path, ckpt, methods=("fmt", "lora"), sizes=(8, 16), seeds=(0,), steps=300, decode=0)
     plan = load_plan(toml)
     out = plan.out
     proc = subprocess.Popen([sys.executable, "-m", "runners", "run", str(toml)], env=e, cwd=REPO,
@@ -179,3 +179,23 @@ def test_run_ids_are_config_hashes(tmp_path, env):
     c = load_plan(sweep_toml(tmp_path, ckpt, name="c", steps=13))
     assert not {r["run_id"] for r in a.runs} & {r["run_id"] for r in c.runs}
     assert len(a.runs) == 1 * 2 * 1 * 3  # models x sizes x seeds x methods
+
+
+def test_row_write_is_atomic_when_the_writer_dies(tmp_path, monkeypatch):
+    row = {"task": "x", "method": "lora", "model_params": 10, "pretrain_tokens": 5, "finetune_examples": 3,
+           "pet_params": 4, "seed": 0, "loss": 1.5, "run_id": "abc"}
+
+    def dying_write(table, where, **kw):
+        where.write(b"PAR1" + b"\0" * 100)  # some bytes of the file, then the process "dies"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rows.pq, "write_table", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        rows.write_row(tmp_path, row)
+    assert not (tmp_path / "abc.parquet").exists() and rows.run_files(tmp_path) == []
+    assert len(list(tmp_path.glob(".abc*.tmp"))) == 1
+    monkeypatch.undo()
+    rows.write_row(tmp_path, row)
+    df = rows.read_runs(tmp_path)
+    assert len(df) == 1 and df.pet_params.iloc[0] == 4 and str(df.pet_params.dtype) == "Int64"
+    assert pq.read_schema(tmp_path / "abc.parquet").field("model_params").type == "int64"
