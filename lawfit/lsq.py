@@ -29,10 +29,11 @@ from .objectives import Objective
 
 PAD = 32            # runs are padded to a multiple of this (zero weight) to share compilations
 SCREEN_STEPS = 30
-MAX_STEPS = 500
+MAX_STEPS = 1000
 FTOL = 1e-12        # converged when the Newton decrement^2 / 2 <= FTOL * (|f| + FABS)
 FABS = 1e-30
-CAP = 2.0          # longest step along one eigen-direction (log-scale or exponent units)
+CAP = 2.0          # longest step along one eigen-direction (Jacobi-scaled units)
+MAXSTEP = 10.0     # longest step in any parameter (log-scale or exponent units)
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,21 +205,27 @@ def _solver(fns):
         keep = ~active
         h = jnp.where(keep[:, None] & keep[None, :], h, 0.0) + jnp.diag(
             jnp.where(active, jnp.max(jnp.abs(jnp.diag(h))) + 1.0, 0.0))
-        ev, q = jnp.linalg.eigh(h)
+        # Jacobi scaling: a scale parameter near 0 has a tiny but exact curvature that an
+        # unscaled eigendecomposition would drown in rounding (eps * |H|)
+        hd = jnp.abs(jnp.diag(h))
+        dscale = jnp.sqrt(jnp.maximum(hd, 1e-16 * jnp.max(hd) + 1e-300))
+        hs = h / (dscale[:, None] * dscale[None, :])
+        ev, q = jnp.linalg.eigh(hs)
         scale = jnp.max(jnp.abs(ev)) + 1e-300
-        qg = q.T @ g
+        qg = q.T @ (g / dscale)
         # convergence test at the current point: the decrease still available, by a Newton step
-        # along well-determined directions and by at most a CAP-long move along flat ones (a scale
-        # parameter drifting towards 0), is below FTOL of the objective
+        # along well-determined directions and by at most a CAP-long move along flat ones, is
+        # below FTOL of the objective
         reliable = ev > 1e-13 * scale
         dec = jnp.sum(jnp.where(reliable, qg * qg / jnp.where(reliable, ev, 1.0),
                                 2.0 * CAP * jnp.abs(qg)))
         conv = (jnp.all(ev > -1e-13 * scale) & jnp.all(jnp.isfinite(g))
                 & (0.5 * dec <= FTOL * (jnp.abs(f) + FABS)))
-        # saddle-free damped step: |eigenvalue| per direction, at most CAP long, shortened by
-        # (1 + damping) after rejected steps
+        # saddle-free damped step: |eigenvalue| per direction, at most CAP long (scaled), shortened
+        # by (1 + damping) after rejected steps, and never longer than MAXSTEP in any parameter
         denom = jnp.maximum(jnp.maximum(jnp.abs(ev), jnp.abs(qg) / CAP), 1e-300) * (1.0 + lam)
-        d = -(q @ (qg / denom))
+        d = -(q @ (qg / denom)) / dscale
+        d = d * jnp.minimum(1.0, MAXSTEP / (jnp.max(jnp.abs(d)) + 1e-300))
         t_new = jnp.maximum(theta + d, lb)
         f_new = value(t_new, w, data)
         accept = (f_new < f) & ~done
@@ -361,7 +368,7 @@ def bootstrap_weights(n_boot: int, clusters: np.ndarray, rng: np.random.Generato
 
 
 def bootstrap(problem: Problem, candidates: np.ndarray, weights: np.ndarray, *,
-              chunk: int = 250, max_steps: int = 200, progress=None):
+              chunk: int = 250, max_steps: int = MAX_STEPS, progress=None):
     """Refit every resample (rows of ``weights``, (B, N)) from each candidate optimum of the full
     fit, vectorised; keep the best converged start per resample.
 

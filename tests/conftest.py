@@ -1,0 +1,32 @@
+"""Shared test helpers: where the reference data live, and the `lawfit` command."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def reference_data() -> Path:
+    """The shared reference data (never copied into the repository)."""
+    return Path(os.environ.get("LAWFIT_REFERENCE_DATA", ROOT.parent / "shared" / "data"))
+
+
+def require_reference(*parts: str) -> Path:
+    """Path of a reference file; skip when absent, fail when LAWFIT_REQUIRE_REFERENCE_DATA=1."""
+    path = reference_data().joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("LAWFIT_REQUIRE_REFERENCE_DATA") == "1":
+            pytest.fail(f"reference data missing: {path}")
+        pytest.skip(f"reference data missing: {path}")
+    return path
+
+
+def run_cli(*args, cwd=None, timeout=600):
+    """Run `lawfit ARGS` in a subprocess; returns CompletedProcess (text)."""
+    return subprocess.run([sys.executable, "-m", "lawfit.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
