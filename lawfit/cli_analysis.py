@@ -1,0 +1,296 @@
+"""``lawfit critical``, ``lawfit backtest`` and ``lawfit plot`` (registered on import by
+``lawfit.cli._load_plugins``). Thin: each is one call into critical.py / backtest.py / plot.py.
+
+``lawfit critical RUNS``: RUNS is a runs table, which is fitted here (the law per task x method,
+``--bootstrap`` 200 resamples by default, or ``--recipe zhang2024``), or a directory written by
+``lawfit fit --out`` (its fit.json and draws.parquet are used as they are, so a Bayesian fit's
+posterior draws work the same way). With ``--out DIR`` it writes DIR/critical.json,
+DIR/superiority.csv and, when it fitted, DIR/fit.json and DIR/draws.parquet.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .cli import Progress, _csv, add_data_arguments, fit_options, load, subcommand
+from .data import DataError
+
+
+def parse_at(values) -> dict | None:
+    """``--at model_params=1e9,2e9 --at pretrain_tokens=84e9`` -> {column: [values]}; a token
+    without ``=`` continues the previous column."""
+    if not values:
+        return None
+    out: dict = {}
+    for text in values:
+        col = None
+        for tok in [t.strip() for t in text.split(",") if t.strip()]:
+            if "=" in tok:
+                col, tok = (s.strip() for s in tok.split("=", 1))
+            if col is None:
+                raise DataError(f"--at expects COL=V1,V2,...; got {text!r}")
+            try:
+                v = float(tok)
+            except ValueError:
+                raise DataError(f"--at {text!r}: {tok!r} is not a number") from None
+            if not (v > 0 and np.isfinite(v)):
+                raise DataError(f"--at {text!r}: X values must be positive and finite")
+            out.setdefault(col, []).append(v)
+    return out
+
+
+def _pair(text: str) -> tuple[str, str]:
+    parts = _csv(text) or []
+    if len(parts) != 2 or parts[0] == parts[1]:
+        raise DataError(f"--between expects two different methods, e.g. fmt,lora; got {text!r}")
+    return parts[0], parts[1]
+
+
+def _d_range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(t) for t in text.split(","))
+    except ValueError:
+        raise DataError(f"--d-range expects LO,HI, e.g. 1,1e12; got {text!r}") from None
+    if not (0 < lo < hi < np.inf):
+        raise DataError(f"--d-range needs 0 < LO < HI, got {text!r}")
+    return lo, hi
+
+
+def _print_table(df: pd.DataFrame) -> None:
+    with pd.option_context("display.width", 220, "display.max_columns", 40,
+                           "display.float_format", "{:.4g}".format):
+        print(df.to_string(index=False))
+
+
+# --- critical --------------------------------------------------------------------------------
+
+def _critical_add(p):
+    add_data_arguments(p)
+    p.add_argument("--between", required=True, help="two methods, e.g. fmt,lora")
+    p.add_argument("--at", action="append", default=None,
+                   help="X values, e.g. model_params=1e9,2e9,4e9 (default: the measured X "
+                   "values of both methods; for a fit directory, 5 values across its X range)")
+    p.add_argument("--method-column", default="method", help="column naming the method")
+    p.add_argument("--recipe", default=None, choices=["zhang2024"],
+                   help="fit with the paper's two-stage joint procedure (column 'factor')")
+    p.add_argument("--bootstrap", type=int, default=200,
+                   help="bootstrap resamples when fitting here (default 200)")
+    p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--d-range", default="1,1e12", help="searched D range LO,HI (default 1,1e12)")
+    p.add_argument("--out", default=None, help="directory for critical.json (and the fit)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--plot", action="store_true", help="also draw the figures into --out")
+
+
+def _is_fit_dir(path: str) -> bool:
+    p = Path(path)
+    return (p.is_dir() and (p / "fit.json").exists()) or p.name == "fit.json"
+
+
+@subcommand("critical", "critical data sizes where two methods' losses cross, with intervals",
+            _critical_add)
+def cmd_critical(args) -> int:
+    from . import recipes, report
+    from .critical import critical
+    from .fit import _variable, fit
+    between = _pair(args.between)
+    at = parse_at(args.at)
+    d_range = _d_range(args.d_range)
+    if args.plot and not args.out:
+        raise DataError("--plot needs --out DIR (the figures are written there)")
+    progress = Progress(args.quiet)
+    fitted_here = not _is_fit_dir(args.runs)
+    if args.out:
+        report.prepare_out(args.out, ["critical.json"]
+                           + (["fit.json", "draws.parquet"] if fitted_here else []),
+                           args.overwrite)
+    x_values = None
+    if not fitted_here:
+        result = report.load_fit(args.runs)
+        progress(f"read the fit in {args.runs}")
+    else:
+        frame, source = load(args)
+        opts = fit_options(args)
+        mc = args.method_column
+        if mc not in frame.columns:
+            raise DataError(f"the runs table has no {mc!r} column: name the method column with "
+                            "--method-column")
+        present = set(frame[mc].astype(str))
+        for m in between:
+            if m not in present:
+                raise DataError(f"method {m!r} has no runs ({mc} takes {sorted(present)})")
+        frame = frame[frame[mc].astype(str).isin(between)]
+        if opts["by"] is None:
+            opts["by"] = [c for c in ("task", mc) if c in frame.columns]
+        elif mc not in opts["by"]:
+            opts["by"] = [*opts["by"], mc]
+        common = dict(bootstrap=args.bootstrap, level=args.level, source=source,
+                      progress=progress)
+        if args.recipe == "zhang2024":
+            opts = {k: v for k, v in opts.items() if k not in ("x", "objective", "delta")}
+            opts["d"] = opts["d"] or "finetune_examples"
+            result = recipes.zhang2024(frame, **opts, **common)
+        else:
+            result = fit(frame, args.law or "multiplicative", **opts, **common)
+        if at is None:   # the measured X values of both methods
+            x_values = {}
+            fframe = frame
+            if opts.get("where"):
+                from .data import apply_where
+                fframe = apply_where(frame, opts["where"])
+            rest_cols = [c for c in result.by if c != mc]
+            for g in result.groups:
+                m = np.ones(len(fframe), bool)
+                for c in rest_cols:
+                    m &= fframe[c].astype(str).to_numpy() == str(g.key[c])
+                spec = result.columns["x"]
+                xcol = str(g.key.get(spec[1:])) if spec.startswith("@") else spec
+                xs = _variable(fframe.loc[m], xcol)
+                k = tuple(sorted((c, str(g.key[c])) for c in g.key if c != mc))
+                x_values[k] = sorted(set(x_values.get(k, [])) | set(xs.tolist()))
+        if args.out:
+            report.write_fit(result, args.out, overwrite=args.overwrite)
+    res = critical(result, between, at=at, method_column=args.method_column, d_range=d_range,
+                   x_values=x_values, level=args.level)
+    _print_table(res.table())
+    if args.out:
+        out = Path(args.out)
+        report.write_json(report._jsonable(res.to_dict()), out / "critical.json")
+        res.superiority.to_csv(out / "superiority.csv", index=False)
+        print(f"wrote {out / 'critical.json'} and {out / 'superiority.csv'}", file=sys.stderr)
+        if args.plot:
+            from .plot import plot_critical
+            for path in plot_critical(res, out):
+                print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+# --- backtest --------------------------------------------------------------------------------
+
+def _backtest_add(p):
+    add_data_arguments(p)
+    p.add_argument("--holdout", default="largest",
+                   help="largest (the largest X and the largest D of each group), largest-x, "
+                   "largest-d, or COL=VALUE[:VALUE],... (a run is held out when its X or its D "
+                   "is held out)")
+    p.add_argument("--laws", default="multiplicative,additive",
+                   help="laws compared on the same split (default multiplicative,additive)")
+    p.add_argument("--bootstrap", type=int, default=100,
+                   help="bootstrap resamples for the coverage of held-out runs (default 100)")
+    p.add_argument("--level", type=float, default=0.95)
+    p.add_argument("--out", default=None,
+                   help="directory for backtest.json, backtest_runs.csv and the fits")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--plot", action="store_true", help="also draw the figures into --out")
+
+
+@subcommand("backtest", "hold out the largest scales, fit the rest, measure extrapolation error",
+            _backtest_add)
+def cmd_backtest(args) -> int:
+    from . import report
+    from .backtest import backtest, parse_holdout
+    laws = _csv(args.laws) or []
+    holdout = parse_holdout(args.holdout)
+    if args.plot and not args.out:
+        raise DataError("--plot needs --out DIR (the figures are written there)")
+    if args.out:
+        report.prepare_out(args.out, ["backtest.json", "backtest_runs.csv"], args.overwrite)
+    frame, source = load(args)
+    opts = fit_options(args)
+    if args.law:
+        raise DataError("lawfit backtest compares laws: give them with --laws, not --law")
+    bt = backtest(frame, laws, holdout=holdout, bootstrap=args.bootstrap, level=args.level,
+                  progress=Progress(args.quiet), **opts)
+    _print_table(bt.summary.drop(columns=["n_draws"]))
+    print("\nDelta_h (mean |prediction - loss| on held-out runs) by law:")
+    _print_table(bt.comparison())
+    if args.out:
+        out = Path(args.out)
+        doc = bt.to_dict() | {"data": source}
+        report.write_json(report._jsonable(doc), out / "backtest.json")
+        report._atomic_write(out / "backtest_runs.csv",
+                             lambda t: bt.runs.to_csv(t, index=False))
+        for law, res in bt.fits.items():
+            report.write_fit(res, out / "fits" / law, overwrite=args.overwrite)
+        print(f"wrote {out / 'backtest.json'}, {out / 'backtest_runs.csv'} and "
+              f"{out / 'fits'}/", file=sys.stderr)
+        if args.plot:
+            from .plot import plot_backtest
+            for path in plot_backtest(bt, out):
+                print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+# --- plot ------------------------------------------------------------------------------------
+
+def _plot_add(p):
+    p.add_argument("fit_dir", help="a directory written by lawfit fit, critical or backtest "
+                   "--out: every artefact found there (fit.json, critical.json, backtest.json) "
+                   "is drawn")
+    p.add_argument("--runs", default=None, help="runs table to draw as points (default: the "
+                   "table named in fit.json, when it still exists)")
+    p.add_argument("--out", default=None, help="directory for the figures (default FIT_DIR)")
+    p.add_argument("--format", default="png,pdf", help="png,pdf (default both)")
+
+
+def load_backtest(path: Path):
+    """A Backtest from a ``lawfit backtest --out`` directory."""
+    import json
+    from .backtest import Backtest
+    from .report import load_fit
+    doc = json.loads((path / "backtest.json").read_text())
+    runs = pd.read_csv(path / "backtest_runs.csv")
+    fits = {law: load_fit(path / "fits" / law) for law in doc["laws"]}
+    return Backtest(laws=tuple(doc["laws"]), holdout=doc["holdout"],
+                    summary=pd.DataFrame(doc["summary"]), runs=runs, fits=fits,
+                    columns=doc["columns"], group_columns=tuple(doc["group_columns"]),
+                    level=doc["level"])
+
+
+@subcommand("plot", "draw the fits, critical data sizes and backtests saved in a directory",
+            _plot_add)
+def cmd_plot(args) -> int:
+    import json
+    from .data import read_runs
+    from .plot import plot_backtest, plot_critical, plot_fit
+    from .report import load_fit
+    d = Path(args.fit_dir)
+    if not d.is_dir():
+        raise DataError(f"{d} is not a directory: give the --out directory of lawfit fit, "
+                        "critical or backtest")
+    formats = tuple(_csv(args.format) or ())
+    bad = [f for f in formats if f not in ("png", "pdf", "svg")]
+    if bad or not formats:
+        raise DataError(f"--format takes png, pdf or svg, got {args.format!r}")
+    out = Path(args.out) if args.out else d
+    paths = []
+    found = False
+    if (d / "fit.json").exists():
+        found = True
+        result = load_fit(d)
+        frame = None
+        runs = args.runs or (result.source or {}).get("path")
+        if runs and Path(runs).exists():
+            frame, _ = read_runs(runs)
+        elif runs:
+            print(f"note: runs table {runs} not found: drawing curves only (give --runs)",
+                  file=sys.stderr)
+        paths += plot_fit(result, frame, out, formats=formats)
+    if (d / "critical.json").exists():
+        found = True
+        try:
+            doc = json.loads((d / "critical.json").read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{d / 'critical.json'} is not valid JSON ({exc})") from None
+        paths += plot_critical(doc, out, formats=formats)
+    if (d / "backtest.json").exists():
+        found = True
+        paths += plot_backtest(load_backtest(d), out, formats=formats)
+    if not found:
+        raise DataError(f"{d} holds no fit.json, critical.json or backtest.json")
+    for p in paths:
+        print(f"wrote {p}", file=sys.stderr)
+    return 0

@@ -1,0 +1,322 @@
+"""Figures (matplotlib, Agg backend): fits, critical data sizes, probability of superiority and
+backtests. Every function takes results (or their JSON documents) and a directory, writes PNG and
+PDF files and returns their paths. Nothing here fits anything; fitting code never plots.
+
+- ``plot_fit``: loss against D per group (one panel per group), the runs as points and the fitted
+  curve with its interval band for each value of X (one colour per X); held-out runs, when given,
+  as open markers.
+- ``plot_critical``: critical data size D* against X per group, with its interval, the measured D
+  ranges of both methods shaded, the constant-gap closed form dashed; and the probability that
+  method a is better against D, one line per X.
+- ``plot_backtest``: Delta_h per group and law (bars) and, per law, the fit panels with held-out
+  runs marked.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .data import DataError, apply_where  # noqa: E402
+
+FORMATS = ("png", "pdf")
+PANELS_PER_PAGE = 12
+NCOLS = 3
+
+
+def _save(fig, out_dir: Path, name: str, formats=FORMATS) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in formats:
+        p = out_dir / f"{name}.{ext}"
+        fig.savefig(p, dpi=110 if ext == "png" else None, bbox_inches="tight")
+        paths.append(p)
+    plt.close(fig)
+    return paths
+
+
+def _pages(items, per_page=PANELS_PER_PAGE):
+    return [items[i:i + per_page] for i in range(0, len(items), per_page)] or [[]]
+
+
+def _grid(n: int):
+    ncols = min(NCOLS, max(n, 1))
+    nrows = max(1, math.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    return fig, axes.ravel()
+
+
+def _title(key: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in key.items()) or "all runs"
+
+
+def _sci(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def _group_rows(frame: pd.DataFrame, key: dict) -> np.ndarray:
+    m = np.ones(len(frame), bool)
+    for k, v in key.items():
+        if k in frame.columns:
+            m &= frame[k].astype(str).to_numpy() == str(v)
+    return m
+
+
+def _column(frame: pd.DataFrame, spec: str, key: dict) -> np.ndarray:
+    col = str(key.get(spec[1:], "")) if spec.startswith("@") else spec
+    if col not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
+
+
+def _fit_panel(ax, g, xcol: str, dcol: str, ycol: str, frame: pd.DataFrame | None,
+               heldout: np.ndarray | None, level: float, cmap="viridis"):
+    """One group: runs and fitted curves with bands, one colour per X value."""
+    xs = []
+    px = pd_ = py = ph = None
+    if frame is not None and len(frame):
+        m = _group_rows(frame, g.key)
+        px, pd_ = _column(frame, xcol, g.key)[m], _column(frame, dcol, g.key)[m]
+        py = pd.to_numeric(frame.loc[m, ycol], errors="coerce").to_numpy(np.float64)
+        ph = heldout[m] if heldout is not None else np.zeros(m.sum(), bool)
+        ok = np.isfinite(px) & np.isfinite(pd_) & np.isfinite(py) & (pd_ > 0) & (px > 0)
+        px, pd_, py, ph = px[ok], pd_[ok], py[ok], ph[ok]
+        xs = sorted(set(px))
+    if not xs:    # no data: curves at the ends and middle of the fitted X range
+        lo, hi = g.ranges["x"]
+        xs = sorted(set(np.geomspace(lo, hi, 3))) if hi > lo else [lo]
+    d_lo, d_hi = g.ranges["d"]
+    if pd_ is not None and len(pd_):
+        d_lo, d_hi = min(d_lo, pd_.min()), max(d_hi, pd_.max())
+    dgrid = np.geomspace(d_lo / 1.5, d_hi * 1.5, 120)
+    colours = plt.get_cmap(cmap)(np.linspace(0.05, 0.9, len(xs)))
+    q = (1 - level) / 2
+    for x, c in zip(xs, colours):
+        v = np.column_stack([np.full(len(dgrid), x), dgrid])
+        ax.plot(dgrid, g.loss(v), color=c, lw=1.5, label=f"X={_sci(x)}")
+        ld = g.loss_draws(v)
+        if len(ld):
+            lo, hi = np.quantile(ld, [q, 1 - q], axis=0)
+            ax.fill_between(dgrid, lo, hi, color=c, alpha=0.2, lw=0)
+        if px is not None:
+            m = np.isclose(px, x, rtol=1e-9)
+            ax.scatter(pd_[m & ~ph], py[m & ~ph], s=14, color=c, zorder=3)
+            if (m & ph).any():
+                ax.scatter(pd_[m & ph], py[m & ph], s=34, facecolors="none", edgecolors=c,
+                           linewidths=1.4, zorder=4, marker="D")
+    ax.axvspan(*g.ranges["d"], color="0.92", zorder=0, lw=0)
+    ax.set_xscale("log")
+    ax.set_xlabel(dcol)
+    ax.set_ylabel(ycol)
+    extra = "" if g.status == "converged" else f" [{g.status}]"
+    ax.set_title(_title(g.key) + extra, fontsize=9)
+    ax.legend(fontsize=6, ncol=2, loc="best")
+
+
+def plot_fit(result, frame: pd.DataFrame | None, out_dir, *, heldout: np.ndarray | None = None,
+             name: str = "fit", formats=FORMATS) -> list[Path]:
+    """Loss against D per group with fitted curves and interval bands (one line per X value).
+    ``frame``: the runs (the fit's ``where`` filter is applied again; may be None for curves
+    only). ``heldout``: (len(frame),) mask of held-out runs, drawn as open diamonds. The grey band
+    is the fitted D range. Writes NAME.png/.pdf (NAME-2... for more than 12 groups)."""
+    out_dir = Path(out_dir)
+    xcol, dcol, ycol = result.columns["x"], result.columns["d"], result.columns["y"]
+    if frame is not None:
+        frame = frame.reset_index(drop=True)
+        where = (result.settings or {}).get("where")
+        if where and heldout is None:
+            frame = apply_where(frame, where).reset_index(drop=True)
+        if heldout is not None and len(heldout) != len(frame):
+            raise DataError("heldout mask and runs table differ in length")
+    paths = []
+    groups = list(result.groups)
+    if not groups:
+        raise DataError("the fit has no groups to plot")
+    for i, page in enumerate(_pages(groups)):
+        fig, axes = _grid(len(page))
+        for ax, g in zip(axes, page):
+            _fit_panel(ax, g, xcol, dcol, ycol, frame, heldout, result.level)
+        fig.suptitle(f"{result.law.name}: {result.law.formula}"
+                     + ("; open diamonds: held out" if heldout is not None else "")
+                     + f"; bands: {result.level:.0%} "
+                     + (groups[0].interval_method or "no interval"), fontsize=10)
+        fig.tight_layout()
+        paths += _save(fig, out_dir, name if i == 0 else f"{name}-{i + 1}", formats)
+    return paths
+
+
+# --- critical data sizes -------------------------------------------------------------------
+
+def _critical_doc(critical) -> dict:
+    return critical if isinstance(critical, dict) else critical.to_dict()
+
+
+def plot_critical(critical, out_dir, *, name: str = "critical", formats=FORMATS) -> list[Path]:
+    """D* against X per group (and X column), interval as error bars (arrows where the interval
+    reaches past the searched range), measured D ranges of both methods shaded, the closed form
+    dashed; plus the probability-of-superiority figure. ``critical``: a CriticalResult or its
+    critical.json document."""
+    doc = _critical_doc(critical)
+    a, b = doc["between"]
+    out_dir = Path(out_dir)
+    panels: dict = {}
+    for r in doc["rows"]:
+        k = (tuple(sorted(r["key"].items())), r.get("x_name", doc["x_name"]))
+        panels.setdefault(k, []).append(r)
+    if not panels:
+        raise DataError("the critical-size result has no rows to plot")
+    dmin, dmax = doc["search"]["d_min"], doc["search"]["d_max"]
+    paths = []
+    for pi, page in enumerate(_pages(list(panels.items()))):
+        fig, axes = _grid(len(page))
+        for ax, ((key, xname), rows) in zip(axes, page):
+            rows = sorted(rows, key=lambda r: r["x"])
+            xs = np.array([r["x"] for r in rows])
+            ma = rows[0]["d_measured"][a]
+            mb = rows[0]["d_measured"][b]
+            ax.axhspan(*ma, color="tab:blue", alpha=0.12, lw=0, label=f"{a} measured D")
+            ax.axhspan(*mb, color="tab:orange", alpha=0.12, lw=0, label=f"{b} measured D")
+            n_roots = max((len(r["crossings"]) for r in rows), default=0)
+            markers = ["o", "s", "^", "v"]
+            for j in range(n_roots):
+                pts = [(r["x"], r["crossings"][j]) for r in rows if len(r["crossings"]) > j]
+                x = np.array([p[0] for p in pts])
+                d = np.array([p[1]["d"] for p in pts])
+                lo = np.array([p[1]["lo"] if p[1]["lo"] else dmin for p in pts])
+                hi = np.array([p[1]["hi"] if p[1]["hi"] is not None else dmax for p in pts])
+                lab = (f"root {j + 1}: {pts[0][1]['better_below']} better below"
+                       if pts else f"root {j + 1}")
+                ax.errorbar(x, d, yerr=[d - lo, hi - d], fmt=markers[j % 4] + "-", capsize=3,
+                            color=f"C{j + 2}", label=lab + f" ({doc['level']:.0%} interval)")
+                beyond = [p[1]["hi_beyond_range"] or p[1]["lo_beyond_range"] for p in pts]
+                for xx, dd, bb in zip(x, d, beyond):
+                    if bb:
+                        ax.annotate("past range", (xx, dd), fontsize=6, xytext=(3, 3),
+                                    textcoords="offset points")
+            cf = [(r["x"], r["closed_form"]["d"]) for r in rows
+                  if r.get("closed_form") and r["closed_form"].get("d")]
+            if cf:
+                ax.plot([c[0] for c in cf], [c[1] for c in cf], "k--", lw=1,
+                        label="closed form (constant gap E_a=E_b)")
+            for r in rows:
+                if not r["crossings"]:
+                    ax.annotate(f"no crossing\n({r['better_everywhere']} better)", (r["x"], dmin),
+                                fontsize=6, ha="center", va="bottom", rotation=90,
+                                xytext=(0, 4), textcoords="offset points")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_ylim(dmin, dmax)
+            ax.set_xlim(xs.min() / 1.5, xs.max() * 1.5)
+            ax.set_xlabel(xname)
+            ax.set_ylabel(f"critical {doc['d_name']}")
+            ax.set_title(_title(dict(key)) + f": {a} vs {b}", fontsize=9)
+            ax.legend(fontsize=6, loc="upper left")
+        fig.tight_layout()
+        paths += _save(fig, out_dir, name if pi == 0 else f"{name}-{pi + 1}", formats)
+    if doc.get("superiority"):
+        paths += plot_superiority(doc, out_dir, formats=formats)
+    return paths
+
+
+def plot_superiority(critical, out_dir, *, name: str = "superiority",
+                     formats=FORMATS) -> list[Path]:
+    """P(method a has the lower loss) against D, one line per X, one panel per group."""
+    doc = _critical_doc(critical)
+    a, b = doc["between"]
+    tab = pd.DataFrame(doc["superiority"])
+    col = f"p_{a}_better"
+    if tab.empty or col not in tab or tab[col].isna().all():
+        raise DataError("no probability-of-superiority table with draws to plot (fit with "
+                        "--bootstrap N or a Bayesian fitter)")
+    keys = [c for c in tab.columns if c not in {"x", "d", col, f"loss_{a}", f"loss_{b}",
+                                                "diff", "diff_lo", "diff_hi", "n_draws",
+                                                "extrapolated"}]
+    groups = list(tab.groupby(keys, sort=False)) if keys else [((), tab)]
+    paths = []
+    for pi, page in enumerate(_pages(groups)):
+        fig, axes = _grid(len(page))
+        for ax, (k, sub) in zip(axes, page):
+            xs = sorted(sub["x"].unique())
+            colours = plt.get_cmap("viridis")(np.linspace(0.05, 0.9, len(xs)))
+            kd = dict(zip(keys, k if isinstance(k, tuple) else (k,)))
+            meas = next((r["d_measured"] for r in doc["rows"]
+                         if all(str(r["key"].get(kk)) == str(vv) for kk, vv in kd.items())), None)
+            if meas:
+                ax.axvspan(*meas[a], color="tab:blue", alpha=0.12, lw=0,
+                           label=f"{a} measured D")
+                ax.axvspan(*meas[b], color="tab:orange", alpha=0.12, lw=0,
+                           label=f"{b} measured D")
+            for x, c in zip(xs, colours):
+                s = sub[sub["x"] == x].sort_values("d")
+                ax.plot(s["d"], s[col], "-", color=c, label=f"X={_sci(x)}")
+            ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
+            ax.set_xscale("log")
+            ax.set_ylim(-0.03, 1.03)
+            ax.set_xlabel(doc["d_name"])
+            ax.set_ylabel(f"P({a} better than {b})")
+            ax.set_title(_title(kd) + f": share of draws with {a} lower", fontsize=9)
+            ax.legend(fontsize=6, loc="best")
+        fig.tight_layout()
+        paths += _save(fig, out_dir, name if pi == 0 else f"{name}-{pi + 1}", formats)
+    return paths
+
+
+# --- backtests -----------------------------------------------------------------------------
+
+def plot_backtest(bt, out_dir, *, name: str = "backtest", formats=FORMATS) -> list[Path]:
+    """Delta_e and Delta_h per group and law (bars), and per law the fitted curves with the
+    held-out runs marked. ``bt``: a :class:`~lawfit.backtest.Backtest`."""
+    out_dir = Path(out_dir)
+    s = bt.summary
+    if s.empty:
+        raise DataError("the backtest has no groups to plot")
+    keys = [c for c in bt.group_columns if c in s.columns]
+    labels = list(dict.fromkeys(s[keys].astype(str).agg(", ".join, axis=1))) if keys else ["all"]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(labels) * len(bt.laws) / 2 + 3), 3.6))
+    width = 0.8 / len(bt.laws)
+    pos = np.arange(len(labels))
+    for i, law in enumerate(bt.laws):
+        sl = s[s["law"] == law]
+        lab = sl[keys].astype(str).agg(", ".join, axis=1).tolist() if keys else ["all"]
+        vals = dict(zip(lab, sl["delta_h"]))
+        vals_e = dict(zip(lab, sl["delta_e"]))
+        ax.bar(pos + i * width, [vals.get(lb, np.nan) for lb in labels], width,
+               color=f"C{i}", label=f"{law}: Delta_h")
+        ax.scatter(pos + i * width, [vals_e.get(lb, np.nan) for lb in labels], marker="_",
+                   s=200, color="k", zorder=3, label="Delta_e (fitted runs)" if i == 0 else None)
+    ax.set_xticks(pos + width * (len(bt.laws) - 1) / 2, labels, rotation=30, ha="right",
+                  fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("mean |prediction - loss|")
+    hold = bt.holdout if isinstance(bt.holdout, str) else ", ".join(
+        f"{k}={':'.join(f'{v:g}' for v in vals)}" for k, vals in bt.holdout.items())
+    ax.set_title(f"held out: {hold}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths = _save(fig, out_dir, name, formats)
+    runs = bt.runs
+    for law in bt.laws:
+        r = runs[runs["law"] == law].reset_index(drop=True)
+        res = bt.fits[law]
+        # the runs table in the fit's own column names, so that plot_fit can read it
+        frame = r.copy()
+        xcol, dcol = res.columns["x"], res.columns["d"]
+        for g in res.groups:
+            m = _group_rows(frame, g.key)
+            for spec, src in ((xcol, "x"), (dcol, "d")):
+                col = str(g.key.get(spec[1:])) if spec.startswith("@") else spec
+                if col not in frame.columns:
+                    frame[col] = np.nan
+                frame.loc[m, col] = r.loc[m, src]
+        frame[res.columns["y"]] = r["loss"]
+        paths += plot_fit(res, frame, out_dir, heldout=r["heldout"].to_numpy(bool),
+                          name=f"{name}_{law}", formats=formats)
+    return paths
