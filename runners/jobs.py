@@ -44,7 +44,13 @@ def run_pretrain(job: dict, log=None) -> dict:
     task = _task(json.dumps(job["task"], sort_keys=True))
     cfg = _model_cfg(job["model"])
     pcfg = PretrainConfig(**{**job["pretrain"], "checkpoints": tuple(job["pretrain"]["checkpoints"])})
-    meta = pretrain(task, cfg, pcfg, job["ckpt_dir"], log=log)
+    # one pretraining per checkpoint directory, even with several sweeps sharing it
+    import fcntl
+    lock = Path(str(job["ckpt_dir"]) + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        meta = pretrain(task, cfg, pcfg, job["ckpt_dir"], log=log)
     return {"kind": "pretrain", "ckpt_dir": job["ckpt_dir"], "wall_seconds": meta["wall_seconds"]}
 
 

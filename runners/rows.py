@@ -36,6 +36,8 @@ def write_row(out: Path, row: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     fields, arrays = [], []
     for k, v in row.items():
+        if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+            v = v.item()  # numpy scalar -> Python scalar
         t = CANONICAL.get(k) or _TYPES.get(type(v), pa.string())
         fields.append(pa.field(k, t))
         arrays.append(pa.array([v], type=t))
