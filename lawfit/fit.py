@@ -226,15 +226,22 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         work = frame.reset_index(drop=True).copy()
         work["n_seeds"] = 1
     rng = np.random.default_rng(seed)
-    groups = list(work.groupby(by, sort=True, dropna=False)) if by else [((), work)]
-    out = []
-    for gi, (gkey, gdf) in enumerate(groups):
+    groups = []
+    for gkey, gdf in (work.groupby(by, sort=True, dropna=False) if by else [((), work)]):
         key = dict(zip(by, gkey if isinstance(gkey, tuple) else (gkey,)))
         key = {k: (v.item() if hasattr(v, "item") else v) for k, v in key.items()}
+        frozen = fixed(key) if callable(fixed) else (fixed or {})
+        subsets = tuple(sorted(gdf[joint].astype(str).unique())) if joint else (None,)
+        n_free = len(_layout(law, subsets, share, frozen).free_names)   # checks the names too
+        if len(gdf) < n_free:
+            raise DataError(f"group {key} has {len(gdf)} runs but the fit has {n_free} free "
+                            "parameters: add runs, fix parameters, or group more coarsely (--by)")
+        groups.append((key, gdf.reset_index(drop=True), frozen))
+    out = []
+    for gi, (key, gdf, frozen) in enumerate(groups):
         if progress:
             progress(f"group {gi + 1}/{len(groups)} {key}: fitting {len(gdf)} runs")
-        out.extend(_fit_group(gdf.reset_index(drop=True), key, law, obj, cols, joint, share,
-                              fixed(key) if callable(fixed) else (fixed or {}), starts, bootstrap,
+        out.extend(_fit_group(gdf, key, law, obj, cols, joint, share, frozen, starts, bootstrap,
                               seeds, fitter, solver, rng, progress, bayes_options or {}))
     settings = {"law": law.name, "columns": cols, "by": by, "objective": obj.as_dict(),
                 "starts": starts, "bootstrap": bootstrap, "seed": seed, "fitter": fitter,
@@ -249,10 +256,6 @@ def _fit_group(gdf, key, law, obj, cols, joint, share, fixed, starts, n_boot, se
                solver, rng, progress, bayes_options):
     subsets = tuple(sorted(gdf[joint].astype(str).unique())) if joint else (None,)
     layout = _layout(law, subsets, share, fixed)
-    if len(gdf) < len(layout.free_names):
-        raise DataError(f"group {key} has {len(gdf)} runs but the fit has "
-                        f"{len(layout.free_names)} free parameters: add runs, fix parameters, "
-                        "or group more coarsely (--by)")
     variables = np.stack([_variable(gdf, cols[r]) for r in law.variables], axis=-1)
     yv = gdf[cols["y"]].to_numpy(np.float64)
     labels = gdf[joint].astype(str).to_numpy() if joint else np.full(len(gdf), None)
