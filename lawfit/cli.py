@@ -248,6 +248,26 @@ def cmd_simulate(args) -> int:
 
 
 
+# --- run (runners) ---------------------------------------------------------------------------
+
+def _run_add(p):
+    try:
+        from runners.cli import configure_parser
+    except ModuleNotFoundError:      # installed without the runners
+        p.add_argument("sweep")
+        return
+    configure_parser(p)
+
+
+@subcommand("run", "run or resume a sweep of training runs (needs the runners extra)", _run_add)
+def cmd_run(args) -> int:
+    try:
+        from runners.cli import main as run_main
+    except ModuleNotFoundError as exc:
+        raise DataError(f"`lawfit run` needs the runners: pip install -e '.[runners]' ({exc})") from None
+    return run_main(args)
+
+
 # --- main ------------------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):

@@ -8,7 +8,7 @@ matrix per row, from jax autodiff) is cheap and gives quadratic convergence wher
 wastes hundreds of line-search iterations (see README, "Why not L-BFGS").
 
 Two phases for a grid of starts: all starts take a few damped Newton steps (screening), the best
-1% (at least 20) are then iterated to convergence. The best *converged* start wins; a fit none of
+2% (at least 32) are then iterated to convergence. The best *converged* start wins; a fit none of
 whose starts converged is reported as such, never silently.
 
 Everything here is pure: arrays in, arrays out; no I/O, no printing.
@@ -28,7 +28,7 @@ from .laws import Law
 from .objectives import Objective
 
 PAD = 32            # runs are padded to a multiple of this (zero weight) to share compilations
-SCREEN_STEPS = 30
+SCREEN_STEPS = 8       # damped Newton steps every start takes before the best are refined
 MAX_STEPS = 1000
 FTOL = 1e-12        # converged when the Newton decrement^2 / 2 <= FTOL * (|f| + FABS)
 FABS = 1e-30
@@ -104,7 +104,9 @@ class Problem:
         y[:n] = self.y
         w = np.zeros(m)
         w[:n] = 1.0 if self.weights is None else self.weights
-        return (jnp.asarray(tp), jnp.asarray(cp), jnp.asarray(y)), w
+        o1 = np.einsum("nkp,nkq->nkpq", tp, tp).reshape(m * tp.shape[1], -1)
+        o2 = np.einsum("nkp,nlq->nklpq", tp, tp).reshape(m * tp.shape[1] ** 2, -1)
+        return tuple(map(jnp.asarray, (tp, cp, y, o1, o2))), w
 
 
 # --- objective functions: value, and (value, gradient, Hessian) ------------------------------
@@ -122,7 +124,7 @@ def full_objective(objective: Objective):
     mean = objective.reduction == "mean"
 
     def residuals(theta, w, data):
-        t, c, y = data
+        t, c, y = data[:3]
         z = jnp.einsum("nkp,p->nk", t, theta) + c
         lp = jax.nn.logsumexp(z, axis=-1)
         r = lp - jnp.log(y) if log_space else jnp.exp(lp) - y
@@ -134,21 +136,24 @@ def full_objective(objective: Objective):
         return f / jnp.sum(w) if mean else f
 
     def vgh(theta, w, data):
-        t, _, _ = data
+        # Written as products with data-only tensors O1 = T_k T_k^T and O2 = T_k T_l^T so that,
+        # batched over starts, every sum over runs is one matrix product (no (S, N, P, P) arrays).
+        t, c, y, o1, o2 = data
+        n, k, p = t.shape
         z, lp, r = residuals(theta, w, data)
         rho, d1, d2 = objective.derivatives(r)
         s = jnp.exp(z - lp[:, None])
-        g_lp = jnp.einsum("nk,nkp->np", s, t)
-        jac = g_lp if log_space else jnp.exp(lp)[:, None] * g_lp
         b = w * d1
         f = jnp.sum(w * rho)
-        g = jac.T @ b
-        h = (jac * (w * d2)[:, None]).T @ jac
-        coef = b[:, None] * (s if log_space else jnp.exp(z))
-        tf = t.reshape(-1, t.shape[-1])
-        h = h + (tf * coef.reshape(-1)[:, None]).T @ tf
         if log_space:
-            h = h - (g_lp * b[:, None]).T @ g_lp
+            cg = b[:, None] * s                        # gradient weights per (run, term)
+            a2 = w * d2 - b                            # weight of G G^T
+        else:
+            cg = b[:, None] * jnp.exp(z)
+            a2 = w * d2 * jnp.exp(2.0 * lp)
+        g = cg.reshape(-1) @ t.reshape(n * k, p)
+        kk = a2[:, None, None] * s[:, :, None] * s[:, None, :]
+        h = (kk.reshape(-1) @ o2 + cg.reshape(-1) @ o1).reshape(p, p)
         if mean:
             sw = jnp.sum(w)
             f, g, h = f / sw, g / sw, h / sw
@@ -305,7 +310,7 @@ def multistart(problem: Problem, starts: np.ndarray, *, screen_steps: int = SCRE
     W = np.broadcast_to(w, (s, len(w)))
     theta, f, conv, steps1 = _run(fun, starts, W, data, lb, screen_steps)
     f = np.where(np.isfinite(f), f, np.inf)
-    k = min(s, keep or max(20, int(math.ceil(0.01 * s))))
+    k = min(s, keep or max(32, int(math.ceil(0.02 * s))))
     best = np.argsort(f)[:k]
     theta2, f2, conv2, steps2 = _run(fun, theta[best], W[:k], data, lb, max_steps)
     # a start that converged during screening keeps its flag
@@ -338,7 +343,7 @@ def varpro(problem: Problem, exponent_starts: np.ndarray) -> tuple[MultiStart, n
     """
     law = problem.law
     fun = _varpro_objective(law)
-    (_, _, y), w = problem.arrays()
+    (_, _, y, _, _), w = problem.arrays()
     lv = np.zeros((len(w), problem.log_vars.shape[1]))
     lv[: problem.n] = problem.log_vars
     data = (jnp.asarray(lv), y)
