@@ -192,8 +192,7 @@ class Crossing:
 
     def as_dict(self) -> dict:
         return {"d": self.d, "lo": _fin(self.lo) if self.lo != 0 else None, "hi": _fin(self.hi),
-                "lo_beyond_range": not math.isfinite(self.lo) or self.lo == 0,
-                "hi_beyond_range": not math.isfinite(self.hi),
+                "lo_beyond_range": self.lo == 0, "hi_beyond_range": self.hi == math.inf,
                 "better_below": self.better_below, "better_above": self.better_above,
                 "extrapolated": self.extrapolated, "p_exists": self.p_exists,
                 "slope_dlogd": self.slope}

@@ -45,10 +45,10 @@ def _pages(items, per_page=PANELS_PER_PAGE):
     return [items[i:i + per_page] for i in range(0, len(items), per_page)] or [[]]
 
 
-def _grid(n: int):
+def _grid(n: int, width: float = 4.6):
     ncols = min(NCOLS, max(n, 1))
     nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.4 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.4 * nrows), squeeze=False)
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     return fig, axes.ravel()
@@ -101,7 +101,7 @@ def _fit_panel(ax, g, xcol: str, dcol: str, ycol: str, frame: pd.DataFrame | Non
     q = (1 - level) / 2
     for x, c in zip(xs, colours):
         v = np.column_stack([np.full(len(dgrid), x), dgrid])
-        ax.plot(dgrid, g.loss(v), color=c, lw=1.5, label=f"X={_sci(x)}")
+        ax.plot(dgrid, g.loss(v), color=c, lw=1.5, label=_sci(x))
         ld = g.loss_draws(v)
         if len(ld):
             lo, hi = np.quantile(ld, [q, 1 - q], axis=0)
@@ -118,7 +118,8 @@ def _fit_panel(ax, g, xcol: str, dcol: str, ycol: str, frame: pd.DataFrame | Non
     ax.set_ylabel(ycol)
     extra = "" if g.status == "converged" else f" [{g.status}]"
     ax.set_title(_title(g.key) + extra, fontsize=9)
-    ax.legend(fontsize=6, ncol=2, loc="best")
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+              title="X", title_fontsize=6)
 
 
 def plot_fit(result, frame: pd.DataFrame | None, out_dir, *, heldout: np.ndarray | None = None,
@@ -141,7 +142,7 @@ def plot_fit(result, frame: pd.DataFrame | None, out_dir, *, heldout: np.ndarray
     if not groups:
         raise DataError("the fit has no groups to plot")
     for i, page in enumerate(_pages(groups)):
-        fig, axes = _grid(len(page))
+        fig, axes = _grid(len(page), width=5.4)
         for ax, g in zip(axes, page):
             _fit_panel(ax, g, xcol, dcol, ycol, frame, heldout, result.level)
         fig.suptitle(f"{result.law.name}: {result.law.formula}"
@@ -190,8 +191,11 @@ def plot_critical(critical, out_dir, *, name: str = "critical", formats=FORMATS)
                 pts = [(r["x"], r["crossings"][j]) for r in rows if len(r["crossings"]) > j]
                 x = np.array([p[0] for p in pts])
                 d = np.array([p[1]["d"] for p in pts])
-                lo = np.array([p[1]["lo"] if p[1]["lo"] else dmin for p in pts])
-                hi = np.array([p[1]["hi"] if p[1]["hi"] is not None else dmax for p in pts])
+                # a bound past the searched range is drawn to the edge; no draws: no bar
+                lo = np.array([p[1]["lo"] if p[1]["lo"] is not None else
+                               (dmin if p[1]["lo_beyond_range"] else p[1]["d"]) for p in pts])
+                hi = np.array([p[1]["hi"] if p[1]["hi"] is not None else
+                               (dmax if p[1]["hi_beyond_range"] else p[1]["d"]) for p in pts])
                 lab = (f"root {j + 1}: {pts[0][1]['better_below']} better below"
                        if pts else f"root {j + 1}")
                 ax.errorbar(x, d, yerr=[d - lo, hi - d], fmt=markers[j % 4] + "-", capsize=3,
@@ -221,8 +225,12 @@ def plot_critical(critical, out_dir, *, name: str = "critical", formats=FORMATS)
             ax.legend(fontsize=6, loc="upper left")
         fig.tight_layout()
         paths += _save(fig, out_dir, name if pi == 0 else f"{name}-{pi + 1}", formats)
-    if doc.get("superiority"):
-        paths += plot_superiority(doc, out_dir, formats=formats)
+    sup = pd.DataFrame(doc.get("superiority") or [])
+    col = f"p_{a}_better"
+    if col in sup and sup[col].notna().any():      # needs draws; skipped without them
+        paths += plot_superiority(doc, out_dir, formats=formats,
+                                  name="superiority" if name == "critical"
+                                  else f"{name}_superiority")
     return paths
 
 
