@@ -7,7 +7,8 @@ with the coverage of held-out runs by 95% bootstrap intervals.
     nice .venv/bin/python benchmarks/backtest_lin2024.py [--bootstrap 100] [--min-d 0]
 
 Writes benchmarks/results/backtest_lin2024.csv (long), backtest_lin2024_table.md (side by side)
-and docs/figures/backtest_lin2024.png (one family's figure, for the README).
+and docs/figures/backtest_lin2024_all.png (Delta_h bars, for the README). ``--min-d 12800`` also
+drops the pre-power phase (files get the suffix _mind12800).
 """
 from __future__ import annotations
 
@@ -69,19 +70,9 @@ def main() -> None:
                  for law in bt.laws)]
     (out / f"backtest_lin2024{suffix}_table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    if not suffix:
-        sub = bt.summary[(bt.summary.family == "OPT") & (bt.summary.task == "wmt19")]
-        if len(sub):
-            from lawfit.backtest import Backtest
-            keep = (bt.runs.family == "OPT") & (bt.runs.task == "wmt19")
-            fits = {law: type(r)(**{**r.__dict__, "groups": tuple(
-                g for g in r.groups if g.key["family"] == "OPT" and g.key["task"] == "wmt19")})
-                for law, r in bt.fits.items()}
-            one = Backtest(bt.laws, bt.holdout, sub, bt.runs[keep].reset_index(drop=True), fits,
-                           bt.columns, bt.group_columns, bt.level)
-            figs = ROOT / "docs" / "figures"
-            plot_backtest(one, figs, name="backtest_lin2024_opt_wmt19", formats=("png",))
-            plot_backtest(bt, out / "figures", name="backtest_lin2024", formats=("png",))
+    if not suffix:      # the README's bar chart (one family's panels: benchmarks/figures.py)
+        plot_backtest(bt, ROOT / "docs" / "figures", name="backtest_lin2024_all",
+                      formats=("png",), panels=False)
 
 
 if __name__ == "__main__":

@@ -177,7 +177,7 @@ def plot_critical(critical, out_dir, *, name: str = "critical", formats=FORMATS)
     dmin, dmax = doc["search"]["d_min"], doc["search"]["d_max"]
     paths = []
     for pi, page in enumerate(_pages(list(panels.items()))):
-        fig, axes = _grid(len(page))
+        fig, axes = _grid(len(page), width=6.4)
         for ax, ((key, xname), rows) in zip(axes, page):
             rows = sorted(rows, key=lambda r: r["x"])
             xs = np.array([r["x"] for r in rows])
@@ -222,7 +222,7 @@ def plot_critical(critical, out_dir, *, name: str = "critical", formats=FORMATS)
             ax.set_xlabel(xname)
             ax.set_ylabel(f"critical {doc['d_name']}")
             ax.set_title(_title(dict(key)) + f": {a} vs {b}", fontsize=9)
-            ax.legend(fontsize=6, loc="upper left")
+            ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         fig.tight_layout()
         paths += _save(fig, out_dir, name if pi == 0 else f"{name}-{pi + 1}", formats)
     sup = pd.DataFrame(doc.get("superiority") or [])
@@ -250,7 +250,7 @@ def plot_superiority(critical, out_dir, *, name: str = "superiority",
     groups = list(tab.groupby(keys, sort=False)) if keys else [((), tab)]
     paths = []
     for pi, page in enumerate(_pages(groups)):
-        fig, axes = _grid(len(page))
+        fig, axes = _grid(len(page), width=5.6)
         for ax, (k, sub) in zip(axes, page):
             xs = sorted(sub["x"].unique())
             colours = plt.get_cmap("viridis")(np.linspace(0.05, 0.9, len(xs)))
@@ -271,7 +271,7 @@ def plot_superiority(critical, out_dir, *, name: str = "superiority",
             ax.set_xlabel(doc["d_name"])
             ax.set_ylabel(f"P({a} better than {b})")
             ax.set_title(_title(kd) + f": share of draws with {a} lower", fontsize=9)
-            ax.legend(fontsize=6, loc="best")
+            ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
         fig.tight_layout()
         paths += _save(fig, out_dir, name if pi == 0 else f"{name}-{pi + 1}", formats)
     return paths
@@ -279,9 +279,11 @@ def plot_superiority(critical, out_dir, *, name: str = "superiority",
 
 # --- backtests -----------------------------------------------------------------------------
 
-def plot_backtest(bt, out_dir, *, name: str = "backtest", formats=FORMATS) -> list[Path]:
-    """Delta_e and Delta_h per group and law (bars), and per law the fitted curves with the
-    held-out runs marked. ``bt``: a :class:`~lawfit.backtest.Backtest`."""
+def plot_backtest(bt, out_dir, *, name: str = "backtest", formats=FORMATS,
+                  panels: bool = True) -> list[Path]:
+    """Delta_e and Delta_h per group and law (bars: NAME) and, with ``panels``, per law the
+    fitted curves with the held-out runs marked (NAME_LAW). ``bt``: a
+    :class:`~lawfit.backtest.Backtest`."""
     out_dir = Path(out_dir)
     s = bt.summary
     if s.empty:
@@ -311,7 +313,7 @@ def plot_backtest(bt, out_dir, *, name: str = "backtest", formats=FORMATS) -> li
     fig.tight_layout()
     paths = _save(fig, out_dir, name, formats)
     runs = bt.runs
-    for law in bt.laws:
+    for law in bt.laws if panels else ():
         r = runs[runs["law"] == law].reset_index(drop=True)
         res = bt.fits[law]
         # the runs table in the fit's own column names, so that plot_fit can read it

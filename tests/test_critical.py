@@ -74,6 +74,12 @@ def test_en_de_fmt_vs_lora_never_cross(table4):
         assert row.crossings == (), (x, row.crossings)
         assert row.better_everywhere == "lora"
         assert len(brute_roots(fmt, lora, x)) == 0
+    # the trap: an unchecked fsolve "finds" D ~ 3e8 at 1B, where the curves still differ by 0.016
+    from scipy.optimize import fsolve
+    f = lambda t: float(np.ravel(fmt.loss(np.array([[1e9, np.exp(t[0])]]))
+                                 - lora.loss(np.array([[1e9, np.exp(t[0])]])))[0])
+    sol, _, ier, _ = fsolve(lambda t: [f(t)], [np.log(1e5)], full_output=True)
+    assert ier != 1 and abs(f(sol)) > 0.01
 
 
 def test_en_de_fmt_vs_prompt_two_crossings_at_4b(table4):
