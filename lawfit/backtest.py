@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError, apply_where, average_seeds, default_by, require_columns
-from .fit import _variable, fit
+from .fit import variable_values, fit
 from .laws import get_law
 from .result import FitResult
 
@@ -61,7 +61,7 @@ def holdout_mask(frame: pd.DataFrame, spec, *, x: str, d: str, by: Sequence[str]
     largest X or largest D; ``largest-x`` / ``largest-d`` one of them; a dict: runs whose column
     equals any listed value (relative tolerance 1e-9)."""
     spec = parse_holdout(spec)
-    xv, dv = _variable(frame, x), _variable(frame, d)
+    xv, dv = variable_values(frame, x), variable_values(frame, d)
     mask = np.zeros(len(frame), bool)
     if isinstance(spec, dict):
         for col, vals in spec.items():
@@ -145,7 +145,7 @@ def _evaluate(result: FitResult, table: pd.DataFrame, heldout: np.ndarray, law_n
         sub = table.loc[m]
         if not len(sub):
             continue
-        v = np.column_stack([_variable(sub, cols[r]) for r in result.law.variables])
+        v = np.column_stack([variable_values(sub, cols[r]) for r in result.law.variables])
         y = sub[cols["y"]].to_numpy(np.float64)
         h = heldout[m]
         pred = g.loss(v)

@@ -312,4 +312,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as `python -m lawfit.cli`: plugins register into the imported module `lawfit.cli`,
+    # not into this __main__ copy, so dispatch through it
+    from lawfit.cli import main as _main
+    sys.exit(_main())

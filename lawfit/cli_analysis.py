@@ -95,7 +95,7 @@ def _is_fit_dir(path: str) -> bool:
 def cmd_critical(args) -> int:
     from . import recipes, report
     from .critical import critical
-    from .fit import _variable, fit
+    from .fit import variable_values, fit
     between = _pair(args.between)
     at = parse_at(args.at)
     d_range = _d_range(args.d_range)
@@ -148,7 +148,7 @@ def cmd_critical(args) -> int:
                     m &= fframe[c].astype(str).to_numpy() == str(g.key[c])
                 spec = result.columns["x"]
                 xcol = str(g.key.get(spec[1:])) if spec.startswith("@") else spec
-                xs = _variable(fframe.loc[m], xcol)
+                xs = variable_values(fframe.loc[m], xcol)
                 k = tuple(sorted((c, str(g.key[c])) for c in g.key if c != mc))
                 x_values[k] = sorted(set(x_values.get(k, [])) | set(xs.tolist()))
         if args.out:

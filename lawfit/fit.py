@@ -53,7 +53,7 @@ def _resolve_columns(frame, law: Law, x, d, y, joint):
     return cols
 
 
-def _variable(frame: pd.DataFrame, spec: str) -> np.ndarray:
+def variable_values(frame: pd.DataFrame, spec: str) -> np.ndarray:
     """Values of a variable column; ``@COL`` reads, per row, the column named in COL (so that a
     joint fit's subsets can each use their own X, as the paper's model-size / pretraining-size /
     PET-size series do)."""
@@ -214,7 +214,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     require_columns(frame, by)
     # validate every column before any fitting
     for role in law.variables:
-        _variable(frame, cols[role])
+        variable_values(frame, cols[role])
     numeric_column(frame, y, positive=True)
     var_cols = [c for c in (cols[r] for r in law.variables)]
     flat = [c[1:] if c.startswith("@") else c for c in var_cols]
@@ -256,7 +256,7 @@ def _fit_group(gdf, key, law, obj, cols, joint, share, fixed, starts, n_boot, se
                solver, rng, progress, bayes_options):
     subsets = tuple(sorted(gdf[joint].astype(str).unique())) if joint else (None,)
     layout = _layout(law, subsets, share, fixed)
-    variables = np.stack([_variable(gdf, cols[r]) for r in law.variables], axis=-1)
+    variables = np.stack([variable_values(gdf, cols[r]) for r in law.variables], axis=-1)
     yv = gdf[cols["y"]].to_numpy(np.float64)
     labels = gdf[joint].astype(str).to_numpy() if joint else np.full(len(gdf), None)
     sub_index = np.array([subsets.index(s) for s in labels])

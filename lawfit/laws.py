@@ -143,7 +143,8 @@ register(Law(
     name="additive", formula="A * X^-alpha + B * D^-beta + E",
     variables=("x", "d"), params=("A", "B", "E", "alpha", "beta"), log_params=("A", "B", "E"),
     terms_fn=_additive_terms,
-    start_grid={**_FINETUNE, "B": _FINETUNE["A"], "beta": _FINETUNE["alpha"]},
+    start_grid={"A": _FINETUNE["A"], "B": _FINETUNE["A"], "E": (-2, -1, 0, 1),
+                "alpha": (0, 0.1, 0.3, 0.6, 1.2), "beta": (0, 0.1, 0.3, 0.6, 1.2)},   # 3,600
     basis_fn=_additive_basis, linear=("A", "B", "E"),
     default_columns={"x": "model_params", "d": "finetune_examples"}, default_objective="huber"))
 
