@@ -64,7 +64,7 @@ def test_bootstrap_intervals_cover_the_truth():
     hits = np.zeros(law.n_params)
     for s in range(6):
         g = lawfit.fit(chinchilla_runs(noise=0.01, seed=100 + s), "chinchilla", bootstrap=100,
-                       seed=s).groups[0]
+                       starts=300, seed=s).groups[0]
         lo, hi = g.interval(0.9)
         hits += [lo[j] <= CHIN[p] <= hi[j] for j, p in enumerate(law.params)]
     assert (hits >= 4).all(), dict(zip(law.params, hits))
