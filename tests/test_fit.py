@@ -203,3 +203,20 @@ def test_predict_flags_extrapolation_and_brackets_estimate():
     truth = get_law("multiplicative").predict(dict(A=2e3, E=0.6, alpha=0.35, beta=0.08),
                                               x=np.array([4e9]), d=np.array([3e4]))[0]
     assert abs(out["prediction"].iloc[0] - truth) < 0.01
+
+
+def test_convergence_flag_is_never_faked():
+    """A start that has not reached a minimum is reported not converged, and the fit says so."""
+    law = get_law("chinchilla")
+    df = chinchilla_runs(noise=0.01)
+    prob = lsq.Problem.simple(law, Objective("huber-log", 1e-3),
+                              np.log(df[["model_params", "pretrain_tokens"]].to_numpy(float)),
+                              df["loss"].to_numpy())
+    far = np.array([[20.0, 20.0, 1.0, 1.5, 1.5]])
+    short = lsq.multistart(prob, far, screen_steps=0, max_steps=3)
+    assert not short.converged
+    full = lsq.multistart(prob, far, screen_steps=0)
+    assert full.converged and full.value < short.value
+    from lawfit.fit import _layout, _status
+    status, warnings = _status(short, law, _layout(law, (None,), (), {}), prob)
+    assert status == "not_converged" and "no start converged" in warnings[0]
