@@ -13,7 +13,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import __version__, lsq
+from . import lsq
 from .data import (CONFIG_COLUMNS, DataError, apply_where, average_seeds, default_by,
                    file_sha256, numeric_column, require_columns)
 from .laws import Law, get_law

@@ -3,7 +3,6 @@ end to end, the CLI."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,8 @@ import pytest
 
 from lawfit.backtest import backtest, holdout_mask, parse_holdout
 from lawfit.cli import main
+
+from conftest import require_reference as reference
 from lawfit.data import DataError
 from lawfit.simulate import simulate
 
@@ -21,14 +22,6 @@ GRID = {"model_params": [1e9, 2e9, 4e9, 8e9, 16e9],
         "finetune_examples": [8e3, 1e4, 2e4, 4e4, 6e4, 8e4, 1e5]}
 
 
-def reference(*parts: str) -> Path:
-    base = Path(os.environ.get("LAWFIT_REFERENCE_DATA", ROOT.parent / "shared" / "data"))
-    path = base.joinpath(*parts)
-    if not path.exists():
-        if os.environ.get("LAWFIT_REQUIRE_REFERENCE_DATA") == "1":
-            pytest.fail(f"reference data missing: {path}")
-        pytest.skip(f"reference data missing: {path}")
-    return path
 
 
 def runs(noise=0.003, seed=0):

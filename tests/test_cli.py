@@ -8,7 +8,7 @@ import pytest
 from lawfit.cli import main
 from lawfit.simulate import simulate
 
-from conftest import ROOT, require_reference, run_cli
+from conftest import require_reference, run_cli
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import re
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import pytest
 
 import lawfit
 from lawfit.cli import main
+
+from conftest import require_reference as reference
 from lawfit.critical import closed_form, critical, crossings, roots_of, superiority
 from lawfit.laws import get_law
 from lawfit.result import GroupFit
@@ -26,15 +27,6 @@ SIZES = (1e9, 2e9, 4e9, 8e9, 16e9)
 PAIRS = (("FMT", "Prompt"), ("FMT", "LoRA"), ("Prompt", "LoRA"))
 
 
-def reference(*parts: str) -> Path:
-    """A reference file; skip when absent, fail when LAWFIT_REQUIRE_REFERENCE_DATA=1."""
-    base = Path(os.environ.get("LAWFIT_REFERENCE_DATA", ROOT.parent / "shared" / "data"))
-    path = base.joinpath(*parts)
-    if not path.exists():
-        if os.environ.get("LAWFIT_REQUIRE_REFERENCE_DATA") == "1":
-            pytest.fail(f"reference data missing: {path}")
-        pytest.skip(f"reference data missing: {path}")
-    return path
 
 
 @pytest.fixture(scope="module")
