@@ -104,10 +104,22 @@ def write_json(obj: dict, path: Path) -> None:
 
 
 def write_fit(result: FitResult, out: str | Path, overwrite: bool = False) -> Path:
-    """Write ``fit.json`` and ``draws.parquet`` into directory ``out``."""
-    out = prepare_out(out, ["fit.json", "draws.parquet"], overwrite)
+    """Write ``fit.json`` and ``draws.parquet`` into directory ``out``, and for a Bayesian fit the
+    arviz posteriors of every group into ``posterior.nc`` (NetCDF, one node per group)."""
+    posteriors = []          # one per fitted problem: the subsets of a joint fit share one
+    joint = (result.settings or {}).get("joint")
+    for g in result.groups:
+        if g.posterior is not None and all(g.posterior is not p for _, p in posteriors):
+            posteriors.append(({k: v for k, v in g.key.items() if k != joint}, g.posterior))
+    names = ["fit.json", "draws.parquet"] + (["posterior.nc"] if posteriors else [])
+    out = prepare_out(out, names, overwrite)
     draws = result.draws
     _atomic_write(out / "draws.parquet", lambda tmp: draws.to_parquet(tmp, index=False))
+    if posteriors:
+        from .bayes import write_posteriors
+        _atomic_write(out / "posterior.nc", lambda tmp: write_posteriors(posteriors, tmp))
+    else:
+        (out / "posterior.nc").unlink(missing_ok=True)   # a stale posterior of an earlier fit
     write_json(fit_dict(result), out / "fit.json")
     return out
 
@@ -127,8 +139,14 @@ def load_fit(path: str | Path) -> FitResult:
         raise DataError(f"{fj} is not a lawfit fit.json ({exc})") from None
     draws_path = fj.parent / "draws.parquet"
     draws = pd.read_parquet(draws_path) if draws_path.exists() else pd.DataFrame()
+    posteriors = []
+    if (fj.parent / "posterior.nc").exists():
+        from .bayes import read_posteriors
+        posteriors = read_posteriors(fj.parent / "posterior.nc")
     groups = []
     for g in doc["groups"]:
+        post = next((p for k, p in posteriors
+                     if all(str(g["key"].get(c)) == str(v) for c, v in k.items())), None)
         est = np.array([g["params"][n]["estimate"] for n in law.params], dtype=np.float64)
         sel = draws
         for k, v in g["key"].items():
@@ -140,7 +158,8 @@ def load_fit(path: str | Path) -> FitResult:
                                objective_value=g["objective_value"] or float("nan"),
                                estimate=est, draws=d, interval_method=g["interval"]["method"],
                                ranges={r: tuple(v) for r, v in g["ranges"].items()},
-                               warnings=tuple(g.get("warnings", ())), info=g.get("info", {})))
+                               warnings=tuple(g.get("warnings", ())), info=g.get("info", {}),
+                               posterior=post))
     return FitResult(law=law, objective=objective, fitter=doc["fitter"], columns=doc["columns"],
                      by=tuple(doc["by"]), groups=tuple(groups), settings=doc["settings"],
                      source=doc["data"], level=doc["groups"][0]["interval"]["level"] if doc["groups"] else 0.95)
