@@ -22,6 +22,11 @@ def main(args: argparse.Namespace) -> int:
     from .rows import CorruptRunFile
     from .sweep import SweepError, run_sweep
     prog = "lawfit run"
+    import importlib.util
+    missing = [m for m in ("flax", "optax", "orbax.checkpoint", "sacrebleu") if importlib.util.find_spec(m.split(".")[0]) is None]
+    if missing and not args.dry_run:
+        print(f"{prog}: error: the runners need {', '.join(missing)}: pip install 'lawfit[runners]'", file=sys.stderr)
+        return 2
     if args.jobs is not None and args.jobs < 1:
         print(f"{prog}: error: --jobs must be >= 1", file=sys.stderr)
         return 2
