@@ -105,8 +105,7 @@ class Problem:
         w = np.zeros(m)
         w[:n] = 1.0 if self.weights is None else self.weights
         o1 = np.einsum("nkp,nkq->nkpq", tp, tp).reshape(m * tp.shape[1], -1)
-        o2 = np.einsum("nkp,nlq->nklpq", tp, tp).reshape(m * tp.shape[1] ** 2, -1)
-        return tuple(map(jnp.asarray, (tp, cp, y, o1, o2))), w
+        return tuple(map(jnp.asarray, (tp, cp, y, o1))), w
 
 
 # --- objective functions: value, and (value, gradient, Hessian) ------------------------------
@@ -124,36 +123,41 @@ def full_objective(objective: Objective):
     mean = objective.reduction == "mean"
 
     def residuals(theta, w, data):
+        """Terms z, softmax weights s, log L and residuals, with one exp per term (the exps are
+        most of the cost of a batched step)."""
         t, c, y = data[:3]
         z = jnp.einsum("nkp,p->nk", t, theta) + c
-        lp = jax.nn.logsumexp(z, axis=-1)
+        m = jax.lax.stop_gradient(jnp.max(z, axis=-1))
+        e = jnp.exp(z - m[:, None])
+        se = jnp.sum(e, axis=-1)
+        lp = m + jnp.log(se)
         r = lp - jnp.log(y) if log_space else jnp.exp(lp) - y
-        return z, lp, r
+        return z, e / se[:, None], lp, r
 
     def value(theta, w, data):
-        _, _, r = residuals(theta, w, data)
+        r = residuals(theta, w, data)[-1]
         f = jnp.sum(w * objective.derivatives(r)[0])
         return f / jnp.sum(w) if mean else f
 
     def vgh(theta, w, data):
-        # Written as products with data-only tensors O1 = T_k T_k^T and O2 = T_k T_l^T so that,
-        # batched over starts, every sum over runs is one matrix product (no (S, N, P, P) arrays).
-        t, c, y, o1, o2 = data
+        # Written so that, batched over starts, every sum over runs is one matrix product (with
+        # the data-only O1 = T_k T_k^T for the curvature of the terms): no (S, N, P, P) arrays.
+        t, c, y, o1 = data
         n, k, p = t.shape
-        z, lp, r = residuals(theta, w, data)
+        z, s, lp, r = residuals(theta, w, data)
         rho, d1, d2 = objective.derivatives(r)
-        s = jnp.exp(z - lp[:, None])
         b = w * d1
         f = jnp.sum(w * rho)
         if log_space:
             cg = b[:, None] * s                        # gradient weights per (run, term)
             a2 = w * d2 - b                            # weight of G G^T
         else:
-            cg = b[:, None] * jnp.exp(z)
-            a2 = w * d2 * jnp.exp(2.0 * lp)
+            pred = r + y
+            cg = (b * pred)[:, None] * s               # b * e^{z_k}
+            a2 = w * d2 * pred * pred
         g = cg.reshape(-1) @ t.reshape(n * k, p)
-        kk = a2[:, None, None] * s[:, :, None] * s[:, None, :]
-        h = (kk.reshape(-1) @ o2 + cg.reshape(-1) @ o1).reshape(p, p)
+        g_lp = jnp.einsum("nk,nkp->np", s, t)         # gradient of log L per run
+        h = (g_lp * a2[:, None]).T @ g_lp + (cg.reshape(-1) @ o1).reshape(p, p)
         if mean:
             sw = jnp.sum(w)
             f, g, h = f / sw, g / sw, h / sw
@@ -197,12 +201,14 @@ def _solver(fns):
 
     def init(theta, w, data, lb):
         theta = jnp.maximum(theta, lb)
-        return theta, value(theta, w, data), jnp.asarray(1.0), jnp.asarray(False)
+        f, g, h = vgh(theta, w, data)
+        return theta, f, g, h, jnp.asarray(1.0), jnp.asarray(False)
 
     def step(state, w, data, lb):
-        theta, f, lam, done = state
-        _, g, h = vgh(theta, w, data)
-        h = 0.5 * (h + h.T)
+        # one evaluation per iteration: value, gradient and Hessian at the trial point, kept if
+        # the step is accepted
+        theta, f, g0, h0, lam, done = state
+        g, h = g0, 0.5 * (h0 + h0.T)
         # projected Newton: a parameter at its lower bound that the gradient pushes further down
         # is held there (its row and column leave the system)
         active = (theta <= lb + 1e-12) & (g > 0)
@@ -232,13 +238,15 @@ def _solver(fns):
         d = -(q @ (qg / denom)) / dscale
         d = d * jnp.minimum(1.0, MAXSTEP / (jnp.max(jnp.abs(d)) + 1e-300))
         t_new = jnp.maximum(theta + d, lb)
-        f_new = value(t_new, w, data)
+        f_new, g_new, h_new = vgh(t_new, w, data)
         accept = (f_new < f) & ~done
         theta = jnp.where(accept, t_new, theta)
         f = jnp.where(accept, f_new, f)
+        g0 = jnp.where(accept, g_new, g0)
+        h0 = jnp.where(accept, h_new, h0)
         lam = jnp.clip(jnp.where(accept, lam * 0.2, lam * 10.0), 1e-12, 1e12)
         stalled = lam >= 1e12     # no step of any size decreases f: stop, conv tells the truth
-        return (theta, f, lam, done | conv | stalled), conv
+        return (theta, f, g0, h0, lam, done | conv | stalled), conv
 
     v_init = jax.vmap(init, in_axes=(0, 0, None, None))
     v_step = jax.vmap(step, in_axes=(0, 0, None, None))
@@ -249,7 +257,7 @@ def _solver(fns):
         conv0 = jnp.zeros(theta0.shape[0], bool)
 
         def cond(c):
-            (_, _, _, done), _, it = c
+            (_, _, _, _, _, done), _, it = c
             return (it < max_steps) & ~jnp.all(done)
 
         def body(c):
@@ -257,7 +265,7 @@ def _solver(fns):
             state, conv_now = v_step(state, W, data, lb)
             return state, conv | conv_now, it + 1
 
-        (theta, f, _lam, _done), conv, steps = jax.lax.while_loop(
+        (theta, f, _g, _h, _lam, _done), conv, steps = jax.lax.while_loop(
             cond, body, (state, conv0, jnp.asarray(0)))
         return theta, f, conv, steps
 
@@ -343,7 +351,7 @@ def varpro(problem: Problem, exponent_starts: np.ndarray) -> tuple[MultiStart, n
     """
     law = problem.law
     fun = _varpro_objective(law)
-    (_, _, y, _, _), w = problem.arrays()
+    (_, _, y, _), w = problem.arrays()
     lv = np.zeros((len(w), problem.log_vars.shape[1]))
     lv[: problem.n] = problem.log_vars
     data = (jnp.asarray(lv), y)
