@@ -120,6 +120,11 @@ def _fit_add(p):
     p.add_argument("--fix", default=None, help="frozen parameters, e.g. E=0.62,beta=0.081")
     p.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     p.add_argument("--priors", default=None, help="TOML file of priors (--fitter bayes)")
+    p.add_argument("--chains", type=int, default=None, help="NUTS chains (--fitter bayes, default 4)")
+    p.add_argument("--warmup", type=int, default=None, help="NUTS warm-up draws per chain (1000)")
+    p.add_argument("--draws", type=int, default=None, help="NUTS draws per chain (1000)")
+    p.add_argument("--likelihood", default=None, choices=["student", "normal"],
+                   help="--fitter bayes: Student-t (default, robust) or normal residuals")
     p.add_argument("--out", default=None, help="directory for fit.json and draws.parquet")
     p.add_argument("--overwrite", action="store_true", help="replace an existing fit in --out")
     p.add_argument("--plot", action="store_true", help="also draw the fit (PNG and PDF) into --out")
@@ -131,12 +136,17 @@ def cmd_fit(args) -> int:
     from .fit import fit
     if args.plot and not args.out:
         raise DataError("--plot needs --out DIR (the figures are written there)")
+    bayes_flags = {k: getattr(args, k) for k in ("chains", "warmup", "draws", "likelihood")
+                   if getattr(args, k) is not None}
+    if (bayes_flags or args.priors) and args.fitter != "bayes":
+        raise DataError("--priors, --chains, --warmup, --draws and --likelihood need --fitter bayes")
     if args.out:
-        report.prepare_out(args.out, ["fit.json", "draws.parquet"], args.overwrite)
+        report.prepare_out(args.out, ["fit.json", "draws.parquet"]
+                           + (["posterior.nc"] if args.fitter == "bayes" else []), args.overwrite)
     frame, source = load(args)
     progress = Progress(args.quiet)
     opts = fit_options(args)
-    bayes_options = {}
+    bayes_options = dict(bayes_flags)
     if args.priors:
         from .bayes import read_priors
         bayes_options["priors"] = read_priors(args.priors)
@@ -163,7 +173,8 @@ def cmd_fit(args) -> int:
     print(report.params_table(result))
     if args.out:
         out = report.write_fit(result, args.out, overwrite=args.overwrite)
-        print(f"wrote {out / 'fit.json'} and {out / 'draws.parquet'}", file=sys.stderr)
+        written = ["fit.json", "draws.parquet"] + (["posterior.nc"] if args.fitter == "bayes" else [])
+        print("wrote " + ", ".join(str(out / n) for n in written), file=sys.stderr)
     if args.plot:
         from .plot import plot_fit
         for path in plot_fit(result, frame, args.out):

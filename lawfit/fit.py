@@ -273,7 +273,9 @@ def _fit_group(gdf, key, law, obj, cols, joint, share, fixed, starts, n_boot, se
 
     if fitter == "bayes":
         from . import bayes    # numpyro is imported only when asked for
-        post = bayes.fit_problem(problem, layout, rng=rng, progress=progress, **bayes_options)
+        weights = gdf["n_seeds"].to_numpy(float) if seeds == "average" else None
+        post = bayes.fit_problem(problem, layout, rng=rng, progress=progress,
+                                 **({"weights": weights} | bayes_options))
         free_hat, draws_free, status = post["estimate"], post["draws"], post["status"]
         objective_value = lsq.objective_value(problem, free_hat)
         warnings, info, method = list(post.get("warnings", [])), dict(post.get("info", {})), "posterior"
