@@ -111,13 +111,19 @@ def _grid_starts(law: Law, layout: Layout, starts, rng) -> np.ndarray:
     return np.unique(grid[:, free_idx], axis=0)
 
 
-def _status(ms: lsq.MultiStart, law: Law, layout: Layout, problem: lsq.Problem) -> tuple[str, list]:
+def _status(ms: lsq.MultiStart, law: Law, layout: Layout, problem: lsq.Problem,
+            check_grid: bool = True) -> tuple[str, list]:
+    """Status of a least-squares fit: not converged, a scale parameter at its floor, or (for fits
+    started from the grid) an optimum outside the grid's span."""
     if not ms.converged:
         return Status.NOT_CONVERGED, ["no start converged: the estimate is the best point found"]
-    at = [n for n, t, b in zip(layout.free_names, ms.theta, problem.lower_bounds()) if t <= b + 1e-9]
+    # within a factor e^2 of the floor a scale term is below 1e-10 of every loss: effectively 0
+    at = [n for n, t, b in zip(layout.free_names, ms.theta, problem.lower_bounds()) if t <= b + 2.0]
     if at:
         return Status.AT_BOUND, [f"{', '.join(at)} at the lower bound (effectively 0): the data "
                                  "do not support a positive value"]
+    if not check_grid:
+        return Status.CONVERGED, []
     grid = law.grid()
     lo, hi = grid.min(axis=0), grid.max(axis=0)
     edge = []
@@ -282,9 +288,8 @@ def _fit_group(gdf, key, law, obj, cols, joint, share, fixed, starts, n_boot, se
         posterior = post.get("posterior")
     else:
         ms, warnings = _solve_lsq(problem, law, layout, sub_problems, starts, solver, rng)
-        status, w2 = _status(ms, law, layout, problem) if not joint else (
-            Status.CONVERGED if ms.converged else Status.NOT_CONVERGED,
-            [] if ms.converged else ["the joint fit did not converge"])
+        # a joint fit starts from its subsets' own optima, not from the grid
+        status, w2 = _status(ms, law, layout, problem, check_grid=not joint)
         warnings = warnings + w2
         free_hat, objective_value = ms.theta, ms.value
         info = {"n_starts": ms.n_starts, "n_at_optimum": ms.n_at_optimum, "steps": ms.steps}
