@@ -309,7 +309,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _compilation_cache() -> None:
+    """Keep compiled XLA programs between runs of the command (a fit's first run spends most of
+    its time compiling). ``LAWFIT_CACHE_DIR`` moves the cache (default ~/.cache/lawfit/xla);
+    an empty value turns it off. The library itself leaves jax's configuration alone."""
+    import os
+    from pathlib import Path
+    where = os.environ.get("LAWFIT_CACHE_DIR", str(Path.home() / ".cache" / "lawfit" / "xla"))
+    if not where or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    try:
+        Path(where).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    import jax
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def main(argv=None) -> int:
+    _compilation_cache()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

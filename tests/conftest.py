@@ -6,9 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import tempfile
+
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# One XLA compilation cache for the whole test session, inherited by the subprocesses (CLI runs,
+# notebook kernels), so that a program compiled by one test is loaded, not recompiled, by the next.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="lawfit-test-xla-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+os.environ.setdefault("LAWFIT_CACHE_DIR", os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 
 def reference_data() -> Path:
