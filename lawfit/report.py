@@ -185,6 +185,10 @@ def params_table(result: FitResult) -> str:
         for j, name in enumerate(result.law.params):
             lo, hi = (iv[0][j], iv[1][j]) if iv else (None, None)
             lines.append(f"  {name:<8}{_fmt(g.estimate[j]):>12}   [{_fmt(lo)}, {_fmt(hi)}]")
+        diag = g.info.get("diagnostics") if isinstance(g.info, dict) else None
+        if diag:
+            lines.append("  diagnostics: " + ", ".join(
+                f"{k} {_fmt(v) if isinstance(v, float) else v}" for k, v in diag.items()))
         for w in g.warnings:
             lines.append(f"  warning: {w}")
     return "\n".join(lines)
