@@ -250,9 +250,9 @@ def cmd_simulate(args) -> int:
                 raise DataError(f"--grid {g!r}: values must be numbers") from None
         frame = simulate(args.law, parse_assignments(args.params), grid, noise=args.noise,
                          seeds=args.seeds, seed=args.seed, extra=parse_assignments(args.set or ""))
-    from .report import _atomic_write
+    from .report import atomic_write
     out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out, (lambda t: frame.to_csv(t, index=False)) if out.suffix == ".csv"
+    atomic_write(out, (lambda t: frame.to_csv(t, index=False)) if out.suffix == ".csv"
                   else (lambda t: frame.to_parquet(t, index=False)))
     print(f"wrote {len(frame)} runs to {out}", file=sys.stderr)
     return 0

@@ -211,7 +211,7 @@ def cmd_backtest(args) -> int:
         out = Path(args.out)
         doc = bt.to_dict() | {"data": source}
         report.write_json(report._jsonable(doc), out / "backtest.json")
-        report._atomic_write(out / "backtest_runs.csv",
+        report.atomic_write(out / "backtest_runs.csv",
                              lambda t: bt.runs.to_csv(t, index=False))
         for law, res in bt.fits.items():
             report.write_fit(res, out / "fits" / law, overwrite=args.overwrite)

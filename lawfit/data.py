@@ -83,7 +83,7 @@ def read_runs(path: str | Path) -> tuple[pd.DataFrame, Source]:
     return frame, Source(path=str(p), sha256=digest.hexdigest(), rows=len(frame))
 
 
-def file_sha256(frame: pd.DataFrame) -> str:
+def frame_sha256(frame: pd.DataFrame) -> str:
     """Hash of an in-memory table (provenance for frames that did not come from a file)."""
     h = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     return hashlib.sha256(h.tobytes() + ",".join(map(str, frame.columns)).encode()).hexdigest()

@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import lsq
 from .data import (CONFIG_COLUMNS, DataError, apply_where, average_seeds, default_by,
-                   file_sha256, numeric_column, require_columns)
+                   frame_sha256, numeric_column, require_columns)
 from .laws import Law, get_law
 from .objectives import Objective, make_objective
 from .result import FitResult, GroupFit, Status
@@ -211,7 +211,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         raise DataError(f"seeds must be 'average' or 'keep', got {seeds!r}")
     if share and not joint:
         raise DataError("sharing parameters needs a joint fit: name the subset column with --joint")
-    src = source or {"path": None, "sha256": file_sha256(frame), "rows": len(frame)}
+    src = source or {"path": None, "sha256": frame_sha256(frame), "rows": len(frame)}
     frame = apply_where(frame, where)
     if len(frame) == 0:
         raise DataError("the runs table has no rows")
@@ -238,17 +238,18 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         key = {k: (v.item() if hasattr(v, "item") else v) for k, v in key.items()}
         frozen = fixed(key) if callable(fixed) else (fixed or {})
         subsets = tuple(sorted(gdf[joint].astype(str).unique())) if joint else (None,)
-        n_free = len(_layout(law, subsets, share, frozen).free_names)   # checks the names too
+        layout = _layout(law, subsets, share, frozen)          # checks the names too
+        n_free = len(layout.free_names)
         if len(gdf) < n_free:
             raise DataError(f"group {key} has {len(gdf)} runs but the fit has {n_free} free "
                             "parameters: add runs, fix parameters, or group more coarsely (--by)")
-        groups.append((key, gdf.reset_index(drop=True), frozen))
+        groups.append((key, gdf.reset_index(drop=True), frozen, layout))
     out = []
-    for gi, (key, gdf, frozen) in enumerate(groups):
+    for gi, (key, gdf, frozen, layout) in enumerate(groups):
         if progress:
             progress(f"group {gi + 1}/{len(groups)} {key}: fitting {len(gdf)} runs")
-        out.extend(_fit_group(gdf, key, law, obj, cols, joint, share, frozen, starts, bootstrap,
-                              seeds, fitter, solver, rng, progress, bayes_options or {}))
+        out.extend(_fit_group(gdf, key, layout, law, obj, cols, joint, share, frozen, starts,
+                              bootstrap, seeds, fitter, solver, rng, progress, bayes_options or {}))
     settings = {"law": law.name, "columns": cols, "by": by, "objective": obj.as_dict(),
                 "starts": starts, "bootstrap": bootstrap, "seed": seed, "fitter": fitter,
                 "solver": solver, "joint": joint, "share": list(share), "seeds": seeds,
@@ -258,10 +259,9 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
                      settings=settings, source=src, level=level)
 
 
-def _fit_group(gdf, key, law, obj, cols, joint, share, fixed, starts, n_boot, seeds, fitter,
-               solver, rng, progress, bayes_options):
-    subsets = tuple(sorted(gdf[joint].astype(str).unique())) if joint else (None,)
-    layout = _layout(law, subsets, share, fixed)
+def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_boot, seeds,
+               fitter, solver, rng, progress, bayes_options):
+    subsets = layout.subsets
     variables = np.stack([variable_values(gdf, cols[r]) for r in law.variables], axis=-1)
     yv = gdf[cols["y"]].to_numpy(np.float64)
     labels = gdf[joint].astype(str).to_numpy() if joint else np.full(len(gdf), None)

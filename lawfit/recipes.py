@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .data import DataError, file_sha256, require_columns
+from .data import DataError, frame_sha256, require_columns
 from .fit import fit
 from .result import FitResult
 
@@ -34,7 +34,7 @@ def zhang2024(frame: pd.DataFrame, *, factor: str = "factor", d: str = "finetune
     """Two-stage joint fit of Zhang et al. 2024 on a table whose ``factor`` column names, per run,
     the column that is its X (``model_params``, ``pretrain_tokens`` or ``pet_params``)."""
     require_columns(frame, [factor])
-    source = source or {"path": None, "sha256": file_sha256(frame), "rows": len(frame)}
+    source = source or {"path": None, "sha256": frame_sha256(frame), "rows": len(frame)}
     by = [c for c in by if c in frame.columns]
     kinds = set(frame[factor].astype(str))
     stage1_rows = frame[frame[factor].astype(str).isin(STAGE1)]

@@ -69,7 +69,7 @@ def fit_dict(result: FitResult) -> dict:
             "settings": _jsonable(result.settings), "groups": groups}
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     umask = os.umask(0)
@@ -100,7 +100,7 @@ def write_json(obj: dict, path: Path) -> None:
         with open(tmp, "w") as fh:
             json.dump(obj, fh, indent=2)
             fh.write("\n")
-    _atomic_write(path, w)
+    atomic_write(path, w)
 
 
 def write_fit(result: FitResult, out: str | Path, overwrite: bool = False) -> Path:
@@ -114,10 +114,10 @@ def write_fit(result: FitResult, out: str | Path, overwrite: bool = False) -> Pa
     names = ["fit.json", "draws.parquet"] + (["posterior.nc"] if posteriors else [])
     out = prepare_out(out, names, overwrite)
     draws = result.draws
-    _atomic_write(out / "draws.parquet", lambda tmp: draws.to_parquet(tmp, index=False))
+    atomic_write(out / "draws.parquet", lambda tmp: draws.to_parquet(tmp, index=False))
     if posteriors:
         from .bayes import write_posteriors
-        _atomic_write(out / "posterior.nc", lambda tmp: write_posteriors(posteriors, tmp))
+        atomic_write(out / "posterior.nc", lambda tmp: write_posteriors(posteriors, tmp))
     else:
         (out / "posterior.nc").unlink(missing_ok=True)   # a stale posterior of an earlier fit
     write_json(fit_dict(result), out / "fit.json")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,21 +21,14 @@ from lawfit.cli import main
 from lawfit.data import DataError
 from lawfit.simulate import simulate
 
+from conftest import require_reference as reference
+
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH = {"A": 300.0, "E": 0.6, "alpha": 0.3, "beta": 0.1}
 GRID = {"model_params": [1e8, 3e8, 1e9, 3e9], "finetune_examples": [1e3, 3e3, 1e4, 3e4, 1e5, 3e5]}
 NOISE = 0.01
 
 
-def reference(*parts) -> Path:
-    """A reference file; skip when absent, fail when LAWFIT_REQUIRE_REFERENCE_DATA=1."""
-    path = Path(os.environ.get("LAWFIT_REFERENCE_DATA", ROOT.parent / "shared" / "data"),
-                *parts)
-    if not path.exists():
-        if os.environ.get("LAWFIT_REQUIRE_REFERENCE_DATA") == "1":
-            pytest.fail(f"reference data missing: {path}")
-        pytest.skip(f"reference data missing: {path}")
-    return path
 
 
 def synthetic(seed: int) -> pd.DataFrame:

@@ -5,7 +5,6 @@ import json
 
 import matplotlib.image as mpimg
 import numpy as np
-import pandas as pd
 import pytest
 
 import lawfit
