@@ -25,7 +25,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .data import DataError, apply_where, average_seeds, default_by, require_columns
+from .data import DataError, average_seeds, default_by, require_columns
+from .expr import Expr, filter_frame
 from .fit import variable_values, fit
 from .laws import get_law
 from .result import FitResult
@@ -79,7 +80,7 @@ def holdout_mask(frame: pd.DataFrame, spec, *, x: str, d: str, by: Sequence[str]
             if not hit.any():
                 present = sorted(set(np.round(colv[np.isfinite(colv)], 12)))[:12]
                 raise DataError(f"--holdout {col}={':'.join(f'{v:g}' for v in vals)} matches no "
-                                f"run; {col} takes the values {present}")
+                                f"run; {col} takes the values {', '.join(f'{v:g}' for v in present)}")
             mask |= hit
         return mask
     keys = (frame[list(by)].astype(str).agg("\x1f".join, axis=1).to_numpy() if by
@@ -185,7 +186,7 @@ def _evaluate(result: FitResult, table: pd.DataFrame, heldout: np.ndarray, law_n
 
 def backtest(frame: pd.DataFrame, laws: Sequence[str] = ("multiplicative", "additive"), *,
              holdout="largest", x: str | None = None, d: str | None = None, y: str = "loss",
-             by: Sequence[str] | None = None, where: str | None = None, bootstrap: int = 100,
+             by: Sequence[str] | None = None, where: str | Expr | None = None, bootstrap: int = 100,
              seed: int = 0, level: float = 0.95, progress=None, **fit_options) -> Backtest:
     """Hold out runs, fit each law on the rest, report Delta_e, Delta_h and interval coverage per
     group and law. ``fit_options`` go to :func:`lawfit.fit` (objective, delta, starts, joint,
@@ -198,7 +199,7 @@ def backtest(frame: pd.DataFrame, laws: Sequence[str] = ("multiplicative", "addi
             raise DataError(f"the backtest holds out X and D values; law {law.name!r} has "
                             f"variables {law.variables}")
     spec = parse_holdout(holdout)
-    frame = apply_where(frame, where).reset_index(drop=True)
+    frame = filter_frame(frame, where).reset_index(drop=True)
     x = x or law_objs[0].default_columns["x"]
     d = d or law_objs[0].default_columns["d"]
     by = list(default_by(frame) if by is None else by)

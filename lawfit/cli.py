@@ -6,6 +6,7 @@ Subcommands register themselves in SUBCOMMANDS as (help, add_arguments, run).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -47,14 +48,42 @@ def _value(text: str):
         return text
 
 
-def parse_assignments(text: str) -> dict:
-    """``a=1,b=x`` -> {"a": 1.0, "b": "x"}."""
+def number(text, what: str, *, positive: bool = False, integer: bool = False) -> float:
+    """``text`` as a finite float (an int with ``integer``), or a one-line DataError naming
+    ``what``."""
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        raise DataError(f"{what}: {text!r} is not a number") from None
+    if not math.isfinite(v):
+        raise DataError(f"{what}: {text!r} is not a finite number")
+    if positive and not v > 0:
+        raise DataError(f"{what} must be positive, got {text}")
+    if integer:
+        if not v.is_integer():
+            raise DataError(f"{what} must be a whole number, got {text}")
+        return int(v)
+    return v
+
+
+def check_level(level, what: str = "--level") -> float:
+    if level is not None and not (math.isfinite(level) and 0 < level < 1):
+        raise DataError(f"{what} must lie strictly between 0 and 1 (e.g. 0.95), got {level}")
+    return level
+
+
+def parse_assignments(text: str, what: str = "option", numeric: bool = False) -> dict:
+    """``a=1,b=x`` -> {"a": "1", "b": "x"} (values as text), or floats with ``numeric``."""
     out = {}
     for item in _csv(text) or []:
         if "=" not in item:
-            raise DataError(f"expected NAME=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = _value(v.strip())
+            raise DataError(f"{what} expects NAME=VALUE,..., got {item!r}")
+        k, v = (s.strip() for s in item.split("=", 1))
+        if not k:
+            raise DataError(f"{what}: a name is missing before '=' in {item!r}")
+        if k in out:
+            raise DataError(f"{what} names {k!r} twice")
+        out[k] = number(v, f"{what} {k}") if numeric else v
     return out
 
 
@@ -62,9 +91,12 @@ def _starts(text: str):
     if text == "grid":
         return "grid"
     try:
-        return int(text)
+        n = int(text)
     except ValueError:
         raise DataError(f"--starts must be 'grid' or a count, got {text!r}") from None
+    if n < 1:
+        raise DataError(f"--starts must be 'grid' or a positive count, got {text!r}")
+    return n
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,7 +112,9 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", default=None, help="grouping columns, comma separated "
                    "(default: task and method where present)")
     p.add_argument("--where", default=None,
-                   help="keep rows matching a pandas query, e.g. 'finetune_examples > 0'")
+                   help="keep rows where a condition holds, e.g. \"finetune_examples > 0 and "
+                   "method in ['fmt', 'lora']\" (lawfit's own grammar, see README; never run as "
+                   "code)")
     p.add_argument("--objective", default=None, choices=["huber", "huber-log", "mse", "mse-log"],
                    help="default huber (finetuning laws), huber-log (chinchilla)")
     p.add_argument("--delta", type=float, default=None, help="Huber delta (default 1e-3)")
@@ -93,7 +127,25 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def fit_options(args) -> dict:
-    return dict(x=args.x, d=args.d, y=args.y, by=_csv(args.by), where=args.where,
+    """The shared fitting options, checked (the --where expression parsed) before any data is
+    read."""
+    from .expr import parse
+    for flag in ("x", "d", "y", "by"):
+        v = getattr(args, flag)
+        if v is not None and not v.strip(" ,@"):
+            raise DataError(f"--{flag} needs a column name, got {v!r}")
+    if args.delta is not None and not (math.isfinite(args.delta) and args.delta > 0):
+        raise DataError(f"--delta must be a positive number, got {args.delta}")
+    if args.seed < 0:
+        raise DataError(f"--seed must be >= 0, got {args.seed}")
+    for flag in ("bootstrap", "chains", "warmup", "draws"):
+        v = getattr(args, flag, None)
+        if v is not None and v < (0 if flag == "bootstrap" else 1):
+            raise DataError(f"--{flag} must be {'>= 0' if flag == 'bootstrap' else 'positive'}, "
+                            f"got {v}")
+    check_level(getattr(args, "level", None))
+    where = parse(args.where) if args.where is not None else None
+    return dict(x=args.x, d=args.d, y=args.y, by=_csv(args.by), where=where,
                 objective=args.objective, delta=args.delta, starts=_starts(args.starts),
                 seeds=args.seeds, seed=args.seed)
 
@@ -140,16 +192,21 @@ def cmd_fit(args) -> int:
                    if getattr(args, k) is not None}
     if (bayes_flags or args.priors) and args.fitter != "bayes":
         raise DataError("--priors, --chains, --warmup, --draws and --likelihood need --fitter bayes")
-    if args.out:
-        report.prepare_out(args.out, ["fit.json", "draws.parquet"]
-                           + (["posterior.nc"] if args.fitter == "bayes" else []), args.overwrite)
-    frame, source = load(args)
-    progress = Progress(args.quiet)
     opts = fit_options(args)
+    fixed = parse_assignments(args.fix or "", "--fix", numeric=True)
+    if args.recipe == "zhang2024" and (args.fix or args.joint or args.share):
+        raise DataError("--recipe zhang2024 sets its own joint fit: drop --fix, --joint and "
+                        "--share")
     bayes_options = dict(bayes_flags)
     if args.priors:
         from .bayes import read_priors
         bayes_options["priors"] = read_priors(args.priors)
+    if args.out:
+        report.prepare_out(args.out, ["fit.json", "draws.parquet"]
+                           + (["posterior.nc"] if args.fitter == "bayes" else []), args.overwrite,
+                           runs=args.runs)
+    frame, source = load(args)
+    progress = Progress(args.quiet)
     common = dict(bootstrap=args.bootstrap, fitter=args.fitter, level=args.level, source=source,
                   progress=progress, bayes_options=bayes_options)
     if args.recipe == "zhang2024":
@@ -168,7 +225,7 @@ def cmd_fit(args) -> int:
         if args.recipe and not args.bootstrap and "bootstrap" in preset:
             common["bootstrap"] = preset["bootstrap"]
         result = fit(frame, law, solver=args.solver, joint=args.joint,
-                     share=_csv(args.share) or (), fixed=parse_assignments(args.fix or ""),
+                     share=_csv(args.share) or (), fixed=fixed,
                      **opts, **common)
     print(report.params_table(result))
     if args.out:
@@ -197,8 +254,24 @@ def _predict_add(p):
 def cmd_predict(args) -> int:
     import pandas as pd
     from .report import load_fit
+    check_level(args.level)
     result = load_fit(args.fit_dir)
-    points = pd.DataFrame([parse_assignments(a) for a in args.at])
+    variables = {result.columns[r] for r in result.law.variables}
+    rows = []
+    for text in args.at:
+        row = parse_assignments(text, "--at")
+        if not row:
+            raise DataError("--at expects COL=VALUE,..., e.g. model_params=16e9,"
+                            "finetune_examples=1e6")
+        unknown = [k for k in row if k not in variables and k not in result.by]
+        if unknown:
+            raise DataError(f"--at names {unknown[0]!r}, which the fit does not use: give "
+                            f"{', '.join(sorted(variables))}"
+                            + (f" and the group columns {', '.join(result.by)}"
+                               if result.by else ""))
+        rows.append({k: number(v, f"--at {k}", positive=True) if k in variables else v
+                     for k, v in row.items()})
+    points = pd.DataFrame(rows)
     table = result.predict(points, level=args.level)
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         print(table.to_string(index=False))
@@ -228,30 +301,42 @@ def _simulate_add(p):
 @subcommand("simulate", "draw a runs table from known law parameters", _simulate_add)
 def cmd_simulate(args) -> int:
     from pathlib import Path
+    from .report import atomic_write, prepare_out_file
     from .simulate import paper_grid, simulate
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise DataError(f"{out} exists: choose another --out or pass --overwrite")
     if out.suffix not in (".csv", ".parquet"):
         raise DataError(f"--out must end in .csv or .parquet, got {out.name}")
+    if not (math.isfinite(args.noise) and args.noise >= 0):
+        raise DataError(f"--noise must be a finite sd >= 0, got {args.noise}")
+    if args.seeds < 1:
+        raise DataError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.seed < 0:
+        raise DataError(f"--seed must be >= 0, got {args.seed}")
     if args.paper:
+        if args.params or args.grid or args.set or args.law != "multiplicative":
+            raise DataError("--paper zhang2024 brings its own law, parameters and grid: drop "
+                            "--law, --params, --grid and --set")
+        prepare_out_file(out, args.overwrite)
         frame = paper_grid(noise=args.noise, seeds=args.seeds, seed=args.seed)
     else:
         if not args.params or not args.grid:
             raise DataError("give --paper zhang2024, or --params and --grid")
         grid = {}
         for g in args.grid:
-            if "=" not in g:
+            if "=" not in g or not g.split("=", 1)[0].strip():
                 raise DataError(f"--grid expects COL=v1:v2:..., got {g!r}")
-            k, v = g.split("=", 1)
-            try:
-                grid[k] = [float(t) for t in v.split(":")]
-            except ValueError:
-                raise DataError(f"--grid {g!r}: values must be numbers") from None
-        frame = simulate(args.law, parse_assignments(args.params), grid, noise=args.noise,
-                         seeds=args.seeds, seed=args.seed, extra=parse_assignments(args.set or ""))
-    from .report import atomic_write
-    out.parent.mkdir(parents=True, exist_ok=True)
+            k, v = (s.strip() for s in g.split("=", 1))
+            if k in grid:
+                raise DataError(f"--grid names {k!r} twice")
+            grid[k] = [number(t, f"--grid {k}") for t in v.split(":")]
+        extra = {k: _value(v) for k, v in parse_assignments(args.set or "", "--set").items()}
+        clash = [k for k in extra if k in grid]
+        if clash:
+            raise DataError(f"--set and --grid both give column {clash[0]!r}")
+        params = parse_assignments(args.params, "--params", numeric=True)
+        prepare_out_file(out, args.overwrite)
+        frame = simulate(args.law, params, grid, noise=args.noise, seeds=args.seeds,
+                         seed=args.seed, extra=extra)
     atomic_write(out, (lambda t: frame.to_csv(t, index=False)) if out.suffix == ".csv"
                   else (lambda t: frame.to_parquet(t, index=False)))
     print(f"wrote {len(frame)} runs to {out}", file=sys.stderr)
@@ -281,9 +366,14 @@ def cmd_run(args) -> int:
 
 # --- main ------------------------------------------------------------------------------------
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):      # one line, exit 2
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print(f"{self.prog}: error: {_one_line(message)}", file=sys.stderr)
         raise SystemExit(2)
 
 
@@ -334,7 +424,10 @@ def main(argv=None) -> int:
     try:
         return SUBCOMMANDS[args.command][2](args)
     except DataError as exc:
-        print(f"lawfit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"lawfit {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:         # a file the user named cannot be read or written
+        print(f"lawfit {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lawfit: interrupted", file=sys.stderr)

@@ -101,19 +101,28 @@ def cmd_critical(args) -> int:
     d_range = _d_range(args.d_range)
     if args.plot and not args.out:
         raise DataError("--plot needs --out DIR (the figures are written there)")
+    if not args.method_column.strip():
+        raise DataError("--method-column needs a column name")
+    opts = fit_options(args)
     progress = Progress(args.quiet)
     fitted_here = not _is_fit_dir(args.runs)
+    if not fitted_here:
+        used = [f"--{k.replace('_', '-')}" for k in ("law", "x", "d", "by", "where", "objective",
+                                                     "delta", "recipe")
+                if getattr(args, k) is not None]
+        if used:
+            raise DataError(f"{args.runs} is a fit directory: {', '.join(used)} only apply "
+                            "when critical fits a runs table; refit with lawfit fit instead")
     if args.out:
-        report.prepare_out(args.out, ["critical.json"]
+        report.prepare_out(args.out, ["critical.json", "superiority.csv"]
                            + (["fit.json", "draws.parquet"] if fitted_here else []),
-                           args.overwrite)
+                           args.overwrite, runs=args.runs)
     x_values = None
     if not fitted_here:
         result = report.load_fit(args.runs)
         progress(f"read the fit in {args.runs}")
     else:
         frame, source = load(args)
-        opts = fit_options(args)
         mc = args.method_column
         if mc not in frame.columns:
             raise DataError(f"the runs table has no {mc!r} column: name the method column with "
@@ -139,8 +148,8 @@ def cmd_critical(args) -> int:
             x_values = {}
             fframe = frame
             if opts.get("where"):
-                from .data import apply_where
-                fframe = apply_where(frame, opts["where"])
+                from .expr import filter_frame
+                fframe = filter_frame(frame, opts["where"])
             rest_cols = [c for c in result.by if c != mc]
             for g in result.groups:
                 m = np.ones(len(fframe), bool)
@@ -192,16 +201,24 @@ def _backtest_add(p):
 def cmd_backtest(args) -> int:
     from . import report
     from .backtest import backtest, parse_holdout
+    from .laws import get_law
     laws = _csv(args.laws) or []
+    if not laws:
+        raise DataError(f"--laws needs at least one law, got {args.laws!r}")
+    if len(set(laws)) != len(laws):
+        raise DataError(f"--laws names a law twice: {args.laws!r}")
+    for name in laws:
+        get_law(name)
     holdout = parse_holdout(args.holdout)
     if args.plot and not args.out:
         raise DataError("--plot needs --out DIR (the figures are written there)")
-    if args.out:
-        report.prepare_out(args.out, ["backtest.json", "backtest_runs.csv"], args.overwrite)
-    frame, source = load(args)
-    opts = fit_options(args)
     if args.law:
         raise DataError("lawfit backtest compares laws: give them with --laws, not --law")
+    opts = fit_options(args)
+    if args.out:
+        report.prepare_out(args.out, ["backtest.json", "backtest_runs.csv"], args.overwrite,
+                           runs=args.runs)
+    frame, source = load(args)
     bt = backtest(frame, laws, holdout=holdout, bootstrap=args.bootstrap, level=args.level,
                   progress=Progress(args.quiet), **opts)
     _print_table(bt.summary.drop(columns=["n_draws"]))
@@ -236,27 +253,86 @@ def _plot_add(p):
     p.add_argument("--format", default="png,pdf", help="png,pdf (default both)")
 
 
-def load_backtest(path: Path):
-    """A Backtest from a ``lawfit backtest --out`` directory."""
+def _read_json(path: Path) -> dict:
     import json
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise DataError(f"{path} is not valid JSON ({' '.join(str(exc).split())[:80]})") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{path} is not a JSON object")
+    return doc
+
+
+def _artefact_error(path: Path, exc: Exception) -> DataError:
+    what = f"missing or malformed {exc}" if isinstance(exc, KeyError) else \
+        " ".join(str(exc).split())[:100] or type(exc).__name__
+    return DataError(f"{path} is not a valid lawfit artefact: {what} (it is data, checked and "
+                     "never run; write it again with the command that made it)")
+
+
+def load_critical(path: Path) -> dict:
+    """A critical.json document, its structure checked before anything is drawn from it."""
+    doc = _read_json(path)
+    between = doc.get("between")
+    search = doc.get("search")
+    ok = (isinstance(between, list) and len(between) == 2
+          and all(isinstance(m, str) for m in between)
+          and isinstance(doc.get("rows"), list) and all(isinstance(r, dict) for r in doc["rows"])
+          and isinstance(search, dict)
+          and all(isinstance(search.get(k), (int, float)) and not isinstance(search.get(k), bool)
+                  and search[k] > 0 for k in ("d_min", "d_max"))
+          and isinstance(doc.get("level"), (int, float)) and 0 < doc["level"] < 1
+          and isinstance(doc.get("d_name"), str) and isinstance(doc.get("x_name"), (str, type(None)))
+          and isinstance(doc.get("superiority", []), (list, type(None))))
+    if not ok:
+        raise DataError(f"{path} is not a valid critical.json: it needs 'between' (two methods), "
+                        "'rows', 'search' (d_min, d_max), 'level' and 'd_name' (write it again "
+                        "with lawfit critical --out)")
+    return doc
+
+
+def load_backtest(path: Path):
+    """A Backtest from a ``lawfit backtest --out`` directory (files and structure checked)."""
     from .backtest import Backtest
     from .report import load_fit
-    doc = json.loads((path / "backtest.json").read_text())
-    runs = pd.read_csv(path / "backtest_runs.csv")
-    fits = {law: load_fit(path / "fits" / law) for law in doc["laws"]}
-    return Backtest(laws=tuple(doc["laws"]), holdout=doc["holdout"],
-                    summary=pd.DataFrame(doc["summary"]), runs=runs, fits=fits,
-                    columns=doc["columns"], group_columns=tuple(doc["group_columns"]),
-                    level=doc["level"])
+    for name in ("backtest.json", "backtest_runs.csv"):
+        if not (path / name).is_file():
+            raise DataError(f"{path / name} is missing: a backtest directory holds backtest.json, "
+                            "backtest_runs.csv and fits/ (write it again with lawfit backtest "
+                            "--out)")
+    doc = _read_json(path / "backtest.json")
+    try:
+        runs = pd.read_csv(path / "backtest_runs.csv")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path / 'backtest_runs.csv'}: "
+                        f"{' '.join(str(exc).split())[:100]}") from None
+    try:
+        laws = doc["laws"]
+        if not (isinstance(laws, list) and laws and all(isinstance(x, str) for x in laws)):
+            raise ValueError("'laws' must be a list of law names")
+        for law in laws:
+            if not (path / "fits" / law).is_dir() or law in (".", "..") or "/" in law:
+                raise ValueError(f"no fit directory fits/{law}")
+        fits = {law: load_fit(path / "fits" / law) for law in laws}
+        if not (isinstance(doc["summary"], list) and isinstance(doc["columns"], dict)
+                and isinstance(doc["group_columns"], list)
+                and isinstance(doc["level"], (int, float)) and 0 < doc["level"] < 1):
+            raise ValueError("'summary', 'columns', 'group_columns' or 'level' has the wrong type")
+        return Backtest(laws=tuple(laws), holdout=doc["holdout"],
+                        summary=pd.DataFrame(doc["summary"]), runs=runs, fits=fits,
+                        columns=doc["columns"], group_columns=tuple(doc["group_columns"]),
+                        level=doc["level"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _artefact_error(path / "backtest.json", exc) from None
 
 
 @subcommand("plot", "draw the fits, critical data sizes and backtests saved in a directory",
             _plot_add)
 def cmd_plot(args) -> int:
-    import json
-    from .data import read_runs
+    from .data import read_runs, select_recorded
     from .plot import plot_backtest, plot_critical, plot_fit
-    from .report import load_fit
+    from .report import load_fit, prepare_out
     d = Path(args.fit_dir)
     if not d.is_dir():
         raise DataError(f"{d} is not a directory: give the --out directory of lawfit fit, "
@@ -265,30 +341,48 @@ def cmd_plot(args) -> int:
     bad = [f for f in formats if f not in ("png", "pdf", "svg")]
     if bad or not formats:
         raise DataError(f"--format takes png, pdf or svg, got {args.format!r}")
+    if args.runs is not None and not Path(args.runs).exists():
+        raise DataError(f"--runs {args.runs}: no such file or directory")
     out = Path(args.out) if args.out else d
+    if not any((d / n).exists() for n in ("fit.json", "critical.json", "backtest.json")):
+        raise DataError(f"{d} holds no fit.json, critical.json or backtest.json")
+    # every artefact is read and checked before the first figure is written
+    result = load_fit(d) if (d / "fit.json").exists() else None
+    crit = load_critical(d / "critical.json") if (d / "critical.json").exists() else None
+    bt = load_backtest(d) if (d / "backtest.json").exists() else None
+    prepare_out(out, [], overwrite=True, check_rows=False)     # figures only: no parquet
     paths = []
     found = False
-    if (d / "fit.json").exists():
+    if result is not None:
         found = True
-        result = load_fit(d)
         frame = None
         runs = args.runs or (result.source or {}).get("path")
         if runs and Path(runs).exists():
             frame, _ = read_runs(runs)
+            if (result.settings or {}).get("where"):
+                try:     # the fitted rows, by the positions the fit recorded
+                    if not result.settings.get("where_rows"):
+                        raise DataError("the fit records no fitted rows (an older fit.json)")
+                    select_recorded(frame, result.settings["where_rows"])
+                except DataError as exc:
+                    print(f"note: {runs}: {exc}; drawing curves only", file=sys.stderr)
+                    frame = None
         elif runs:
             print(f"note: runs table {runs} not found: drawing curves only (give --runs)",
                   file=sys.stderr)
         paths += plot_fit(result, frame, out, formats=formats)
-    if (d / "critical.json").exists():
+    if crit is not None:
         found = True
         try:
-            doc = json.loads((d / "critical.json").read_text())
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{d / 'critical.json'} is not valid JSON ({exc})") from None
-        paths += plot_critical(doc, out, formats=formats)
-    if (d / "backtest.json").exists():
+            paths += plot_critical(crit, out, formats=formats)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise _artefact_error(d / "critical.json", exc) from None
+    if bt is not None:
         found = True
-        paths += plot_backtest(load_backtest(d), out, formats=formats)
+        try:
+            paths += plot_backtest(bt, out, formats=formats)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise _artefact_error(d / "backtest.json", exc) from None
     if not found:
         raise DataError(f"{d} holds no fit.json, critical.json or backtest.json")
     for p in paths:

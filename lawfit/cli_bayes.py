@@ -80,15 +80,15 @@ def cmd_compare(args) -> int:
         get_law(name)
     if min(args.chains, args.warmup, args.draws) < 1:
         raise DataError("--chains, --warmup and --draws must be positive")
-    if args.out:
-        report.prepare_out(args.out, ["compare.json"], args.overwrite)
-    frame, source = load(args)
-    progress = Progress(args.quiet)
     opts = fit_options(args)
     bayes_options = {"chains": args.chains, "warmup": args.warmup, "draws": args.draws,
                      "likelihood": args.likelihood}
     if args.priors:
         bayes_options["priors"] = bayes.read_priors(args.priors)
+    if args.out:
+        report.prepare_out(args.out, ["compare.json"], args.overwrite, runs=args.runs)
+    frame, source = load(args)
+    progress = Progress(args.quiet)
     common = dict(source=source, progress=progress)
     fits = {}
     for name in laws:

@@ -109,12 +109,19 @@ def numeric_column(frame: pd.DataFrame, col: str, positive: bool) -> np.ndarray:
     """Return ``frame[col]`` as float64, raising DataError for non-numeric, non-finite or
     (when ``positive``) zero/negative values, naming the offending rows."""
     raw = frame[col]
+    if isinstance(raw, pd.DataFrame):
+        raise DataError(f"column {col!r} appears more than once in the table: rename one")
     values = pd.to_numeric(raw, errors="coerce")
     bad = values.isna() & raw.notna()
     if bad.any():
         example = raw[bad].iloc[0]
         raise DataError(f"column {col!r} has non-numeric values (rows {_rows(frame.index[bad])}, "
                         f"e.g. {example!r}): fix or drop those rows")
+    if pd.api.types.is_bool_dtype(raw.dtype) or not pd.api.types.is_numeric_dtype(raw.dtype):
+        example = raw.dropna().iloc[0] if raw.notna().any() else None
+        raise DataError(f"column {col!r} stores numbers as {raw.dtype} (e.g. {example!r}), not "
+                        "as numbers: write the table with numeric columns (pandas: "
+                        f"df[{col!r}] = pd.to_numeric(df[{col!r}]))")
     arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
     nonfinite = ~np.isfinite(arr)
     if nonfinite.any():
@@ -130,17 +137,47 @@ def numeric_column(frame: pd.DataFrame, col: str, positive: bool) -> np.ndarray:
     return arr
 
 
-def apply_where(frame: pd.DataFrame, where: str | None) -> pd.DataFrame:
-    """Filter rows with a pandas query expression (the CLI's ``--where``)."""
-    if not where:
-        return frame
-    try:
-        out = frame.query(where)
-    except Exception as exc:
-        raise DataError(f"cannot apply --where {where!r}: {str(exc).splitlines()[0]}") from None
-    if len(out) == 0:
-        raise DataError(f"--where {where!r} leaves no rows")
-    return out
+def selection_record(frame: pd.DataFrame, mask: np.ndarray) -> dict:
+    """What an artefact stores of a row filter: the hash and length of the table it was applied
+    to, and the kept row positions as ``[start, stop)`` runs (compact for contiguous rows)."""
+    mask = np.asarray(mask, bool)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    kept = [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
+    return {"table_sha256": frame_sha256(frame), "rows": int(len(frame)), "kept": kept}
+
+
+def check_selection_record(record) -> dict:
+    """Validate a stored :func:`selection_record` (types, ranges, order); DataError if not."""
+    ok = (isinstance(record, dict) and set(record) == {"table_sha256", "rows", "kept"}
+          and isinstance(record["table_sha256"], str)
+          and len(record["table_sha256"]) == 64
+          and all(c in "0123456789abcdef" for c in record["table_sha256"])
+          and isinstance(record["rows"], int) and not isinstance(record["rows"], bool)
+          and record["rows"] >= 0 and isinstance(record["kept"], list))
+    if ok:
+        last = 0
+        for run in record["kept"]:
+            if not (isinstance(run, list) and len(run) == 2
+                    and all(isinstance(v, int) and not isinstance(v, bool) for v in run)
+                    and last <= run[0] < run[1] <= record["rows"]):
+                ok = False
+                break
+            last = run[1]
+    if not ok:
+        raise DataError("bad row selection record (where_rows): expected {table_sha256, rows, "
+                        "kept: [[start, stop], ...]} with increasing runs inside the table")
+    return record
+
+
+def select_recorded(frame: pd.DataFrame, record: dict) -> pd.DataFrame:
+    """The rows of ``frame`` that a stored :func:`selection_record` kept; DataError when
+    ``frame`` is not the table the record was made from (its hash differs)."""
+    record = check_selection_record(record)
+    if len(frame) != record["rows"] or frame_sha256(frame) != record["table_sha256"]:
+        raise DataError("this runs table is not the one the fit filtered (its hash differs), so "
+                        "the fitted rows cannot be selected again")
+    idx = np.concatenate([np.arange(a, b) for a, b in record["kept"]] or [np.zeros(0, int)])
+    return frame.iloc[idx]
 
 
 def average_seeds(frame: pd.DataFrame, y: str, variables) -> pd.DataFrame:
@@ -158,6 +195,31 @@ def average_seeds(frame: pd.DataFrame, y: str, variables) -> pd.DataFrame:
     out = grouped[y].mean().reset_index()
     out["n_seeds"] = grouped[y].size().to_numpy()
     return out
+
+
+def duplicate_rows(frame: pd.DataFrame, variables) -> np.ndarray:
+    """(N,) True for rows that repeat an earlier row's configuration *and* seed (or, in a table
+    without a ``seed`` column, its configuration): copies that averaging would count as seeds
+    (or a fit would count as independent runs)."""
+    keys = [c for c in dict.fromkeys([*CONFIG_COLUMNS, *variables, "seed"]) if c in frame.columns]
+    if not keys:
+        return np.zeros(len(frame), bool)
+    return frame.duplicated(keys, keep="first").to_numpy()
+
+
+def loss_trend(variables: np.ndarray, y: np.ndarray) -> str | None:
+    """``"constant"`` when the loss does not vary, ``"rising"`` when it falls with none of the
+    variables (Spearman correlation >= 0 with each), else None. A scaling law's loss falls with
+    scale; neither case identifies its exponents."""
+    y = np.asarray(y, np.float64)
+    if len(y) < 2 or np.ptp(y) <= 1e-9 * max(float(np.max(np.abs(y))), 1e-300):
+        return "constant"
+    ry = pd.Series(y).rank().to_numpy()
+    for j in range(variables.shape[1]):
+        v = variables[:, j]
+        if np.ptp(v) > 0 and np.corrcoef(pd.Series(v).rank().to_numpy(), ry)[0, 1] < 0:
+            return None
+    return "rising"
 
 
 def default_by(frame: pd.DataFrame) -> list[str]:

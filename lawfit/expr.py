@@ -41,7 +41,8 @@ import pandas as pd
 
 from .data import DataError
 
-__all__ = ["MAX_DEPTH", "MAX_LENGTH", "Expr", "filter_frame", "parse"]
+__all__ = ["MAX_DEPTH", "MAX_LENGTH", "Expr", "filter_frame", "filter_with_record", "parse",
+           "select_rows"]
 
 MAX_LENGTH = 2000      # characters of expression text
 MAX_DEPTH = 48         # nesting of parentheses / operators
@@ -833,6 +834,37 @@ def parse(text: str) -> Expr:
         raise DataError(f"expression {_short(text)!r}: {exc}") from None
 
 
+def _as_expr(expr) -> Expr | None:
+    if expr is None or (isinstance(expr, str) and not expr.strip()):
+        return None
+    if isinstance(expr, str):
+        return parse(expr)
+    if not isinstance(expr, Expr):
+        raise DataError(f"--where must be text or an Expr, got {type(expr).__name__}")
+    return expr
+
+
+def select_rows(frame: pd.DataFrame, expr: str | Expr) -> np.ndarray:
+    """Boolean mask of the rows of ``frame`` where a condition holds.
+
+    Raises
+    ------
+    DataError
+        A parse error, an unknown column, or an expression that is not a condition.
+    """
+    e = _as_expr(expr)
+    if e is None:
+        return np.ones(len(frame), bool)
+    try:
+        mask = e.evaluate(frame)
+    except DataError as exc:
+        raise DataError(f"cannot apply --where {str(e)!r}: {exc}") from None
+    if mask.dtype != bool:
+        raise DataError(f"--where {str(e)!r} is not a condition (it gives "
+                        f"{'numbers' if mask.dtype.kind == 'f' else 'values'}, not true/false)")
+    return mask
+
+
 def filter_frame(frame: pd.DataFrame, expr: str | Expr | None) -> pd.DataFrame:
     """Keep the rows of ``frame`` where a condition holds (the command line's ``--where``).
 
@@ -852,19 +884,33 @@ def filter_frame(frame: pd.DataFrame, expr: str | Expr | None) -> pd.DataFrame:
     DataError
         A parse error, an expression that is not a condition, or one that keeps no rows.
     """
-    if expr is None or (isinstance(expr, str) and not expr.strip()):
+    e = _as_expr(expr)
+    if e is None:
         return frame
-    e = parse(expr) if isinstance(expr, str) else expr
-    if not isinstance(e, Expr):
-        raise DataError(f"--where must be text or an Expr, got {type(expr).__name__}")
-    try:
-        mask = e.evaluate(frame)
-    except DataError as exc:
-        raise DataError(f"cannot apply --where {str(e)!r}: {exc}") from None
-    if mask.dtype != bool:
-        raise DataError(f"--where {str(e)!r} is not a condition (it gives "
-                        f"{'numbers' if mask.dtype.kind == 'f' else 'values'}, not true/false)")
-    out = frame[mask]
+    out = frame[select_rows(frame, e)]
     if len(out) == 0:
         raise DataError(f"--where {str(e)!r} leaves no rows")
     return out
+
+
+def filter_with_record(frame: pd.DataFrame, expr: str | Expr | None
+                       ) -> tuple[pd.DataFrame, dict]:
+    """:func:`filter_frame`, and the record an artefact keeps of it.
+
+    Returns
+    -------
+    (pandas.DataFrame, dict)
+        The rows kept and ``{"where": canonical text, "where_tree": Expr.to_json(),
+        "where_rows": data.selection_record(...)}`` (all None without a filter). A reader of the
+        artefact re-selects the fitted rows from ``where_rows`` and never evaluates the
+        expression again.
+    """
+    from .data import selection_record
+    e = _as_expr(expr)
+    if e is None:
+        return frame, {"where": None, "where_tree": None, "where_rows": None}
+    mask = select_rows(frame, e)
+    if not mask.any():
+        raise DataError(f"--where {str(e)!r} leaves no rows")
+    return frame[mask], {"where": str(e), "where_tree": e.to_json(),
+                         "where_rows": selection_record(frame, mask)}

@@ -7,16 +7,17 @@ work reports through an optional ``progress(message)`` callback.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import lsq
-from .data import (CONFIG_COLUMNS, DataError, apply_where, average_seeds, default_by,
-                   frame_sha256, numeric_column, require_columns)
-from .laws import Law, get_law
+from .data import (CONFIG_COLUMNS, DataError, average_seeds, default_by, duplicate_rows,
+                   frame_sha256, loss_trend, numeric_column, require_columns)
+from .expr import Expr, filter_with_record
+from .laws import Law, check_params, get_law
 from .objectives import Objective, make_objective
 from .result import FitResult, GroupFit, Status
 
@@ -73,6 +74,7 @@ def _layout(law: Law, subsets, share, fixed: Mapping[str, float]) -> Layout:
     if unknown:
         raise DataError(f"unknown parameter(s) {unknown} for law {law.name!r}: its parameters "
                         f"are {', '.join(law.params)}")
+    check_params(law, fixed, "fixed parameter")
     fixed_names = [p for p in law.params if p in fixed]
     fixed_vals = law.to_internal({**{p: 1.0 for p in law.params}, **fixed})
     fixed_int = np.array([fixed_vals[law.params.index(p)] for p in fixed_names])
@@ -92,6 +94,9 @@ def _layout(law: Law, subsets, share, fixed: Mapping[str, float]) -> Layout:
             names.append(f"{p}[{s}]")
             params.append(p)
     n_free = len(names)
+    if n_free == 0:
+        raise DataError(f"every parameter of law {law.name!r} is fixed: nothing is left to fit "
+                        "(use lawfit simulate or the law itself to evaluate fixed parameters)")
     slots = np.array([[n_free + fixed_names.index(p) if p in fixed else
                        slot.get((None, p), slot.get((s, p))) for p in law.params] for s in subsets])
     return Layout(tuple(subsets), tuple(names), tuple(params), slots, fixed_int)
@@ -184,7 +189,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         starts: str | int = "grid", bootstrap: int = 0, seed: int = 0, fitter: str = "lsq",
         solver: str = "newton", joint: str | None = None, share: Sequence[str] = (),
         fixed: Mapping[str, float] | Callable[[dict], Mapping[str, float]] | None = None,
-        seeds: str = "average", where: str | None = None, level: float = 0.95,
+        seeds: str = "average", where: str | Expr | None = None, level: float = 0.95,
         source: dict | None = None, progress: Callable[[str], None] | None = None,
         bayes_options: dict | None = None) -> FitResult:
     """Fit ``law`` to the runs in ``frame``, per group of ``by`` columns.
@@ -211,8 +216,11 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         raise DataError(f"seeds must be 'average' or 'keep', got {seeds!r}")
     if share and not joint:
         raise DataError("sharing parameters needs a joint fit: name the subset column with --joint")
+    if solver == "varpro" and (obj.name != "mse" or (fixed and not callable(fixed))):
+        raise DataError("--solver varpro needs --objective mse and no frozen parameters (the "
+                        "linear parameters are solved exactly in squared error)")
     src = source or {"path": None, "sha256": frame_sha256(frame), "rows": len(frame)}
-    frame = apply_where(frame, where)
+    frame, where_record = filter_with_record(frame, where)
     if len(frame) == 0:
         raise DataError("the runs table has no rows")
     cols = _resolve_columns(frame, law, x, d, y, joint)
@@ -231,6 +239,9 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     else:
         work = frame.reset_index(drop=True).copy()
         work["n_seeds"] = 1
+    dup = duplicate_rows(frame, [*flat, *by, *([joint] if joint else [])])
+    row_keys = (frame[by].map(str).agg("\x1f".join, axis=1).to_numpy() if by
+                else np.full(len(frame), ""))
     rng = np.random.default_rng(seed)
     groups = []
     for gkey, gdf in (work.groupby(by, sort=True, dropna=False) if by else [((), work)]):
@@ -243,20 +254,85 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         if len(gdf) < n_free:
             raise DataError(f"group {key} has {len(gdf)} runs but the fit has {n_free} free "
                             "parameters: add runs, fix parameters, or group more coarsely (--by)")
-        groups.append((key, gdf.reset_index(drop=True), frozen, layout))
+        n_dup = int(dup[row_keys == "\x1f".join(str(key[c]) for c in by)].sum()) if by \
+            else int(dup.sum())
+        notes = _data_warnings(gdf, key, layout, law, cols, joint, share, n_dup,
+                               averaged=seeds == "average" and "seed" in frame.columns)
+        groups.append((key, gdf.reset_index(drop=True), frozen, layout, notes))
     out = []
-    for gi, (key, gdf, frozen, layout) in enumerate(groups):
+    for gi, (key, gdf, frozen, layout, notes) in enumerate(groups):
         if progress:
             progress(f"group {gi + 1}/{len(groups)} {key}: fitting {len(gdf)} runs")
-        out.extend(_fit_group(gdf, key, layout, law, obj, cols, joint, share, frozen, starts,
-                              bootstrap, seeds, fitter, solver, rng, progress, bayes_options or {}))
+        fitted = _fit_group(gdf, key, layout, law, obj, cols, joint, share, frozen, starts,
+                            bootstrap, seeds, fitter, solver, rng, progress, bayes_options or {})
+        for g in fitted:
+            sub = notes.get(g.key.get(joint), ([], False)) if joint else ([], False)
+            found, unidentified = notes[None][0] + sub[0], notes[None][1] or sub[1]
+            if not found:
+                out.append(g)
+                continue
+            kept = [w for w in g.warnings if not (unidentified and "widen it" in w)]
+            out.append(replace(g, warnings=tuple(found + kept),
+                               status=Status.NOT_IDENTIFIED if unidentified else g.status))
     settings = {"law": law.name, "columns": cols, "by": by, "objective": obj.as_dict(),
                 "starts": starts, "bootstrap": bootstrap, "seed": seed, "fitter": fitter,
                 "solver": solver, "joint": joint, "share": list(share), "seeds": seeds,
-                "where": where, "level": level}
+                "level": level} | where_record
     return FitResult(law=law, objective=obj, fitter=fitter, columns=cols,
                      by=tuple(by) + ((joint,) if joint else ()), groups=tuple(out),
                      settings=settings, source=src, level=level)
+
+
+_EXPONENT = {"x": "alpha", "d": "beta"}
+
+
+def _data_warnings(gdf, key, layout, law, cols, joint, share, n_dup, averaged) -> dict:
+    """What a user must know about a group's runs before trusting its fit: {subset or None:
+    (warnings, exponents not identified)}."""
+    notes, bad = [], False
+    blank = [c for c, v in key.items() if v is None or (isinstance(v, float) and np.isnan(v))]
+    for c in blank:
+        notes.append(f"{len(gdf)} runs have a blank {c!r} and were fitted as their own group "
+                     f"{c}=nan: fill the cells or exclude them with --where '{c} == {c}'")
+    if n_dup:
+        notes.append(f"{n_dup} {'row repeats' if n_dup == 1 else 'rows repeat'} another row's "
+                     "configuration and seed (duplicated rows?): "
+                     + ("averaged as if they were seeds" if averaged else
+                        "fitted as independent runs"))
+    n_free = len(layout.free_names)
+    if len(gdf) == n_free:
+        notes.append(f"{len(gdf)} runs for {n_free} free parameters: the law passes through every "
+                     "run, nothing is left to estimate the error, and intervals mean nothing; add "
+                     "runs or fix parameters (--fix)")
+    values = np.stack([variable_values(gdf, cols[r]) for r in law.variables], axis=-1)
+    for j, role in enumerate(law.variables):
+        exp = _EXPONENT.get(role, "its exponent")
+        if np.unique(values[:, j]).size == 1 and exp in law.params:
+            bad = True
+            notes.append(f"{cols[role]} takes the single value {values[0, j]:g} in this group: "
+                         f"the exponent {exp} is not identified (it trades off with the scale); "
+                         f"add runs at other {cols[role]} values or fix {exp} with --fix")
+    trend = loss_trend(values, gdf[cols["y"]].to_numpy(np.float64))
+    if trend:
+        bad = True
+        notes.append(("the loss is the same for every run" if trend == "constant" else
+                      f"the loss does not fall as {' or '.join(cols[r] for r in law.variables)} "
+                      "grows") + ": a scaling law's exponents are not identified by these runs "
+                     "(widening the start grid will not help); check the runs and the --y column")
+    out = {None: (notes, bad)}
+    if joint:
+        labels = gdf[joint].astype(str).to_numpy()
+        for s in layout.subsets:
+            m = labels == s
+            sub = []
+            for j, role in enumerate(law.variables):
+                exp = _EXPONENT.get(role)
+                if (exp in law.params and exp not in share and np.unique(values[m, j]).size == 1
+                        and np.unique(values[:, j]).size > 1):
+                    sub.append(f"{cols[role]} takes the single value {values[m][0, j]:g} in "
+                               f"{joint}={s}: its exponent {exp} is not identified there")
+            out[s] = (sub, bool(sub))
+    return out
 
 
 def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_boot, seeds,

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .data import DataError, apply_where  # noqa: E402
+from .data import DataError, select_recorded  # noqa: E402
 
 FORMATS = ("png", "pdf")
 PANELS_PER_PAGE = 12
@@ -125,16 +125,20 @@ def _fit_panel(ax, g, xcol: str, dcol: str, ycol: str, frame: pd.DataFrame | Non
 def plot_fit(result, frame: pd.DataFrame | None, out_dir, *, heldout: np.ndarray | None = None,
              name: str = "fit", formats=FORMATS) -> list[Path]:
     """Loss against D per group with fitted curves and interval bands (one line per X value).
-    ``frame``: the runs (the fit's ``where`` filter is applied again; may be None for curves
-    only). ``heldout``: (len(frame),) mask of held-out runs, drawn as open diamonds. The grey band
-    is the fitted D range. Writes NAME.png/.pdf (NAME-2... for more than 12 groups)."""
+    ``frame``: the runs (may be None for curves only); for a fit filtered with ``where``, the
+    table it was fitted on, whose fitted rows are selected again from the positions the fit
+    recorded (the stored expression is never evaluated). ``heldout``: (len(frame),) mask of
+    held-out runs, drawn as open diamonds. The grey band is the fitted D range. Writes NAME.png/.pdf (NAME-2... for more than 12 groups)."""
     out_dir = Path(out_dir)
     xcol, dcol, ycol = result.columns["x"], result.columns["d"], result.columns["y"]
     if frame is not None:
         frame = frame.reset_index(drop=True)
-        where = (result.settings or {}).get("where")
-        if where and heldout is None:
-            frame = apply_where(frame, where).reset_index(drop=True)
+        settings = result.settings or {}
+        if settings.get("where") and heldout is None:
+            if not settings.get("where_rows"):
+                raise DataError("the fit was filtered with --where but records no fitted rows "
+                                "(an older fit.json): draw it without the runs table")
+            frame = select_recorded(frame, settings["where_rows"]).reset_index(drop=True)
         if heldout is not None and len(heldout) != len(frame):
             raise DataError("heldout mask and runs table differ in length")
     paths = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .data import DataError, frame_sha256, require_columns
+from .expr import filter_with_record
 from .fit import fit
 from .result import FitResult
 
@@ -35,6 +36,7 @@ def zhang2024(frame: pd.DataFrame, *, factor: str = "factor", d: str = "finetune
     the column that is its X (``model_params``, ``pretrain_tokens`` or ``pet_params``)."""
     require_columns(frame, [factor])
     source = source or {"path": None, "sha256": frame_sha256(frame), "rows": len(frame)}
+    frame, where_record = filter_with_record(frame, options.pop("where", None))
     by = [c for c in by if c in frame.columns]
     kinds = set(frame[factor].astype(str))
     stage1_rows = frame[frame[factor].astype(str).isin(STAGE1)]
@@ -66,7 +68,7 @@ def zhang2024(frame: pd.DataFrame, *, factor: str = "factor", d: str = "finetune
             progress("stage 2: other series with E and beta frozen at stage 1")
         stage2 = fit(rest, fixed=frozen, **common)
         groups += list(stage2.groups)
-    settings = dict(stage1.settings) | {"recipe": "zhang2024", "share": ["E", "beta"],
+    settings = dict(stage1.settings) | where_record | {"recipe": "zhang2024", "share": ["E", "beta"],
                                         "stages": ["joint fit of " + ", ".join(STAGE1)
                                                    + " with E, beta shared",
                                                    "other series with E, beta frozen"]}

@@ -23,6 +23,7 @@ class Status:
     NOT_CONVERGED = "not_converged"
     GRID_EDGE = "grid_edge"          # converged, but outside the span of the start grid
     AT_BOUND = "at_bound"            # converged with a scale parameter at its floor (effectively 0)
+    NOT_IDENTIFIED = "not_identified"  # the runs cannot identify an exponent (see the warnings)
 
 
 @dataclass(frozen=True)

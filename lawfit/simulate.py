@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import paper
 from .data import DataError
-from .laws import Law, get_law
+from .laws import Law, check_params, get_law
 
 
 def _run_id(row: Mapping) -> str:
@@ -36,21 +36,43 @@ def simulate(law: str | Law, params: Mapping[str, float], grid: Mapping[str, Seq
     missing = [p for p in law.params if p not in params]
     if missing:
         raise DataError(f"simulate needs parameters {missing} of law {law.name}")
+    unknown = [p for p in params if p not in law.params]
+    if unknown:
+        raise DataError(f"unknown parameter(s) {unknown} for law {law.name!r}: its parameters "
+                        f"are {', '.join(law.params)}")
+    check_params(law, params)
     cols = dict(law.default_columns) | dict(columns or {})
     for role in law.variables:
         if cols[role] not in grid:
             raise DataError(f"the grid needs column {cols[role]!r} ({role} of law {law.name})")
-    if seeds < 1 or noise < 0:
-        raise DataError("seeds must be >= 1 and noise >= 0")
+    for name, values in grid.items():
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"grid column {name!r}: values must be numbers") from None
+        if arr.ndim != 1 or arr.size == 0:
+            raise DataError(f"grid column {name!r} needs at least one value")
+        if name in (cols[r] for r in law.variables) and not (np.isfinite(arr).all()
+                                                              and (arr > 0).all()):
+            raise DataError(f"grid column {name!r} must hold positive, finite sizes "
+                            f"(got {', '.join(f'{v:g}' for v in arr[~(arr > 0) | ~np.isfinite(arr)][:3])})")
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
+        raise DataError(f"seeds must be a count >= 1, got {seeds!r}")
+    if not (np.isfinite(noise) and noise >= 0):
+        raise DataError(f"noise must be a finite sd >= 0, got {noise!r}")
     rng = np.random.default_rng(seed)
     names = list(grid)
     rows = []
     for values in itertools.product(*(grid[n] for n in names)):
         cfg = dict(extra or {}) | dict(zip(names, values))
-        mean = float(law.predict(params, **{r: np.array([cfg[cols[r]]]) for r in law.variables})[0])
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = float(law.predict(params, **{r: np.array([cfg[cols[r]]])
+                                                for r in law.variables})[0])
         for s in range(seeds):
             rows.append(cfg | {"seed": s, "loss_true": mean})
     frame = pd.DataFrame(rows)
+    if not np.isfinite(frame["loss_true"]).all():
+        raise DataError("the law gives non-finite losses on this grid: check the parameters")
     frame["loss"] = frame["loss_true"] + rng.normal(0.0, noise, len(frame))
     frame["run_id"] = [_run_id(r) for r in frame.drop(columns=["loss_true"]).to_dict("records")]
     frame["simulated"] = True

@@ -111,7 +111,7 @@ BAD = [
     (["--law", "chinchila"], "unknown law 'chinchila': choose one of"),
     (["--objective", "l1"], "invalid choice"),
     (["--by", "nope"], "missing column 'nope'"),
-    (["--where", "finetune_examples >"], "cannot apply --where"),
+    (["--where", "finetune_examples >"], "cannot parse expression"),
     (["--where", "finetune_examples < 0"], "leaves no rows"),
     (["--starts", "many"], "--starts must be"),
     (["--fix", "Q=1"], "unknown parameter"),
