@@ -202,7 +202,7 @@ def cmd_fit(args) -> int:
         from .bayes import read_priors
         bayes_options["priors"] = read_priors(args.priors)
     if args.out:
-        report.prepare_out(args.out, ["fit.json", "draws.parquet"]
+        report.check_out_dir(args.out, ["fit.json", "draws.parquet"]
                            + (["posterior.nc"] if args.fitter == "bayes" else []), args.overwrite,
                            runs=args.runs)
     frame, source = load(args)
@@ -337,6 +337,7 @@ def cmd_simulate(args) -> int:
         prepare_out_file(out, args.overwrite)
         frame = simulate(args.law, params, grid, noise=args.noise, seeds=args.seeds,
                          seed=args.seed, extra=extra)
+    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, (lambda t: frame.to_csv(t, index=False)) if out.suffix == ".csv"
                   else (lambda t: frame.to_parquet(t, index=False)))
     print(f"wrote {len(frame)} runs to {out}", file=sys.stderr)

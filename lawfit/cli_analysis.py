@@ -114,12 +114,17 @@ def cmd_critical(args) -> int:
             raise DataError(f"{args.runs} is a fit directory: {', '.join(used)} only apply "
                             "when critical fits a runs table; refit with lawfit fit instead")
     if args.out:
-        report.prepare_out(args.out, ["critical.json", "superiority.csv"]
+        report.check_out_dir(args.out, ["critical.json", "superiority.csv"]
                            + (["fit.json", "draws.parquet"] if fitted_here else []),
                            args.overwrite, runs=args.runs)
     x_values = None
     if not fitted_here:
         result = report.load_fit(args.runs)
+        fitted = {str(g.key.get(args.method_column)) for g in result.groups}
+        for m in between:
+            if m not in fitted:
+                raise DataError(f"method {m!r} is not among the fitted methods "
+                                f"{sorted(fitted)} of {args.runs}")
         progress(f"read the fit in {args.runs}")
     else:
         frame, source = load(args)
@@ -166,7 +171,8 @@ def cmd_critical(args) -> int:
                    x_values=x_values, level=args.level)
     _print_table(res.table())
     if args.out:
-        out = Path(args.out)
+        out = report.prepare_out(args.out, ["critical.json", "superiority.csv", "fit.json",
+                                            "draws.parquet"], overwrite=True)
         report.write_json(report._jsonable(res.to_dict()), out / "critical.json")
         res.superiority.to_csv(out / "superiority.csv", index=False)
         print(f"wrote {out / 'critical.json'} and {out / 'superiority.csv'}", file=sys.stderr)
@@ -216,7 +222,7 @@ def cmd_backtest(args) -> int:
         raise DataError("lawfit backtest compares laws: give them with --laws, not --law")
     opts = fit_options(args)
     if args.out:
-        report.prepare_out(args.out, ["backtest.json", "backtest_runs.csv"], args.overwrite,
+        report.check_out_dir(args.out, ["backtest.json", "backtest_runs.csv"], args.overwrite,
                            runs=args.runs)
     frame, source = load(args)
     bt = backtest(frame, laws, holdout=holdout, bootstrap=args.bootstrap, level=args.level,
@@ -225,7 +231,8 @@ def cmd_backtest(args) -> int:
     print("\nDelta_h (mean |prediction - loss| on held-out runs) by law:")
     _print_table(bt.comparison())
     if args.out:
-        out = Path(args.out)
+        out = report.prepare_out(args.out, ["backtest.json", "backtest_runs.csv"],
+                                 overwrite=True)
         doc = bt.to_dict() | {"data": source}
         report.write_json(report._jsonable(doc), out / "backtest.json")
         report.atomic_write(out / "backtest_runs.csv",
@@ -350,12 +357,8 @@ def cmd_plot(args) -> int:
     result = load_fit(d) if (d / "fit.json").exists() else None
     crit = load_critical(d / "critical.json") if (d / "critical.json").exists() else None
     bt = load_backtest(d) if (d / "backtest.json").exists() else None
-    prepare_out(out, [], overwrite=True, check_rows=False)     # figures only: no parquet
-    paths = []
-    found = False
+    frame = None
     if result is not None:
-        found = True
-        frame = None
         runs = args.runs or (result.source or {}).get("path")
         if runs and Path(runs).exists():
             frame, _ = read_runs(runs)
@@ -370,6 +373,11 @@ def cmd_plot(args) -> int:
         elif runs:
             print(f"note: runs table {runs} not found: drawing curves only (give --runs)",
                   file=sys.stderr)
+    prepare_out(out, [], overwrite=True, check_rows=False)     # figures only: no parquet
+    paths = []
+    found = False
+    if result is not None:
+        found = True
         paths += plot_fit(result, frame, out, formats=formats)
     if crit is not None:
         found = True

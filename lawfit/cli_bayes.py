@@ -86,7 +86,7 @@ def cmd_compare(args) -> int:
     if args.priors:
         bayes_options["priors"] = bayes.read_priors(args.priors)
     if args.out:
-        report.prepare_out(args.out, ["compare.json"], args.overwrite, runs=args.runs)
+        report.check_out_dir(args.out, ["compare.json"], args.overwrite, runs=args.runs)
     frame, source = load(args)
     progress = Progress(args.quiet)
     common = dict(source=source, progress=progress)

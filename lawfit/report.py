@@ -127,12 +127,33 @@ def prepare_out(out: str | Path, names, overwrite: bool = False, *, runs=None,
     clash = [n for n in names if (out / n).exists()]
     if clash and not overwrite:
         raise DataError(f"{out / clash[0]} exists: choose another --out or pass --overwrite")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create --out {out}: {exc.strerror or exc}") from None
-    _check_writable(out, "--out")
+    _make_dir(out, "--out")
     return out
+
+
+def _make_dir(directory: Path, what: str) -> None:
+    """Create ``directory`` (and missing parents) and check that a file can be written there."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create {what} {directory}: {exc.strerror or exc}") from None
+    _check_writable(directory, what)
+
+
+def check_out_dir(out: str | Path, names, overwrite: bool = False, *, runs=None) -> Path:
+    """:func:`prepare_out`'s checks without leaving anything behind: directories it had to
+    create to test that the place is writable are removed again. For checking before long work
+    whose own input checks may still fail."""
+    out = Path(out)
+    missing = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        return prepare_out(out, names, overwrite, runs=runs)
+    finally:
+        for p in missing:          # deepest first; only the empty directories made here
+            try:
+                p.rmdir()
+            except OSError:
+                break
 
 
 def prepare_out_file(out: str | Path, overwrite: bool = False) -> Path:
@@ -153,11 +174,15 @@ def prepare_out_file(out: str | Path, overwrite: bool = False) -> Path:
             raise DataError(f"--out {out} is inside a sweep's runs directory ({rows[0].name} "
                             "and others): the table would be read back as runs; choose another "
                             "directory")
+    missing = [p for p in out.parents if not p.exists()]
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create {out.parent}: {exc.strerror or exc}") from None
-    _check_writable(out.parent, "the directory of --out")
+        _make_dir(out.parent, "the directory of --out")
+    finally:
+        for p in missing:          # made only to test the place; the writer makes it again
+            try:
+                p.rmdir()
+            except OSError:
+                break
     return out
 
 

@@ -1,14 +1,17 @@
 """Run many `lawfit` command lines as separate processes, cheaply.
 
 ``python tests/cli_runner.py CASES.json RESULTS.json``: CASES is a list of
-``{"argv": [...], "cwd": DIR}``. This process imports the command once and then, for every case,
+``{"argv": [...], "cwd": DIR, "watch": DIR or null}``. This process imports the command once and then, for every case,
 forks a child that runs it exactly as ``python -m lawfit.cli ARGV`` would (fresh stdout/stderr
 file descriptors, an uncaught exception printed as a traceback with exit status 1), so each case
 is a real process with its own exit status and stderr, without paying the imports each time.
 A case running longer than ``LAWFIT_CASE_TIMEOUT`` seconds (default 120) is killed (status -9).
+With ``watch``, the result lists every file or directory under it that the case created, removed
+or changed (content hashes and permissions before and after).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -17,7 +20,32 @@ import tempfile
 import time
 
 
-def run_case(argv, cwd) -> dict:
+def tree_state(root) -> dict:
+    """path -> (kind, mode, sha256 of the content) for everything under ``root``."""
+    state = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            digest = ""
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb") as fh:
+                    digest = hashlib.sha256(fh.read()).hexdigest()
+            state[os.path.relpath(p, root)] = (name in dirnames, st.st_mode, digest)
+    return state
+
+
+def run_case(argv, cwd, watch=None) -> dict:
+    before = tree_state(watch) if watch else None
+    result = _run(argv, cwd)
+    if watch:
+        after = tree_state(watch)
+        result["changed"] = sorted(p for p in set(before) | set(after)
+                                   if before.get(p) != after.get(p))
+    return result
+
+
+def _run(argv, cwd) -> dict:
     from lawfit.cli import main
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
@@ -62,11 +90,20 @@ def run_case(argv, cwd) -> dict:
 
 
 def main() -> None:
+    import warnings
+    warnings.filterwarnings("ignore", message=".*use of fork.. may lead to deadlocks",
+                            category=DeprecationWarning)
     import jax  # noqa: F401  (imported, not initialised: the children start their own backends)
     import lawfit.cli
     lawfit.cli.build_parser()          # import the subcommand plugins once, before forking
+    import lawfit.backtest  # noqa: F401  (the heavy imports of every subcommand, once)
+    import lawfit.bayes  # noqa: F401
+    import lawfit.critical  # noqa: F401
+    import lawfit.plot  # noqa: F401
+    from jax._src import xla_bridge
+    assert not xla_bridge._backends, "a jax backend started before forking"
     cases = json.loads(open(sys.argv[1]).read())
-    results = [run_case(c["argv"], c["cwd"]) for c in cases]
+    results = [run_case(c["argv"], c["cwd"], c.get("watch")) for c in cases]
     with open(sys.argv[2], "w") as fh:
         json.dump(results, fh)
 
