@@ -20,7 +20,7 @@ from . import __version__
 from .data import DataError
 from .laws import get_law
 from .objectives import make_objective
-from .result import FitResult, GroupFit
+from .result import FitResult, GroupFit, Status
 
 
 def _num(v):
@@ -215,7 +215,7 @@ def write_fit(result: FitResult, out: str | Path, overwrite: bool = False) -> Pa
     return out
 
 
-_STATUSES = ("converged", "not_converged", "grid_edge", "at_bound", "not_identified")
+_STATUSES = frozenset(v for k, v in vars(Status).items() if k.isupper() and isinstance(v, str))
 
 
 def _bad(fj, what: str) -> DataError:

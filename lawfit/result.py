@@ -126,6 +126,8 @@ class FitResult:
         the law's variable columns and, when there are several groups, the group columns).
         ``extrapolated`` flags rows outside the fitted range of their group."""
         level = self.level if level is None else level
+        if not (isinstance(level, (int, float)) and 0 < level < 1):
+            raise DataError(f"level must lie strictly between 0 and 1, got {level!r}")
         frame = pd.DataFrame(frame).reset_index(drop=True)
         cols = [self.columns[r] for r in self.law.variables]
         for c in cols:
