@@ -24,6 +24,7 @@ class Status:
     GRID_EDGE = "grid_edge"          # converged, but outside the span of the start grid
     AT_BOUND = "at_bound"            # converged with a scale parameter at its floor (effectively 0)
     NOT_IDENTIFIED = "not_identified"  # the runs cannot identify an exponent (see the warnings)
+    POOR_FIT = "poor_fit"            # converged, but the law does not describe the runs (quality.py)
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ CASES = [
     ("fit-where-no-rows", ["fit", "runs.csv", "--where", "loss < 0"], "leaves no rows"),
     ("fit-where-too-long", ["fit", "runs.csv", "--where", "loss > 0 and " * 300 + "loss > 0"],
      "the limit is"),
-    ("fit-objective", ["fit", "runs.csv", "--objective", "l1"], "invalid choice"),
+    ("fit-objective", ["fit", "runs.csv", "--objective", "l2"], "invalid choice"),
     ("fit-delta-negative", ["fit", "runs.csv", "--delta", "-1"], "--delta must be a positive"),
     ("fit-delta-nan", ["fit", "runs.csv", "--delta", "nan"], "--delta must be a positive"),
     ("fit-delta-text", ["fit", "runs.csv", "--delta", "abc"], "invalid float value"),
