@@ -53,19 +53,29 @@ def _resolve_columns(frame, law: Law, x, d, y, joint):
     return cols
 
 
-def variable_values(frame: pd.DataFrame, spec: str) -> np.ndarray:
+def variable_values(frame: pd.DataFrame, spec: str, zero_ok: bool = False) -> np.ndarray:
     """Values of a variable column; ``@COL`` reads, per row, the column named in COL (so that a
     joint fit's subsets can each use their own X, as the paper's model-size / pretraining-size /
-    PET-size series do)."""
+    PET-size series do). ``zero_ok``: the law is defined at 0 (the rectified law's base-model row);
+    negative values are refused all the same."""
     if not spec.startswith("@"):
-        return numeric_column(frame, spec, positive=True)
+        return _values(frame, spec, zero_ok)
     names = frame[spec[1:]].astype(str)
     require_columns(frame, sorted(set(names)), what=f"column (named in {spec[1:]!r})")
     out = np.empty(len(frame))
     for name in set(names):
         m = (names == name).to_numpy()
-        out[m] = numeric_column(frame.loc[m], name, positive=True)
+        out[m] = _values(frame.loc[m], name, zero_ok)
     return out
+
+
+def _values(frame, col, zero_ok):
+    if not zero_ok:
+        return numeric_column(frame, col, positive=True)
+    arr = numeric_column(frame, col, positive=False)
+    if (arr < 0).any():
+        numeric_column(frame.loc[arr < 0], col, positive=True)     # raises today's message
+    return arr
 
 
 def _layout(law: Law, subsets, share, fixed: Mapping[str, float]) -> Layout:
@@ -142,6 +152,9 @@ def _solve_lsq(problem, law, layout, sub_problems, starts, solver, rng):
     """Multi-start (or, jointly, refine from the subsets' own optima)."""
     if len(layout.subsets) == 1:
         if solver == "varpro":
+            if not law.analytic:
+                raise DataError(f"--solver varpro needs a law with linear parameters; "
+                                f"{law.name!r} is a jax law: use --solver newton")
             if problem.objective.name != "mse" or layout.fixed.size:
                 raise DataError("--solver varpro needs --objective mse and no frozen parameters "
                                 "(the linear parameters are solved exactly in squared error)")
@@ -220,7 +233,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     require_columns(frame, by)
     # validate every column before any fitting
     for role in law.variables:
-        variable_values(frame, cols[role])
+        variable_values(frame, cols[role], role in law.zero_ok)
     numeric_column(frame, y, positive=True)
     var_cols = [c for c in (cols[r] for r in law.variables)]
     flat = [c[1:] if c.startswith("@") else c for c in var_cols]
@@ -262,11 +275,14 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
 def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_boot, seeds,
                fitter, solver, rng, progress, bayes_options):
     subsets = layout.subsets
-    variables = np.stack([variable_values(gdf, cols[r]) for r in law.variables], axis=-1)
+    variables = np.stack([variable_values(gdf, cols[r], r in law.zero_ok) for r in law.variables],
+                         axis=-1)
     yv = gdf[cols["y"]].to_numpy(np.float64)
+    with np.errstate(divide="ignore"):
+        log_vars = np.log(variables)            # log 0 = -inf: the law sees exactly 0
     labels = gdf[joint].astype(str).to_numpy() if joint else np.full(len(gdf), None)
     sub_index = np.array([subsets.index(s) for s in labels])
-    problem = lsq.Problem(law, obj, np.log(variables), yv, layout.subset_slots[sub_index],
+    problem = lsq.Problem(law, obj, log_vars, yv, layout.subset_slots[sub_index],
                           len(layout.free_names), layout.fixed)
     sub_problems = []
     if joint:
@@ -275,7 +291,7 @@ def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_
             if m.sum() < law.n_params:
                 raise DataError(f"subset {joint}={subsets[s]} of group {key} has {m.sum()} runs, "
                                 f"fewer than the {law.n_params} parameters of its own fit")
-            sub_problems.append(lsq.Problem.simple(law, obj, np.log(variables[m]), yv[m]))
+            sub_problems.append(lsq.Problem.simple(law, obj, log_vars[m], yv[m]))
 
     if fitter == "bayes":
         from . import bayes    # numpyro is imported only when asked for
