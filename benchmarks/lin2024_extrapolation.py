@@ -13,8 +13,9 @@ Procedures (no per-dataset setting anywhere; a third dataset is held back for ch
 - ``power``: lawfit ``power`` (A D^-alpha + E, Huber on the loss) per model, D > 0.
 - ``multiplicative/family``: lawfit ``multiplicative`` per family (X = model_params), D > 0.
 - ``rectified``: lawfit ``rectified`` (Lin et al.'s law, B / (D_l + D^beta) + E) per model with the
-  base-model row D = 0, Huber on log loss.
-- ``rectified-mult/family``: A X^-alpha / (D_l + D^beta) + E per family with the base rows.
+  base-model row D = 0, squared error on log loss (the law's default, as Lin et al. fit it).
+- ``rectified-mult/family``: A X^-alpha / (D_l + D^beta) + E per family with the base rows
+  (a user law defined below with ``lawfit.law``), squared error on log loss.
 - ``ats``: Lin et al.'s AtS: their phase detection, then a log-log line on the power phase.
 - ``validate``: lawfit's pre-power procedure (lawfit.prepower), then the same log-log line.
 - ``validate+power``: lawfit's procedure, then lawfit ``power`` on the power phase.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -51,7 +53,7 @@ PUBLISHED = {"wmt19": {"lawfit power (before)": 0.222, "lawfit multiplicative/fa
 
 @lawfit.law(params={"A": (1e-2, 1e6), "alpha": (0.0, 1.0), "Dl": (1e-2, 1e7),
                     "beta": (0.0, 2.0), "E": (1e-3, 10.0)},
-            variables=("model_params", "finetune_examples"))
+            variables=("model_params", "finetune_examples"), objective="mse-log")
 def rectified_mult(p, X, D):
     """The multiplicative law with the rectified D term (model size carried by A X^-alpha)."""
     return p["A"] * X ** -p["alpha"] / (p["Dl"] + D ** p["beta"]) + p["E"]
@@ -108,10 +110,10 @@ def run(frame: pd.DataFrame, div: int, log=print) -> dict:
     p, st = lawfit_pred(train_pos, "multiplicative", ["family"])
     record("multiplicative/family", p, {"status": st}, t0)
     t0 = time.perf_counter()
-    p, st = lawfit_pred(train_all, "rectified", ["model"], objective="huber-log")
+    p, st = lawfit_pred(train_all, "rectified", ["model"])
     record("rectified", p, {"status": st}, t0)
     t0 = time.perf_counter()
-    p, st = lawfit_pred(train_all, rectified_mult, ["family"], objective="huber-log")
+    p, st = lawfit_pred(train_all, rectified_mult, ["family"])
     record("rectified-mult/family", p, {"status": st}, t0)
     # pre-power procedures
     phases = {}
@@ -143,11 +145,15 @@ def run(frame: pd.DataFrame, div: int, log=print) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "lin2024"))
+    ap.add_argument("--data", default=str(Path(os.environ.get(
+        "LAWFIT_REFERENCE_DATA", ROOT.parent / "shared" / "data")) / "lin2024"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args(argv)
     results = {}
-    for path in sorted(Path(args.data).glob("*.csv")):
+    paths = sorted(Path(args.data).glob("*.csv"))
+    if not paths:
+        ap.error(f"no runs tables (*.csv) in {args.data}: set LAWFIT_REFERENCE_DATA or --data")
+    for path in paths:
         frame = pd.read_csv(path)
         task = str(frame.task.iloc[0])
         for frac, div in FRACTIONS.items():

@@ -315,8 +315,9 @@ def law(params: Mapping[str, tuple[float, float]], variables: tuple[str, ...] | 
 # Lin, Huang, Ye, Chen, Wang, Li, Ma, Wan, Zou, Liang 2024, "Selecting Large Language Model to
 # Fine-tune via Rectified Scaling Law" (ICML 2024), Eq. 4: the pre-learned data size D_l bends the
 # power law flat at small D, and the law is defined at D = 0 (the base model, B / D_l + E).
+# Fitted by default as Lin et al. fit it: squared error on the log loss.
 @law(params={"B": (1e-2, 1e4), "Dl": (1e-2, 1e7), "beta": (0.0, 2.0), "E": (1e-3, 10.0)},
-     variables=("finetune_examples",), formula="B / (D_l + D^beta) + E")
+     variables=("finetune_examples",), formula="B / (D_l + D^beta) + E", objective="mse-log")
 def rectified(p, D):
     return p["B"] / (p["Dl"] + D ** p["beta"]) + p["E"]
 
