@@ -407,7 +407,8 @@ def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_
 
 def _fit_quality(gdf, variables, y, law, obj, theta, cols, n_params, seeds, joint) -> dict:
     """The fit_quality block (lawfit.quality) of one subset's rows at internal parameters theta."""
-    log_pred = np.asarray(law.log_predict(np.asarray(theta), np.log(variables)))
+    with np.errstate(divide="ignore"):          # a base-model row: log 0 = -inf, the law sees 0
+        log_pred = np.asarray(law.log_predict(np.asarray(theta), np.log(variables)))
     log_space = obj.space == "log"
     r = log_pred - np.log(y) if log_space else np.exp(log_pred) - y
     names = [str(gdf[c[1:]].iloc[0]) if c.startswith("@") else c

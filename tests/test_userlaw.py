@@ -118,6 +118,8 @@ def test_base_model_rows_are_fitted_by_rectified_and_refused_by_power():
     assert res.groups[0].n_points == len(frame)
     base = res.groups[0].loss(np.array([[0.0]]))[0]
     assert np.isclose(base, TRUTH["B"] / TRUTH["Dl"] + TRUTH["E"], rtol=0.05)
+    pred = res.predict(pd.DataFrame({"finetune_examples": [0.0]}))
+    assert np.isclose(pred["prediction"].iloc[0], base)
     with pytest.raises(DataError, match="must be positive.*D_f = 0 is the base model"):
         lawfit.fit(frame, "power", by=[])
     with pytest.raises(DataError, match="must be positive"):
