@@ -80,6 +80,6 @@ def test_bad_names_are_data_errors():
     with pytest.raises(DataError, match="unknown law"):
         get_law("chinchila")
     with pytest.raises(DataError, match="unknown objective"):
-        make_objective("l1")
+        make_objective("l2")
     with pytest.raises(DataError, match="delta must be positive"):
         make_objective("huber", -1.0)
