@@ -520,13 +520,14 @@ def run_sweep(sweep_path, executor: str = "local", out=None, jobs: int | None = 
     SweepInterrupted on SIGINT/SIGTERM and RuntimeError if some runs failed (their rows are missing;
     re-running retries them)."""
     plan = load_plan(sweep_path, out, executor=executor, device=device, jobs=jobs)
+    if not dry_run:
+        try:
+            plan.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SweepError(f"cannot create the output directory {plan.out}: {e}") from None
+        rows.clean_stale_tmp(plan.out)
     try:
-        plan.out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise SweepError(f"cannot create the output directory {plan.out}: {e}") from None
-    rows.clean_stale_tmp(plan.out)
-    try:
-        done = rows.finished_run_ids(plan.out)
+        done = rows.finished_run_ids(plan.out) if plan.out.is_dir() else set()
     except rows.CorruptRunFile as e:
         raise SweepError(str(e)) from None
     todo = [r for r in plan.runs if r["run_id"] not in done]
