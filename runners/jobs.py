@@ -105,9 +105,8 @@ def run_finetune(job: dict, device=None) -> dict:
         row["zero_shot_loss"] = mean_nll(model, _split(zspec, "test", c["eval"]["test_examples"]), eval_batch)
     row["wall_seconds"] = time.time() - t0
     row["host"] = socket.gethostname()
-    if device is not None:  # what computed this row
-        row.update(backend=device.backend, device_kind=device.device_kind, device_count=int(device.device_count))
-    row["dtype"] = c["finetune"]["dtype"]
+    if device is not None:  # what computed this row, with the dtype the plan resolved
+        row.update(rows.device_columns({**device.to_dict(), "dtype": c["finetune"]["dtype"]}))
     row["config"] = json.dumps(c, sort_keys=True)
     rows.write_row(Path(job["out"]), row)
     return row

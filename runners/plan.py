@@ -67,30 +67,23 @@ class Plan:
 
 def probe(env: dict | None = None) -> dict:
     """{"backend", "device_kind", "device_count"} of jax in a fresh process with environment `env`
-    (`python -m runners.device`); the caller never imports jax. Raises SweepError if jax cannot start."""
+    (`python -m runners.device`); the caller never starts jax. Raises SweepError if jax cannot start."""
     env = dict(os.environ if env is None else env)
     return _probe_cached(tuple(sorted(env.items())))
 
 
 @functools.lru_cache(maxsize=8)
 def _probe_cached(env_items: tuple) -> dict:
+    from .device import DeviceError, probe_subprocess
     env = dict(env_items)
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # the probe must not take GPU memory
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     env.pop("JAX_ENABLE_X64", None)
     try:
-        r = subprocess.run([sys.executable, "-m", "runners.device"], env=env, capture_output=True, text=True,
-                           timeout=300)
-    except subprocess.TimeoutExpired:
-        raise SweepError("probing the devices (python -m runners.device) did not finish in 300 s") from None
-    try:
-        info = json.loads(r.stdout.strip().splitlines()[-1])
-        return {"backend": str(info["backend"]), "device_kind": info.get("device_kind"),
-                "device_count": int(info["device_count"])}
-    except (IndexError, ValueError, KeyError, TypeError):
-        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SweepError(f"cannot probe the devices with `python -m runners.device` (exit {r.returncode}): "
-                         f"{last}") from None
+        info = probe_subprocess(env=env)
+    except (DeviceError, OSError, ValueError) as e:
+        raise SweepError(f"cannot probe the devices (python -m runners.device): {e}") from None
+    return {"backend": info.backend, "device_kind": info.device_kind, "device_count": info.device_count}
 
 
 def _host_device_count(env) -> int:
@@ -117,8 +110,9 @@ def resolve_devices(cfg: SweepFile, executor: str, device: str | None = None) ->
     backend = "gpu" if info["backend"] in GPU_BACKENDS else info["backend"]
     if backend == "cpu":
         if want == "gpu":
-            raise SweepError("sweep.device: 'gpu' requested but jax sees only a CPU here (install a CUDA jax: "
-                             "pip install 'lawfit[cuda]'; check nvidia-smi and CUDA_VISIBLE_DEVICES)")
+            raise SweepError(f"sweep.device: a GPU was requested but jax computes on the CPU here "
+                             f"({info['device_kind']}): install jax with CUDA support (pip install "
+                             f"'lawfit[runners,cuda]'), check nvidia-smi and CUDA_VISIBLE_DEVICES")
         return Devices("cpu", info["device_kind"], info["device_count"], info["device_count"])
     if backend != "gpu":
         raise SweepError(f"sweep.device: jax's backend here is {info['backend']!r}; the runners support cpu and gpu")
@@ -133,9 +127,8 @@ def resolve_devices(cfg: SweepFile, executor: str, device: str | None = None) ->
 
 def resolve_dtype(name: str, backend: str) -> str:
     """'auto' -> the dtype that computes on `backend` (bfloat16 on a GPU, float32 on a CPU)."""
-    if name == "auto":
-        return "bfloat16" if backend == "gpu" else "float32"
-    return name
+    from .device import resolve_dtype as _resolve
+    return _resolve(backend, name)
 
 
 def _task_spec(spec, base_dir: Path, key: str):
