@@ -50,6 +50,19 @@ GRACE = 10.0  # seconds abandoned workers get to exit after SIGTERM before they 
 log = logging.getLogger(__name__)
 
 
+class Abandoned(BaseException):
+    """Raised in a worker by SIGTERM: the job in flight is given up (no row written)."""
+
+
+_abandoning: list[int] = []
+
+
+def abandon(signum, frame):
+    """A worker's SIGTERM handler: give up the job in flight (see `execute_logged`)."""
+    _abandoning.append(signum)
+    raise Abandoned(f"signal {signum}")
+
+
 class SweepInterrupted(Exception):
     """The sweep stopped on a signal; `code` is the exit status (128 + signal number)."""
 
@@ -152,6 +165,10 @@ def execute_logged(job: dict) -> dict:
         log.info("finished: %s", json.dumps(res))
         return res
     except Exception as e:  # noqa: BLE001 - reported per run by the driver
+        if _abandoning:  # the signal surfaced through a library as another exception
+            log.warning("%s %s abandoned (signal %d; %s): no row written", job["kind"], what, _abandoning[0],
+                        type(e).__name__)
+            raise Abandoned(f"signal {_abandoning[0]}") from None
         log.exception("%s %s failed", job["kind"], what)
         return {"kind": job["kind"], "run_id": job.get("run_id"), "error": f"{type(e).__name__}: {e}",
                 "log": str(path)}
@@ -377,7 +394,7 @@ class LocalPool:
         if progress is not None:
             progress(job, res)
 
-    def _poll(self, progress: Progress | None, timeout: float):
+    def _poll(self, progress: Progress | None, timeout: float, errors: bool = True):
         for key, _ in self.sel.select(timeout):
             w = key.data
             results = w.read()
@@ -391,7 +408,7 @@ class LocalPool:
                 continue
             for res in results:
                 if w.job is not None:
-                    self._finish(w, w.job, res, progress)
+                    self._finish(w, w.job, res, progress if errors or "error" not in res else None)
 
     def _abandon(self, progress: Progress) -> list[dict]:
         inflight = [w.job for w in self.workers.values() if w.job is not None]
@@ -401,7 +418,7 @@ class LocalPool:
                 w.signal(signal.SIGTERM)
         deadline = time.time() + GRACE
         while self.workers and time.time() < deadline and not self.stop.hard:
-            self._poll(progress, 0.1)  # a result that arrives now is a finished run
+            self._poll(progress, 0.1, errors=False)  # a result that arrives now is a finished run
         self.kill()
         for w in list(self.workers.values()):
             w.proc.wait()
@@ -513,6 +530,20 @@ def _run_submitit(plan: Plan, jobs_: list[dict], cluster: str | None, progress: 
             release(chunks[i])
 
 
+def _older_rows(out: Path, run_ids) -> int:
+    """How many of these row files were written by a runner version older than this one."""
+    import pyarrow.parquet as pq
+    n = 0
+    for rid in run_ids:
+        try:
+            t = pq.read_table(Path(out) / f"{rid}.parquet", columns=["config"])
+            v = json.loads(t.column("config")[0].as_py()).get("runner_version", 0)
+        except (KeyError, ValueError, TypeError, AttributeError, OSError):
+            continue  # not a runner's row (e.g. written by hand): not ours to judge
+        n += int(isinstance(v, int) and v < RUNNER_VERSION)
+    return n
+
+
 def run_sweep(sweep_path, executor: str = "local", out=None, jobs: int | None = None,
               threads_per_job: int | None = None, dry_run: bool = False, stream=sys.stderr,
               device: str | None = None) -> Path:
@@ -532,6 +563,11 @@ def run_sweep(sweep_path, executor: str = "local", out=None, jobs: int | None = 
         raise SweepError(str(e)) from None
     todo = [r for r in plan.runs if r["run_id"] not in done]
     foreign = done - {r["run_id"] for r in plan.runs}
+    old = _older_rows(plan.out, foreign)
+    if old and todo:
+        raise SweepError(f"{plan.out} holds {old} row(s) written by an older runner version (their run ids do "
+                         f"not hash the resolved dtype): new rows there would duplicate them; write to a new "
+                         f"directory (--out) or move the old rows away")
     d = plan.devices
     print(f"sweep {plan.name}: {len(plan.runs)} runs ({len(plan.runs) - len(todo)} already done, {len(todo)} to run), "
           f"{len(plan.pretrain_jobs)} model sizes; {d.per_run} {d.backend} device(s) per run"

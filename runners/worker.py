@@ -22,14 +22,6 @@ import signal
 import sys
 
 
-class Abandoned(BaseException):
-    """Raised in the worker by SIGTERM: the job in flight is given up (no row written)."""
-
-
-def _on_sigterm(signum, frame):
-    raise Abandoned(f"signal {signum}")
-
-
 def _parent_death_signal():
     try:
         import ctypes
@@ -47,12 +39,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray prints (absl, orbax) go to stderr, never into the protocol
+    from .sweep import Abandoned, abandon, execute_logged, init_worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, abandon)
     _parent_death_signal()
     if a.ppid and os.getppid() != a.ppid:  # the driver died before the death signal was armed
         return 143
-    from .sweep import execute_logged, init_worker
     init_worker(a.threads or None, a.slot)
     try:
         for line in sys.stdin:

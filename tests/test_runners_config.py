@@ -228,3 +228,20 @@ def test_runs_are_packed_per_checkpoint_and_method():
     assert sorted(len(b) for b in batches) == [1, 1, 1, 1, 2, 2, 2, 2]
     assert all(len({(j["ckpt_dir"], j["config"]["method"]) for j in b}) == 1 for b in batches)
     assert sorted(j["run_id"] for b in batches for j in b) == sorted(j["run_id"] for j in jobs)
+
+
+def test_rows_of_an_older_runner_version_are_not_mixed_with_new_ones(tmp_path, capsys):
+    from runners import rows
+    p = tmp_path / "s.toml"
+    p.write_text(GOOD)
+    out = load_plan(p).out
+    row = {"task": "x", "method": "fmt", "model_params": 1, "pretrain_tokens": 1, "finetune_examples": 8,
+           "pet_params": None, "seed": 0, "loss": 1.0, "run_id": "old1", "config": '{"runner_version": 1}'}
+    rows.write_row(out, row)
+    before = sorted(x.name for x in out.iterdir())
+    rc, err = main_in_process([p, "--dry-run"], capsys)
+    assert rc == 2 and "older runner version" in err and "--out" in err, err
+    assert sorted(x.name for x in out.iterdir()) == before
+    rows.write_row(out, {**row, "run_id": "new1", "config": '{"runner_version": 2}'})  # a foreign current row: fine
+    (out / "old1.parquet").unlink()
+    assert main_in_process([p, "--dry-run"], capsys)[0] == 0

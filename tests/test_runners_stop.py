@@ -166,9 +166,14 @@ def test_lawfit_run_trains_like_python_m_runners(tmp_path, env):
                         timeout=600)
     assert ra.returncode == 0, ra.stderr[-3000:]
     assert "JAX_IN_DRIVER False" in ra.stderr
-    rb = subprocess.run([sys.executable, "-m", "lawfit.cli", "run", str(tb)], env=e, cwd=REPO, capture_output=True,
-                        text=True, timeout=600)
+    # lawfit run (the fitter's float64 switch on in the driver), checking it never started a jax backend
+    code = ("import sys; from lawfit.cli import main; rc = main(['run', sys.argv[1]]); "
+            "from jax._src import xla_bridge; print('BACKEND_IN_DRIVER', xla_bridge.backends_are_initialized(), "
+            "file=sys.stderr); sys.exit(rc)")
+    rb = subprocess.run([sys.executable, "-c", code, str(tb)], env=e, cwd=REPO, capture_output=True, text=True,
+                        timeout=600)
     assert rb.returncode == 0, rb.stderr[-3000:]
+    assert "BACKEND_IN_DRIVER False" in rb.stderr
     da, db = rows.read_runs(load_plan(ta).out), rows.read_runs(load_plan(tb).out)
     assert sorted(da.run_id) == sorted(db.run_id)  # same configurations, same ids
     da, db = da.set_index("run_id").sort_index(), db.set_index("run_id").sort_index()
