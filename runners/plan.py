@@ -21,8 +21,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 

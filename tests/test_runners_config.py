@@ -5,7 +5,6 @@ each."""
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
