@@ -219,3 +219,17 @@ def test_claims(tmp_path):
     assert set(claims.claimed_by_others(tmp_path)) == {"r3"}
     claims.release(tmp_path, "r3")  # not ours: left alone
     assert p.exists()
+
+
+def test_fresh_two_device_sweep_records_its_devices(tmp_path, env):
+    """Simulated 2-device host: the plan is made for 2 devices per run, the workers see them, rows say so."""
+    _, _, e = env
+    t = toml(tmp_path, tmp_path / "ck2", name="d2", sizes=(8,), steps=4, methods=("fmt", "lora"))
+    e2 = dict(e, XLA_FLAGS=e["XLA_FLAGS"] + " --xla_force_host_platform_device_count=2")
+    r = subprocess.run([sys.executable, "-m", "runners", "run", str(t)], env=e2, cwd=REPO, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 cpu device(s) per run" in r.stderr
+    df = rows.read_runs(load_plan(t).out)
+    assert len(df) == 2 and set(df.device_count) == {2} and set(df.backend) == {"cpu"}
+    assert set(df.dtype) == {"float32"}
