@@ -7,13 +7,14 @@ work reports through an optional ``progress(message)`` callback.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import lsq, quality
+from . import lsq, quality, robust
 from .data import (CONFIG_COLUMNS, DataError, apply_where, average_seeds, default_by,
                    frame_sha256, numeric_column, require_columns)
 from .laws import Law, get_law
@@ -211,6 +212,14 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         raise DataError(f"seeds must be 'average' or 'keep', got {seeds!r}")
     if share and not joint:
         raise DataError("sharing parameters needs a joint fit: name the subset column with --joint")
+    if fitter == "bayes" and obj.kind == "l1":
+        raise DataError(f"--objective {obj.name} is a least-squares estimator: the Bayesian fitter's "
+                        "likelihood is --likelihood student or normal (use huber or huber-log)")
+    if bootstrap and fitter == "lsq" and robust.needs_irls(obj):
+        raise DataError(f"bootstrap intervals are not offered for --objective {obj.name}"
+                        + (f" --delta {obj.delta:g}" if obj.delta else "") + " (an IRLS fit per "
+                        "resample does not yet converge reliably): use --bootstrap 0 for the point "
+                        "estimate, or huber-log / --fitter bayes for intervals")
     src = source or {"path": None, "sha256": frame_sha256(frame), "rows": len(frame)}
     frame = apply_where(frame, where)
     if len(frame) == 0:
@@ -287,12 +296,22 @@ def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_
         warnings, info, method = list(post.get("warnings", [])), dict(post.get("info", {})), "posterior"
         posterior = post.get("posterior")
     else:
-        ms, warnings = _solve_lsq(problem, law, layout, sub_problems, starts, solver, rng)
+        irls = robust.needs_irls(obj)
+        if irls:   # l1 / tiny-delta Huber: start at the Huber(1e-3) optimum, then IRLS
+            start_obj = make_objective("huber-log" if obj.space == "log" else "huber", 1e-3)
+            ms0, warnings = _solve_lsq(dataclasses.replace(problem, objective=start_obj), law,
+                                       layout, [dataclasses.replace(sp, objective=start_obj)
+                                                for sp in sub_problems], starts, solver, rng)
+            ms, irls_info = robust.solve(problem, ms0.theta)
+        else:
+            ms, warnings = _solve_lsq(problem, law, layout, sub_problems, starts, solver, rng)
         # a joint fit starts from its subsets' own optima, not from the grid
         status, w2 = _status(ms, law, layout, problem, check_grid=not joint)
         warnings = warnings + w2
         free_hat, objective_value = ms.theta, ms.value
         info = {"n_starts": ms.n_starts, "n_at_optimum": ms.n_at_optimum, "steps": ms.steps}
+        if irls:
+            info["irls"] = irls_info
         draws_free, method, posterior = np.zeros((0, len(free_hat))), None, None
         if n_boot:
             clusters = (np.arange(len(gdf)) if seeds == "average" else
