@@ -107,7 +107,7 @@ def cmd_critical(args) -> int:
     progress = Progress(args.quiet)
     fitted_here = not _is_fit_dir(args.runs)
     if not fitted_here:
-        used = [f"--{k.replace('_', '-')}" for k in ("law", "x", "d", "by", "where", "objective",
+        used = [f"--{k.replace('_', '-')}" for k in ("x", "d", "by", "where", "objective",
                                                      "delta", "recipe")
                 if getattr(args, k) is not None]
         if used:
@@ -119,7 +119,7 @@ def cmd_critical(args) -> int:
                            args.overwrite, runs=args.runs)
     x_values = None
     if not fitted_here:
-        result = report.load_fit(args.runs)
+        result = report.load_fit(args.runs, args.law)
         fitted = {str(g.key.get(args.method_column)) for g in result.groups}
         for m in between:
             if m not in fitted:
@@ -264,6 +264,8 @@ def _plot_add(p):
                    "table named in fit.json, when it still exists)")
     p.add_argument("--out", default=None, help="directory for the figures (default FIT_DIR)")
     p.add_argument("--format", default="png,pdf", help="png,pdf (default both)")
+    p.add_argument("--law", default=None, help="MODULE:FUNCTION of a fit made with your own law "
+                   "(its source hash is checked)")
 
 
 def _read_json(path: Path) -> dict:
@@ -360,7 +362,7 @@ def cmd_plot(args) -> int:
     if not any((d / n).exists() for n in ("fit.json", "critical.json", "backtest.json")):
         raise DataError(f"{d} holds no fit.json, critical.json or backtest.json")
     # every artefact is read and checked before the first figure is written
-    result = load_fit(d) if (d / "fit.json").exists() else None
+    result = load_fit(d, args.law) if (d / "fit.json").exists() else None
     crit = load_critical(d / "critical.json") if (d / "critical.json").exists() else None
     bt = load_backtest(d) if (d / "backtest.json").exists() else None
     frame = None

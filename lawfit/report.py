@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import __version__
 from .data import DataError
-from .laws import get_law
+from .userlaw import for_artefact, provenance
 from .objectives import make_objective
 from .result import FitResult, GroupFit, Status
 
@@ -68,7 +68,9 @@ def fit_dict(result: FitResult) -> dict:
         if "fit_quality" in g.info:
             entry["fit_quality"] = _jsonable(g.info["fit_quality"])
         groups.append(entry)
+    user_law = provenance(result.law)
     return {"lawfit_version": __version__, "law": result.law.name, "formula": result.law.formula,
+            **({"law_source": user_law} if user_law else {}),
             "objective": result.objective.as_dict(), "fitter": result.fitter,
             "data": _jsonable(result.source), "columns": result.columns, "by": list(result.by),
             "settings": _jsonable(result.settings), "groups": groups}
@@ -236,9 +238,11 @@ def _is_scalar(v) -> bool:
     return v is None or isinstance(v, (str, bool)) or _is_num(v)
 
 
-def check_fit_doc(doc, fj="fit.json") -> dict:
+def check_fit_doc(doc, fj="fit.json", law=None):
     """Validate a ``fit.json`` document's structure and types strictly (DataError if anything is
-    off); the stored ``where`` expression is parsed and its tree validated, never evaluated."""
+    off) and return its :class:`~lawfit.laws.Law` (a user law only as given again in ``law``,
+    never imported from the document); the stored ``where`` expression is parsed and its tree
+    validated, never evaluated."""
     from .data import check_selection_record
     from .expr import Expr, parse
     if not isinstance(doc, dict):
@@ -248,7 +252,9 @@ def check_fit_doc(doc, fj="fit.json") -> dict:
             raise _bad(fj, f"no {k!r}")
     if not isinstance(doc["law"], str):
         raise _bad(fj, "'law' is not a name")
-    law = get_law(doc["law"])
+    if not isinstance(doc.get("law_source", {}), dict):
+        raise _bad(fj, "'law_source' must be an object")
+    law = for_artefact(doc, law)
     obj = doc["objective"]
     if not (isinstance(obj, dict) and isinstance(obj.get("name"), str)
             and (obj.get("delta") is None or _is_num(obj.get("delta")))):
@@ -315,15 +321,17 @@ def check_fit_doc(doc, fj="fit.json") -> dict:
         ranges = g.get("ranges")
         if not (isinstance(ranges, dict) and all(
                 isinstance(ranges.get(r), list) and len(ranges[r]) == 2
-                and all(_is_num(v) and v > 0 for v in ranges[r]) for r in law.variables)):
-            raise _bad(fj, f"{where_g}: 'ranges' needs [min, max] > 0 of "
+                and all(_is_num(v) and v >= 0 for v in ranges[r]) for r in law.variables)):
+            raise _bad(fj, f"{where_g}: 'ranges' needs [min, max] >= 0 of "
                        f"{', '.join(law.variables)}")
         if not (isinstance(g.get("warnings", []), list)
                 and all(isinstance(w, str) for w in g.get("warnings", []))):
             raise _bad(fj, f"{where_g}: 'warnings' must be a list of text")
         if not isinstance(g.get("info", {}), dict):
             raise _bad(fj, f"{where_g}: 'info' must be an object")
-    return doc
+        if not isinstance(g.get("fit_quality") or {}, dict):
+            raise _bad(fj, f"{where_g}: 'fit_quality' must be an object")
+    return law
 
 
 def _short(v) -> str:
@@ -357,8 +365,9 @@ def _read_draws(path: Path, law, doc) -> pd.DataFrame:
     return draws
 
 
-def load_fit(path: str | Path) -> FitResult:
-    """Read a fit directory (or its fit.json) written by :func:`write_fit`.
+def load_fit(path: str | Path, law=None) -> FitResult:
+    """Read a fit directory (or its fit.json) written by :func:`write_fit`. ``law``: the user law
+    (object or ``MODULE:FUNCTION``) of a fit that records one; its source hash must match.
 
     Everything read is checked as data (:func:`check_fit_doc`, the draws' columns and counts);
     nothing stored in it is evaluated.
@@ -371,8 +380,7 @@ def load_fit(path: str | Path) -> FitResult:
         doc = json.loads(fj.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise DataError(f"{fj} is not a lawfit fit.json ({str(exc)[:80]})") from None
-    check_fit_doc(doc, fj)
-    law = get_law(doc["law"])
+    law = check_fit_doc(doc, fj, law)
     obj = doc["objective"]
     objective = make_objective(obj["name"], obj.get("delta"))
     draws = _read_draws(fj.parent / "draws.parquet", law, doc)
