@@ -317,7 +317,8 @@ def law(params: Mapping[str, tuple[float, float]], variables: tuple[str, ...] | 
 # power law flat at small D, and the law is defined at D = 0 (the base model, B / D_l + E).
 # Fitted by default as Lin et al. fit it: squared error on the log loss.
 @law(params={"B": (1e-2, 1e4), "Dl": (1e-2, 1e7), "beta": (0.0, 2.0), "E": (1e-3, 10.0)},
-     variables=("finetune_examples",), formula="B / (D_l + D^beta) + E", objective="mse-log")
+     variables=("finetune_examples",), formula="B / (D_l + D^beta) + E", objective="mse-log",
+     zero_ok=("finetune_examples",))   # given, not probed: importing lawfit starts no jax backend
 def rectified(p, D):
     return p["B"] / (p["Dl"] + D ** p["beta"]) + p["E"]
 
