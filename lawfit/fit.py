@@ -376,7 +376,7 @@ def _data_warnings(gdf, key, layout, law, cols, joint, share, n_dup, averaged) -
         notes.append(f"{len(gdf)} runs for {n_free} free parameters: the law passes through every "
                      "run, nothing is left to estimate the error, and intervals mean nothing; add "
                      "runs or fix parameters (--fix)")
-    values = np.stack([variable_values(gdf, cols[r]) for r in law.variables], axis=-1)
+    values = np.stack([variable_values(gdf, cols[r], r in law.zero_ok) for r in law.variables], axis=-1)
     for j, role in enumerate(law.variables):
         exp = _EXPONENT.get(role, "its exponent")
         if np.unique(values[:, j]).size == 1 and exp in law.params:
