@@ -401,8 +401,8 @@ def emit_toml(runs: pd.DataFrame, frame: pd.DataFrame, base: str, path: str) -> 
         new = {k: v for k, v in doc.items() if k != "models"}
         s = dict(sw)
         s["name"] = f"{sw.get('name', base_path.stem)}-suggest"
-        s["out"] = str(out_dir if out_dir.is_absolute() else base_dir / out_dir)
-        s["checkpoint_dir"] = str(ckpt if ckpt.is_absolute() else base_dir / ckpt)
+        s["out"] = str(out_dir if out_dir.is_absolute() else (base_dir / out_dir).resolve())
+        s["checkpoint_dir"] = str(ckpt if ckpt.is_absolute() else (base_dir / ckpt).resolve())
         s["methods"] = list(methods)
         s["finetune_examples"] = list(ds)
         s["seeds"] = [seed]

@@ -427,7 +427,13 @@ def suggest(frame: pd.DataFrame, target, *, candidates: pd.DataFrame | Mapping |
                             f"uncertainty suggest narrows), got {bootstrap}")
         if progress:
             progress(f"fitting {law} with {bootstrap} bootstrap resamples")
-        fit_result = fit_runs(frame, law, bootstrap=bootstrap, seed=seed, level=level,
+        to_fit = frame
+        if isinstance(target, CrossingTarget) and target.method_column in frame.columns:
+            # a crossing reads two methods: fit only theirs
+            keep = frame[target.method_column].astype(str).isin([str(m) for m in target.between])
+            if keep.any():
+                to_fit = frame[keep]
+        fit_result = fit_runs(to_fit, law, bootstrap=bootstrap, seed=seed, level=level,
                               source=src, progress=progress, **fit_options)
     result = fit_result
     if result.settings.get("joint"):
