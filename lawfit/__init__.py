@@ -10,6 +10,7 @@ from .fit import fit  # noqa: E402
 from .laws import LAWS, Law, get_law  # noqa: E402
 from .objectives import Objective, make_objective  # noqa: E402
 from .result import FitResult, GroupFit, Status  # noqa: E402
+from .suggest import suggest  # noqa: E402
 
 __all__ = ["DataError", "FitResult", "GroupFit", "LAWS", "Law", "Objective", "Status", "fit",
-           "get_law", "make_objective", "read_runs"]
+           "get_law", "make_objective", "read_runs", "suggest"]
