@@ -149,9 +149,11 @@ class Suggestion:
                          "budget": _plain(self.budget)},
                 "n": self.n, "runs": rec(self.runs), "candidates": rec(self.candidates),
                 "noise_sd": {k: _plain(v) for k, v in self.noise.items()},
-                "method": "linear-Gaussian preposterior: Fisher information of each run at the "
-                          "point estimate, noise calibrated on the fitted runs, draws moved by "
-                          "the ensemble transform; greedy by narrowing per unit cost",
+                "method": "pseudo-Bayesian c-optimal design: at every draw, the linearised "
+                          "variance of the target under the Fisher information of the fitted "
+                          "runs plus the candidates' (noise: the fitted residual scatter); "
+                          "expected width = width now x sqrt(mean variance ratio); greedy by "
+                          "narrowing per unit cost",
                 "notes": list(self.notes), "settings": self.settings, "data": self.source})
 
 
@@ -313,13 +315,6 @@ class _CrossingEval:
                                  math.log(self.x), self.la.terms_fn, self.lb.terms_fn)
             out[sl] = np.asarray(v)[:m]
         return out
-
-
-def _width(values: np.ndarray, level: float) -> tuple[float, float, float]:
-    """(lo, hi, width) of the central interval of ``values`` (C, B) along the last axis."""
-    q = (1 - level) / 2
-    lo, hi = np.quantile(values, [q, 1 - q], axis=-1)
-    return lo, hi, hi - lo
 
 
 # --- candidates and cost -------------------------------------------------------------------------

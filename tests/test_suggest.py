@@ -246,7 +246,8 @@ def test_command_line_end_to_end(capsys, runs_csv, tmp_path):
     assert code == 0, err
     assert "target: crossing prompt vs lora at model_params=8e+09" in stdout
     assert "expected width after 3 runs" in stdout
-    doc = json.loads((out / "suggest.json").read_text())
+    doc = json.loads((out / "suggest.json").read_text(),
+                     parse_constant=lambda c: pytest.fail(f"{c} in suggest.json"))
     assert len(doc["runs"]) == 3
     assert {"method", "model_params", "finetune_examples", "cost", "width_after"} <= set(
         doc["runs"][0])
