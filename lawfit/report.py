@@ -54,10 +54,12 @@ def fit_dict(result: FitResult) -> dict:
             params[name] = {"estimate": _num(g.estimate[j]),
                             "lo": _num(iv[0][j]) if iv else None,
                             "hi": _num(iv[1][j]) if iv else None}
+            if name in g.frozen:
+                params[name]["frozen"] = True
         entry = {"key": _jsonable(g.key), "n_points": g.n_points, "status": g.status,
                  "objective_value": _num(g.objective_value), "params": params,
                  "interval": {"level": result.level, "method": g.interval_method,
-                              "draws": int(len(g.draws))},
+                              "draws": int(len(g.draws)), "status": g.interval_status},
                  "ranges": {r: list(v) for r, v in g.ranges.items()},
                  "warnings": list(g.warnings), "info": _jsonable(g.info)}
         if "diagnostics" in g.info:
@@ -171,6 +173,12 @@ def _fmt(v) -> str:
     return f"{v:.4g}"
 
 
+def frozen_label(g: GroupFit) -> str:
+    """How a frozen parameter is shown instead of an interval."""
+    src = (g.info or {}).get("frozen_from")
+    return f"(frozen: {src})" if src else "(frozen)"
+
+
 def params_table(result: FitResult) -> str:
     """Readable table: one line per group and parameter, estimate and interval."""
     lines = []
@@ -178,11 +186,16 @@ def params_table(result: FitResult) -> str:
     for g in result.groups:
         key = ", ".join(f"{k}={v}" for k, v in g.key.items()) or "(all runs)"
         how = (f"{pct} {g.interval_method} interval, {len(g.draws)} draws"
-               if g.interval_method else "no interval (use --bootstrap N)")
+               if g.interval_status == "ok" else
+               f"{g.interval_method} interval withheld (see the warning)"
+               if g.interval_status == "withheld" else "no interval (use --bootstrap N)")
         lines.append(f"{key}: {g.n_points} runs, {g.status}, objective "
                      f"{g.objective_value:.10g}; {how}")
         iv = g.interval(result.level)
         for j, name in enumerate(result.law.params):
+            if name in g.frozen:
+                lines.append(f"  {name:<8}{_fmt(g.estimate[j]):>12}   {frozen_label(g)}")
+                continue
             lo, hi = (iv[0][j], iv[1][j]) if iv else (None, None)
             lines.append(f"  {name:<8}{_fmt(g.estimate[j]):>12}   [{_fmt(lo)}, {_fmt(hi)}]")
         diag = g.info.get("diagnostics") if isinstance(g.info, dict) else None
