@@ -290,7 +290,7 @@ class _Parser(argparse.ArgumentParser):
 def _load_plugins() -> None:
     """Subcommands living in other modules register on import."""
     import importlib
-    for mod in ("lawfit.cli_analysis", "lawfit.cli_bayes"):
+    for mod in ("lawfit.cli_analysis", "lawfit.cli_bayes", "lawfit.cli_optimal"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
