@@ -248,7 +248,7 @@ class FitResult:
             group_cols.append(cols)
             if not all(c in frame.columns for c in cols):
                 continue
-            m = frame[cols].notna().all(axis=1).to_numpy()
+            m = frame[cols].notna().all(axis=1).to_numpy().copy()
             for k in keys:
                 m &= frame[k].astype(str).to_numpy() == str(g.key.get(k))
             match[i] = m
