@@ -21,6 +21,11 @@ CANONICAL = {
     "pretrain_tokens": pa.int64(), "finetune_examples": pa.int64(), "pet_params": pa.int64(),
     "seed": pa.int64(), "loss": pa.float64(), "run_id": pa.string(),
 }
+# what computed the run (runners.device.DeviceInfo): fixed types so that every row's columns agree
+PROVENANCE = {
+    "backend": pa.string(), "device_kind": pa.string(), "device_count": pa.int64(), "dtype": pa.string(),
+    "host": pa.string(), "wall_seconds": pa.float64(),
+}
 _TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
 
 
@@ -38,7 +43,7 @@ def write_row(out: Path, row: dict) -> Path:
     for k, v in row.items():
         if hasattr(v, "item") and not isinstance(v, (str, bytes)):
             v = v.item()  # numpy scalar -> Python scalar
-        t = CANONICAL.get(k) or _TYPES.get(type(v), pa.string())
+        t = CANONICAL.get(k) or PROVENANCE.get(k) or _TYPES.get(type(v), pa.string())
         fields.append(pa.field(k, t))
         arrays.append(pa.array([v], type=t))
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
@@ -55,6 +60,17 @@ def write_row(out: Path, row: dict) -> Path:
     finally:
         os.close(dfd)
     return final
+
+
+def device_columns(info) -> dict:
+    """The row columns recording what computed a run, from a `runners.device.DeviceInfo` (or its dict):
+    backend, device_kind, device_count and the resolved compute dtype."""
+    d = info if isinstance(info, dict) else info.to_dict()
+    missing = [k for k in ("backend", "device_kind", "device_count", "dtype") if d.get(k) is None]
+    if missing:
+        raise ValueError(f"device information lacks {missing} (resolve the dtype before writing rows)")
+    return {"backend": str(d["backend"]), "device_kind": str(d["device_kind"]),
+            "device_count": int(d["device_count"]), "dtype": str(d["dtype"])}
 
 
 def run_files(out: Path) -> list[Path]:

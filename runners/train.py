@@ -18,11 +18,13 @@ import numpy as np
 import optax
 from flax import nnx
 
+from .device import jnp_dtype, resolve_dtype
+
 
 def compute_dtype(name: str = "auto"):
-    if name == "auto":
-        return jnp.bfloat16 if jax.default_backend() in ("gpu", "cuda", "rocm", "tpu") else jnp.float32
-    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+    """The jax.numpy compute dtype for a name: "auto" is bfloat16 on GPU/TPU, float32 on CPU
+    (runners.device.resolve_dtype); unknown names raise DeviceError."""
+    return jnp_dtype(resolve_dtype(jax.default_backend(), name))
 
 
 @functools.lru_cache(maxsize=None)
