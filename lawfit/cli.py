@@ -208,7 +208,7 @@ def cmd_predict(args) -> int:
                        "fitted residual scatter of one run)",
             "curve": "the fitted mean curve's interval (a new run scatters beyond it: "
                      "--interval new-run)"}[args.interval]
-    print(f"{level:.0%} interval (lo, hi): {args.interval}, {what}")
+    print(f"{level:.0%} interval (lo, hi): {args.interval}, {what}", file=sys.stderr)
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         print(table.to_string(index=False))
     if (table["interval"] == "none").any():

@@ -83,8 +83,9 @@ def test_two_stage_fit_predicts_through_its_factor_column(tmp_path):
     at = "method=lora,model_params=16e9,finetune_examples=1e6"
     new = run_cli("predict", tmp_path, "--at", at)
     assert new.returncode == 0, new.stderr
-    assert new.stdout.startswith("95% interval (lo, hi): new-run")
+    assert new.stderr.startswith("95% interval (lo, hi): new-run")
+    assert new.stdout.split()[:2] == ["method", "model_params"] and "new-run" in new.stdout
     cur = run_cli("predict", tmp_path, "--at", at, "--interval", "curve")
-    assert cur.stdout.startswith("95% interval (lo, hi): curve")
+    assert cur.stderr.startswith("95% interval (lo, hi): curve")
     bad = run_cli("predict", tmp_path, "--at", "model_params=16e9,finetune_examples=1e6")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
