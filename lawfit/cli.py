@@ -81,8 +81,9 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: task and method where present)")
     p.add_argument("--where", default=None,
                    help="keep rows matching a pandas query, e.g. 'finetune_examples > 0'")
-    p.add_argument("--objective", default=None, choices=["huber", "huber-log", "mse", "mse-log"],
-                   help="default huber (finetuning laws), huber-log (chinchilla)")
+    p.add_argument("--objective", default=None, choices=["huber", "huber-log", "mse", "mse-log", "l1", "l1-log"],
+                   help="default huber (finetuning laws), huber-log (chinchilla); l1/l1-log: least "
+                   "absolute deviation (Epoch AI's published estimator), solved by IRLS")
     p.add_argument("--delta", type=float, default=None, help="Huber delta (default 1e-3)")
     p.add_argument("--starts", default="grid", help="'grid' (the law's start grid) or a count of "
                    "random starts over the grid's span")

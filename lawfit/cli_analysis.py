@@ -94,7 +94,7 @@ def _is_fit_dir(path: str) -> bool:
             _critical_add)
 def cmd_critical(args) -> int:
     from . import recipes, report
-    from .critical import critical
+    from .critical import check_series, critical
     from .fit import variable_values, fit
     between = _pair(args.between)
     at = parse_at(args.at)
@@ -123,6 +123,9 @@ def cmd_critical(args) -> int:
             if m not in present:
                 raise DataError(f"method {m!r} has no runs ({mc} takes {sorted(present)})")
         frame = frame[frame[mc].astype(str).isin(between)]
+        from .data import apply_where
+        check_series(apply_where(frame, opts.get("where")), opts["by"],
+                     opts.get("x"), recipe=args.recipe)
         if opts["by"] is None:
             opts["by"] = [c for c in ("task", mc) if c in frame.columns]
         elif mc not in opts["by"]:
@@ -155,7 +158,10 @@ def cmd_critical(args) -> int:
             report.write_fit(result, args.out, overwrite=args.overwrite)
     res = critical(result, between, at=at, method_column=args.method_column, d_range=d_range,
                    x_values=x_values, level=args.level)
-    _print_table(res.table())
+    _print_table(res.printable())
+    for sk in res.skipped:
+        key = ", ".join(f"{k}={v}" for k, v in sk["key"].items())
+        print(f"note: not compared along {sk['x_name']} ({key}): {sk['reason']}", file=sys.stderr)
     if args.out:
         out = Path(args.out)
         report.write_json(report._jsonable(res.to_dict()), out / "critical.json")

@@ -33,6 +33,13 @@ A_a X^-alpha_a D^-beta_a = A_b X^-alpha_b D^-beta_b gives D_c = H X^gamma with
 H = (A_a/A_b)^(1/(beta_a-beta_b)), gamma = (alpha_b-alpha_a)/(beta_a-beta_b). It is reported next to
 the numerical roots, labelled as such; with E_a != E_b it is not the crossing of the fitted curves.
 
+A runs table may hold several series that must not be pooled into one fit (Zhang et al.'s model-size,
+pretraining-size and PET-size runs, told apart by the ``factor`` column): ``check_series`` refuses
+such a table unless the series are fitted separately. An X whose meaning depends on the method
+(``pet_params``: prompt length for prompt tuning, LoRA rank for LoRA) does not compare two
+different methods: such rows are skipped and listed in ``skipped`` (and refused when asked for
+with ``at``).
+
 Everything here is pure: results are frozen dataclasses and ``to_dict()`` gives the critical.json
 document of DESIGN.md (extra keys allowed).
 """
@@ -52,6 +59,9 @@ from .result import FitResult, GroupFit
 D_RANGE = (1.0, 1e12)
 POINTS_PER_E = 64          # grid points per unit of log D (~147 per decade)
 BISECT_TOL = 1e-12         # in log D, for draw roots
+SERIES_COLUMN = "factor"   # the column naming each run's series (the zhang2024 recipe's)
+# X columns whose meaning depends on the method: prompt length (prompt tuning) vs rank (LoRA)
+METHOD_DEPENDENT_X = ("pet_params",)
 
 
 # --- the closed form --------------------------------------------------------------------------
@@ -177,6 +187,45 @@ def _match(est_roots: list, draw_roots: list) -> list:
     return out
 
 
+# --- what may be compared --------------------------------------------------------------------
+
+def check_series(frame: pd.DataFrame, by, x: str | None, *, column: str = SERIES_COLUMN,
+                 recipe: str | None = None) -> None:
+    """Refuse (DataError) a runs table that holds several series in ``column`` when the fit would
+    pool them: a fit of model-size, pretraining-size and PET-size runs together describes none of
+    them, and its "crossings" answer no question.
+
+    Parameters
+    ----------
+    frame : the runs table, after ``--where``.
+    by : grouping columns of the fit (None: the default).
+    x : the X column spec of the fit (``@factor`` reads each run's own X column).
+    column : the series column (the zhang2024 recipe's ``factor``).
+    recipe : the recipe, if any (a recipe that fits the series separately is fine).
+    """
+    if column not in frame.columns or recipe == "zhang2024":
+        return
+    values = sorted(set(frame[column].astype(str)))
+    if len(values) <= 1:
+        return
+    grouped = by is not None and column in by
+    if grouped and x == f"@{column}":
+        return
+    opts = (f"--recipe zhang2024 (the paper's two-stage fit, one comparison per {column}), "
+            f"--by task,{column} --x @{column} (each series alone, its own X), or keep one "
+            f"series with --where \"{column} == '{values[0]}'\"")
+    if grouped:
+        raise DataError(f"grouping by {column!r} but X is {x or 'the default column'}: each "
+                        f"series has its own X column; add --x @{column}")
+    raise DataError(f"the runs table holds {len(values)} series in column {column!r} "
+                    f"({', '.join(values)}) that one fit would mix: use {opts}")
+
+
+def method_dependent(x_name: str) -> bool:
+    """True for an X whose meaning depends on the method (e.g. ``pet_params``)."""
+    return x_name in METHOD_DEPENDENT_X
+
+
 # --- results ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -232,6 +281,7 @@ class CriticalResult:
     level: float
     search: dict                   # the searched D range and grid
     method_column: str = "method"
+    skipped: tuple = ()            # rows not compared: dicts of key, x_name, reason
 
     def to_dict(self) -> dict:
         """The critical.json document (DESIGN.md schema plus documented extra keys)."""
@@ -243,24 +293,60 @@ class CriticalResult:
                 "closed_form_note": "D_c = H * X^gamma of Zhang et al. 2024 Eq. 3, which assumes "
                                     "a constant gap (E_a = E_b); not the crossing of the fitted "
                                     "curves when E_a != E_b",
-                "rows": [r.as_dict() for r in self.rows], "superiority": sup}
+                "rows": [r.as_dict() for r in self.rows], "superiority": sup,
+                "skipped": [dict(k) for k in self.skipped]}
 
     def table(self) -> pd.DataFrame:
         """One line per crossing (or per 'no crossing'), for printing."""
         out = []
         for r in self.rows:
-            base = {**r.key, "x_name": r.x_name, "x": r.x}
+            base = {**r.key, "x_name": r.x_name, "x": r.x, "x_extrapolated": r.x_extrapolated}
             cf = r.closed_form["d"] if r.closed_form else np.nan
             if not r.crossings:
                 out.append(base | {"d": np.nan, "lo": np.nan, "hi": np.nan,
                                    "better_below": r.better_everywhere,
-                                   "better_above": r.better_everywhere, "extrapolated": False,
+                                   "better_above": r.better_everywhere, "extrapolated": None,
                                    "p_no_crossing": r.p_no_crossing, "closed_form_d": cf})
             for c in r.crossings:
                 out.append(base | {"d": c.d, "lo": c.lo, "hi": c.hi, "better_below": c.better_below,
                                    "better_above": c.better_above, "extrapolated": c.extrapolated,
                                    "p_no_crossing": r.p_no_crossing, "closed_form_d": cf})
         return pd.DataFrame(out)
+
+    def printable(self) -> pd.DataFrame:
+        """:meth:`table` as text for people: interval bounds past the searched range as
+        "< D_MIN" / "> D_MAX" (not 0 / inf), "no crossing" rows spelled out, the
+        ``extrapolated`` flags as yes/no."""
+        df = self.table()
+        if df.empty:
+            return df
+        dmin, dmax = self.search["d_min"], self.search["d_max"]
+
+        def missing(v):
+            return v is None or (isinstance(v, float) and math.isnan(v))
+
+        def num(v):
+            return "-" if missing(v) else f"{v:.4g}"
+
+        def bound(v, side):
+            if missing(v):
+                return "-"
+            if side == "lo" and v <= 0:
+                return f"< {dmin:.4g}"
+            if side == "hi" and not math.isfinite(v):
+                return f"> {dmax:.4g}"
+            return f"{v:.4g}"
+
+        out = df.copy()
+        out["d"] = ["no crossing" if missing(v) else num(v) for v in df["d"]]
+        out["lo"] = [bound(v, "lo") for v in df["lo"]]
+        out["hi"] = [bound(v, "hi") for v in df["hi"]]
+        out["extrapolated"] = ["-" if missing(v) else ("yes" if v else "no")
+                               for v in df["extrapolated"]]
+        out["x_extrapolated"] = ["yes" if v else "no" for v in df["x_extrapolated"]]
+        for c in ("x", "p_no_crossing", "closed_form_d"):
+            out[c] = [num(v) for v in df[c]]
+        return out
 
 
 def _fin(v):
@@ -475,12 +561,22 @@ def critical(result: FitResult | tuple, between, *, at: dict | None = None,
     if not common:
         raise DataError(f"no group has both {a} and {b} (groups: "
                         f"{[g.key for g in groups]})")
-    rows, sup = [], []
+    rows, sup, skipped = [], [], []
     x_names = set()
     for k in common:
         ga, gb = ga_by[k], gb_by[k]
         xname = _x_name(res_of[id(ga)], ga)
         if xname != _x_name(res_of[id(gb)], gb):
+            continue
+        if method_dependent(xname):
+            if at is not None and xname in at:
+                raise DataError(f"{xname} means different things for {a} and {b} (prompt "
+                                "length vs LoRA rank): their losses along it do not compare; "
+                                "compare along model_params or pretrain_tokens")
+            skipped.append({"key": {kk: vv for kk, vv in ga.key.items() if kk != method_column},
+                            "x_name": xname,
+                            "reason": f"{xname} means different things for {a} and {b} "
+                                      "(prompt length vs LoRA rank)"})
             continue
         if at is not None:
             if xname not in at:
@@ -505,11 +601,14 @@ def critical(result: FitResult | tuple, between, *, at: dict | None = None,
     if at is not None and not rows:
         have = sorted({_x_name(res_of[id(g)], g) for g in groups})
         raise DataError(f"--at names {sorted(at)} but the fitted X columns are {have}")
+    if not rows and skipped:
+        raise DataError(f"nothing to compare: {skipped[0]['reason']}; compare along model_params "
+                        "or pretrain_tokens")
     x_name = x_names.pop() if len(x_names) == 1 else first.columns["x"]
     return CriticalResult(between=(a, b), x_name=x_name, d_name=first.columns["d"],
                           rows=tuple(rows),
                           superiority=pd.concat(sup, ignore_index=True) if sup else pd.DataFrame(),
-                          level=level, method_column=method_column,
+                          level=level, method_column=method_column, skipped=tuple(skipped),
                           search={"d_min": d_range[0], "d_max": d_range[1],
                                   "grid_points": len(_grid(d_range, points_per_e)),
                                   "refinement": "brentq on sign changes (estimate), bisection "

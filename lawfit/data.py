@@ -157,6 +157,8 @@ def average_seeds(frame: pd.DataFrame, y: str, variables) -> pd.DataFrame:
     grouped = frame.groupby(keys, dropna=False, sort=False)
     out = grouped[y].mean().reset_index()
     out["n_seeds"] = grouped[y].size().to_numpy()
+    # the seeds' scatter around their mean (sum of squares): the pure error of lawfit.quality
+    out["seed_ss"] = (grouped[y].var(ddof=0).fillna(0.0) * out["n_seeds"].to_numpy()).to_numpy()
     return out
 
 

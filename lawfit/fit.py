@@ -7,6 +7,7 @@ work reports through an optional ``progress(message)`` callback.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from . import lsq
+from . import lsq, quality, robust
 from .data import (CONFIG_COLUMNS, DataError, apply_where, average_seeds, default_by,
                    frame_sha256, numeric_column, require_columns)
 from .laws import Law, get_law
@@ -229,6 +230,14 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         raise DataError("fixed_draws (paired frozen values per resample) needs the lsq fitter")
     if share and not joint:
         raise DataError("sharing parameters needs a joint fit: name the subset column with --joint")
+    if fitter == "bayes" and obj.kind == "l1":
+        raise DataError(f"--objective {obj.name} is a least-squares estimator: the Bayesian fitter's "
+                        "likelihood is --likelihood student or normal (use huber or huber-log)")
+    if bootstrap and fitter == "lsq" and robust.needs_irls(obj):
+        raise DataError(f"bootstrap intervals are not offered for --objective {obj.name}"
+                        + (f" --delta {obj.delta:g}" if obj.delta else "") + " (an IRLS fit per "
+                        "resample does not yet converge reliably): use --bootstrap 0 for the point "
+                        "estimate, or huber-log / --fitter bayes for intervals")
     src = source or {"path": None, "sha256": frame_sha256(frame), "rows": len(frame)}
     frame = apply_where(frame, where)
     if len(frame) == 0:
@@ -318,12 +327,22 @@ def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_
         warnings, info, method = list(post.get("warnings", [])), dict(post.get("info", {})), "posterior"
         posterior = post.get("posterior")
     else:
-        ms, warnings = _solve_lsq(problem, law, layout, sub_problems, starts, solver, rng)
+        irls = robust.needs_irls(obj)
+        if irls:   # l1 / tiny-delta Huber: start at the Huber(1e-3) optimum, then IRLS
+            start_obj = make_objective("huber-log" if obj.space == "log" else "huber", 1e-3)
+            ms0, warnings = _solve_lsq(dataclasses.replace(problem, objective=start_obj), law,
+                                       layout, [dataclasses.replace(sp, objective=start_obj)
+                                                for sp in sub_problems], starts, solver, rng)
+            ms, irls_info = robust.solve(problem, ms0.theta)
+        else:
+            ms, warnings = _solve_lsq(problem, law, layout, sub_problems, starts, solver, rng)
         # a joint fit starts from its subsets' own optima, not from the grid
         status, w2 = _status(ms, law, layout, problem, check_grid=not joint)
         warnings = warnings + w2
         free_hat, objective_value = ms.theta, ms.value
         info = {"n_starts": ms.n_starts, "n_at_optimum": ms.n_at_optimum, "steps": ms.steps}
+        if irls:
+            info["irls"] = irls_info
         draws_free, method, posterior = np.zeros((0, len(free_hat))), None, None
         if fixed_draws is not None:
             n_boot = len(fixed_draws)
@@ -348,6 +367,9 @@ def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_
             if fixed_per_draw is not None and health["interval"] != "ok":
                 fixed_per_draw = fixed_per_draw[:0]
             method = "bootstrap"
+    # scale parameters stop at this floor (lsq.Problem.lower_bounds): effectively 0 there
+    info["scale_floor"] = float(np.exp(problem.lower_bounds()[np.isfinite(
+        problem.lower_bounds())].min())) if np.isfinite(problem.lower_bounds()).any() else None
     info["joint"] = ({"column": joint, "shared": list(share), "fixed": dict(fixed),
                       "free": list(layout.free_names)} if joint else None)
     if fixed:
@@ -367,11 +389,45 @@ def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_
         k = dict(key) | ({joint: label} if joint else {})
         ranges = {r: (float(variables[m, j].min()), float(variables[m, j].max()))
                   for j, r in enumerate(law.variables)}
-        out.append(GroupFit(key=k, law=law, n_points=int(m.sum()), status=status,
+        fq = _fit_quality(gdf[m], variables[m], yv[m], law, obj, est_int[s], cols,
+                          len(layout.free_names) / len(subsets), seeds, joint)
+        sub_status, sub_warnings = status, list(warnings)
+        if fq["poor_fit"]:
+            sub_warnings.append(quality.warning_text(fq))
+            if status == Status.CONVERGED:
+                sub_status = Status.POOR_FIT
+        out.append(GroupFit(key=k, law=law, n_points=int(m.sum()), status=sub_status,
                             objective_value=float(objective_value),
                             estimate=law.to_natural(est_int[s]),
                             draws=law.to_natural(draws_int[:, s, :]), interval_method=method,
-                            ranges=ranges, warnings=tuple(warnings),
-                            info=info | {"n_seeds": int(gdf.loc[m, "n_seeds"].sum())},
+                            ranges=ranges, warnings=tuple(sub_warnings),
+                            info=info | {"n_seeds": int(gdf.loc[m, "n_seeds"].sum()),
+                                         "fit_quality": fq},
                             posterior=posterior))
     return out
+
+
+def _fit_quality(gdf, variables, y, law, obj, theta, cols, n_params, seeds, joint) -> dict:
+    """The fit_quality block (lawfit.quality) of one subset's rows at internal parameters theta."""
+    log_pred = np.asarray(law.log_predict(np.asarray(theta), np.log(variables)))
+    log_space = obj.space == "log"
+    r = log_pred - np.log(y) if log_space else np.exp(log_pred) - y
+    names = [str(gdf[c[1:]].iloc[0]) if c.startswith("@") else c
+             for c in (cols[role] for role in law.variables)]
+    id_cols = [c for c in ("run_id", "model", "family") if c in gdf.columns]
+    runs = [({c: gdf[c].iloc[i] for c in id_cols}
+             | {nm: float(v) for nm, v in zip(names, variables[i])}) for i in range(len(y))]
+    runs = [{k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()} for d in runs]
+    n_seeds = seed_ss = None
+    if seeds == "average" and "seed_ss" in gdf.columns:
+        n_seeds = gdf["n_seeds"].to_numpy(float)
+        seed_ss = gdf["seed_ss"].to_numpy(float)
+        if log_space:                       # delta method: var(log y) ~ var(y) / y^2
+            seed_ss = seed_ss / y ** 2
+    elif seeds == "keep":
+        config = gdf.groupby([c for c in gdf.columns if c in CONFIG_COLUMNS or c == joint],
+                             dropna=False, sort=False).ngroup().to_numpy()
+        return quality.assess(r, variables, names, n_params=n_params, space=obj.space,
+                              config=config, runs=runs)
+    return quality.assess(r, variables, names, n_params=n_params, space=obj.space,
+                          n_seeds=n_seeds, seed_ss=seed_ss, runs=runs)

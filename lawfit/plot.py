@@ -162,6 +162,32 @@ def _critical_doc(critical) -> dict:
     return critical if isinstance(critical, dict) else critical.to_dict()
 
 
+def crossing_series(rows) -> dict:
+    """The lines of the critical-size figure: crossings joined across X by their direction.
+
+    Parameters
+    ----------
+    rows : critical.json rows of one panel (one task / factor), each with ``x`` and
+        ``crossings`` (ascending in D, each with ``better_below``).
+
+    Returns
+    -------
+    dict
+        ``(better_below, k) -> [(x, crossing), ...]`` ascending in x: the k-th crossing below
+        which ``better_below`` wins at each X, joined with the k-th such crossing at the other X
+        values. A crossing is never joined with one that goes the other way, whatever its index
+        among all roots (where a second root appears, indices shift).
+    """
+    series: dict = {}
+    for r in sorted(rows, key=lambda r: r["x"]):
+        seen: dict = {}
+        for c in r["crossings"]:
+            k = seen.get(c["better_below"], 0)
+            seen[c["better_below"]] = k + 1
+            series.setdefault((c["better_below"], k), []).append((r["x"], c))
+    return dict(sorted(series.items()))
+
+
 def plot_critical(critical, out_dir, *, name: str = "critical", formats=FORMATS) -> list[Path]:
     """D* against X per group (and X column), interval as error bars (arrows where the interval
     reaches past the searched range), measured D ranges of both methods shaded, the closed form
@@ -187,10 +213,8 @@ def plot_critical(critical, out_dir, *, name: str = "critical", formats=FORMATS)
             mb = rows[0]["d_measured"][b]
             ax.axhspan(*ma, color="tab:blue", alpha=0.12, lw=0, label=f"{a} measured D")
             ax.axhspan(*mb, color="tab:orange", alpha=0.12, lw=0, label=f"{b} measured D")
-            n_roots = max((len(r["crossings"]) for r in rows), default=0)
             markers = ["o", "s", "^", "v"]
-            for j in range(n_roots):
-                pts = [(r["x"], r["crossings"][j]) for r in rows if len(r["crossings"]) > j]
+            for j, ((below, k), pts) in enumerate(crossing_series(rows).items()):
                 x = np.array([p[0] for p in pts])
                 d = np.array([p[1]["d"] for p in pts])
                 # a bound past the searched range is drawn to the edge; no draws: no bar
@@ -198,8 +222,7 @@ def plot_critical(critical, out_dir, *, name: str = "critical", formats=FORMATS)
                                (dmin if p[1]["lo_beyond_range"] else p[1]["d"]) for p in pts])
                 hi = np.array([p[1]["hi"] if p[1]["hi"] is not None else
                                (dmax if p[1]["hi_beyond_range"] else p[1]["d"]) for p in pts])
-                lab = (f"root {j + 1}: {pts[0][1]['better_below']} better below"
-                       if pts else f"root {j + 1}")
+                lab = f"{below} better below" + (f" (crossing {k + 1})" if k else "")
                 ax.errorbar(x, d, yerr=[d - lo, hi - d], fmt=markers[j % 4] + "-", capsize=3,
                             color=f"C{j + 2}", label=lab + f" ({doc['level']:.0%} interval)")
                 beyond = [p[1]["hi_beyond_range"] or p[1]["lo_beyond_range"] for p in pts]

@@ -56,14 +56,19 @@ def fit_dict(result: FitResult) -> dict:
                             "hi": _num(iv[1][j]) if iv else None}
             if name in g.frozen:
                 params[name]["frozen"] = True
+            if at_floor(g, name, g.estimate[j]):
+                params[name]["at_bound"] = True      # effectively 0: the data support no value
         entry = {"key": _jsonable(g.key), "n_points": g.n_points, "status": g.status,
                  "objective_value": _num(g.objective_value), "params": params,
                  "interval": {"level": result.level, "method": g.interval_method,
                               "draws": int(len(g.draws)), "status": g.interval_status},
                  "ranges": {r: list(v) for r, v in g.ranges.items()},
-                 "warnings": list(g.warnings), "info": _jsonable(g.info)}
+                 "warnings": list(g.warnings),
+                 "info": _jsonable({k: v for k, v in g.info.items() if k != "fit_quality"})}
         if "diagnostics" in g.info:
             entry["diagnostics"] = _jsonable(g.info["diagnostics"])
+        if "fit_quality" in g.info:
+            entry["fit_quality"] = _jsonable(g.info["fit_quality"])
         groups.append(entry)
     return {"lawfit_version": __version__, "law": result.law.name, "formula": result.law.formula,
             "objective": result.objective.as_dict(), "fitter": result.fitter,
@@ -160,7 +165,9 @@ def load_fit(path: str | Path) -> FitResult:
                                objective_value=g["objective_value"] or float("nan"),
                                estimate=est, draws=d, interval_method=g["interval"]["method"],
                                ranges={r: tuple(v) for r, v in g["ranges"].items()},
-                               warnings=tuple(g.get("warnings", ())), info=g.get("info", {}),
+                               warnings=tuple(g.get("warnings", ())),
+                               info=g.get("info", {}) | ({"fit_quality": g["fit_quality"]}
+                                                         if g.get("fit_quality") else {}),
                                posterior=post))
     return FitResult(law=law, objective=objective, fitter=doc["fitter"], columns=doc["columns"],
                      by=tuple(doc["by"]), groups=tuple(groups), settings=doc["settings"],
@@ -177,6 +184,34 @@ def frozen_label(g: GroupFit) -> str:
     """How a frozen parameter is shown instead of an interval."""
     src = (g.info or {}).get("frozen_from")
     return f"(frozen: {src})" if src else "(frozen)"
+
+
+def at_floor(g: GroupFit, name: str, value) -> bool:
+    """True when scale parameter ``name`` sits at the solver's floor (within a factor e^2, as
+    the ``at_bound`` status): the data support no positive value, it is effectively 0."""
+    floor = (g.info or {}).get("scale_floor") if isinstance(g.info, dict) else None
+    if floor is None or name not in g.law.log_params or value is None:
+        return False
+    return bool(math.isfinite(value) and value <= floor * math.exp(2.0))
+
+
+def _fmt_param(g: GroupFit, name: str, v) -> str:
+    return "0 (at bound)" if at_floor(g, name, v) else _fmt(v)
+
+
+def quality_line(fq: dict) -> str:
+    """One line of a group's fit_quality for the printed table."""
+    parts = [f"fit quality: residual RMSE {fq['rmse']:.3g} ({fq['space']})"]
+    w = fq.get("max_std_residual")
+    if w:
+        parts.append(f"largest standardized residual {w['value']:.2g}")
+    s = fq.get("seeds")
+    if s:
+        parts.append(f"residual/seed scatter {s['scatter_ratio']:.2g}")
+    tests = [f"{k} p={v['p']:.2g}" for k, v in (fq.get("structure") or {}).items() if v]
+    if tests:
+        parts.append("sign-runs test " + ", ".join(tests))
+    return "; ".join(parts) + (" -> POOR FIT" if fq.get("poor_fit") else "")
 
 
 def params_table(result: FitResult) -> str:
@@ -197,7 +232,11 @@ def params_table(result: FitResult) -> str:
                 lines.append(f"  {name:<8}{_fmt(g.estimate[j]):>12}   {frozen_label(g)}")
                 continue
             lo, hi = (iv[0][j], iv[1][j]) if iv else (None, None)
-            lines.append(f"  {name:<8}{_fmt(g.estimate[j]):>12}   [{_fmt(lo)}, {_fmt(hi)}]")
+            lines.append(f"  {name:<8}{_fmt_param(g, name, g.estimate[j]):>12}   "
+                         f"[{_fmt_param(g, name, lo)}, {_fmt_param(g, name, hi)}]")
+        fq = g.info.get("fit_quality") if isinstance(g.info, dict) else None
+        if fq:
+            lines.append("  " + quality_line(fq))
         diag = g.info.get("diagnostics") if isinstance(g.info, dict) else None
         if diag:
             lines.append("  diagnostics: " + ", ".join(

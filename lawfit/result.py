@@ -63,6 +63,7 @@ class Status:
     NOT_CONVERGED = "not_converged"
     GRID_EDGE = "grid_edge"          # converged, but outside the span of the start grid
     AT_BOUND = "at_bound"            # converged with a scale parameter at its floor (effectively 0)
+    POOR_FIT = "poor_fit"            # converged, but the law does not describe the runs (quality.py)
 
 
 @dataclass(frozen=True)

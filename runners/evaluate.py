@@ -8,13 +8,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from .device import float32_scope
 from .tasks import EOS, PAD, Examples
-from .train import eval_step, put_batch
+from .train import eval_step, mesh, put_batch, replicate
 
 
 def mean_nll(model, ex: Examples, batch_size: int = 64) -> float:
-    """Mean NLL in nats per target token (target tokens and <eos>, never the source) over `ex`."""
+    """Mean NLL in nats per target token (target tokens and <eos>, never the source) over `ex`.
+
+    The batch is rounded up to a multiple of the device count (padding rows are fully masked)."""
+    n_dev = mesh().devices.size
+    batch_size = -(-batch_size // n_dev) * n_dev
     graphdef, state = nnx.split(model)
+    state = replicate(state)
     tot, cnt = 0.0, 0.0
     for i in range(0, len(ex), batch_size):
         toks, mask = ex.tokens[i:i + batch_size], ex.mask[i:i + batch_size]
@@ -57,7 +63,9 @@ def greedy_decode(model, ex: Examples, max_new: int | None = None) -> list[list[
     T = ex.tokens.shape[1]
     buf = np.where(np.arange(T)[None] <= ex.src_len[:, None], ex.tokens, PAD).astype(np.int32)
     max_new = max_new or T - 1 - int(ex.src_len.min())
-    out = np.asarray(_greedy(graphdef, state, jnp.asarray(buf), jnp.asarray(ex.src_len), max_new))
+    with float32_scope():  # every input on the same devices (replicated: any batch size)
+        out = np.asarray(_greedy(graphdef, replicate(state), replicate(buf),
+                                 replicate(np.asarray(ex.src_len, np.int32)), max_new))
     res = []
     for row, s in zip(out, ex.src_len):
         ids = []

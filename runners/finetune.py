@@ -17,10 +17,20 @@ import dataclasses
 import jax
 from flax import nnx
 
+from .device import float32_scope
 from .evaluate import mean_nll
-from .model import TRAINABLE, ModelConfig, Transformer, init_prompt_from_vocab, BASE
-from .tasks import Examples, SPECIALS
-from .train import batches, compute_dtype, optimizer, put_batch, split_model, train_step
+from .model import BASE, TRAINABLE, ModelConfig, Transformer, init_prompt_from_vocab
+from .tasks import SPECIALS, Examples
+from .train import (
+    batches,
+    compute_dtype,
+    init_opt_state,
+    optimizer,
+    place_model,
+    put_batch,
+    split_model,
+    train_step,
+)
 
 METHODS = ("fmt", "prompt", "lora")
 # Per-method default learning rates (Adam). PET methods train few, freshly initialised
@@ -52,24 +62,30 @@ def build_model(cfg: ModelConfig, base_params: dict, method: str, pet_size: int 
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
     if method in ("prompt", "lora") and not (pet_size and pet_size > 0):
         raise ValueError(f"method {method} needs a positive PET size, got {pet_size!r}")
-    rngs = nnx.Rngs(params=seed + 1000)
-    model = Transformer(cfg, rngs=rngs, lora_rank=pet_size if method == "lora" else 0,
-                        prompt_len=pet_size if method == "prompt" else 0,
-                        dtype=compute_dtype(dtype) if isinstance(dtype, str) else dtype)
-    base = nnx.state(model, BASE)
-    nnx.replace_by_pure_dict(base, base_params)
-    nnx.update(model, base)
-    if method == "prompt":
-        init_prompt_from_vocab(model, jax.random.key(seed + 2000), low=len(SPECIALS))
-    return model
+    with float32_scope():
+        rngs = nnx.Rngs(params=seed + 1000)
+        model = Transformer(cfg, rngs=rngs, lora_rank=pet_size if method == "lora" else 0,
+                            prompt_len=pet_size if method == "prompt" else 0,
+                            dtype=compute_dtype(dtype) if isinstance(dtype, str) else dtype)
+        base = nnx.state(model, BASE)
+        nnx.replace_by_pure_dict(base, base_params)
+        nnx.update(model, base)
+        if method == "prompt":
+            init_prompt_from_vocab(model, jax.random.key(seed + 2000), low=len(SPECIALS))
+        return place_model(model)
 
 
 def finetune(model: Transformer, method: str, train: Examples, dev: Examples, fcfg: FinetuneConfig,
              seed: int) -> tuple[Transformer, dict]:
     """Train `model` in place on `train`; returns the dev-selected model and a summary."""
-    graphdef, trainable, frozen = split_model(model, TRAINABLE[method])
+    with float32_scope():
+        return _finetune(model, method, train, dev, fcfg, seed)
+
+
+def _finetune(model, method, train, dev, fcfg, seed):
+    graphdef, trainable, frozen = split_model(place_model(model), TRAINABLE[method])
     tx = optimizer(fcfg.lr_for(method), fcfg.weight_decay, fcfg.warmup)
-    opt_state = tx.init(trainable)
+    opt_state = init_opt_state(tx, trainable)
 
     def dev_loss(tr):
         return mean_nll(nnx.merge(graphdef, tr, frozen), dev)

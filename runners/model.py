@@ -10,7 +10,13 @@ Design choices, each for a reason:
   projection; B is zero at init, so a model with fresh adapters computes exactly the base function.
 - Soft prompt vectors use `PromptParam` (a `nnx.Param` subclass), so the frozen base is always
   `BASE = nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam), nnx.Not(PromptParam))`.
-- `dtype` is the compute dtype (bf16 on GPU); parameters stay float32, logits and loss are float32.
+- `dtype` is the compute dtype (bf16 on GPU). Every parameter is created float32 explicitly (never
+  the process default, which is float64 where the fitter switched on `jax_enable_x64`); attention
+  scores and logits come out of their matrix products in float32 (`preferred_element_type`), not
+  rounded to the compute dtype first.
+- `attention="xla"` is plain einsum attention (any backend, any shape); `"cudnn"` is cuDNN's fused
+  flash attention through `jax.nn.dot_product_attention` (NVIDIA GPUs, bf16/fp16, head dim a
+  multiple of 8): same function, without materialising the T x T scores.
 """
 from __future__ import annotations
 
@@ -19,6 +25,9 @@ import math
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+F32 = jnp.float32
+ATTENTION = ("xla", "cudnn")
 
 from .config import ModelConfig, adapter_param_count, ladder, param_count  # noqa: F401 (re-exported)
 
@@ -37,11 +46,11 @@ class Dense(nnx.Module):
 
     def __init__(self, din: int, dout: int, *, rngs: nnx.Rngs, lora_rank: int = 0,
                  lora_alpha: float | None = None):
-        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (din, dout)) / math.sqrt(din))
+        self.kernel = nnx.Param(jax.random.normal(rngs.params(), (din, dout), F32) / math.sqrt(din))
         self.lora_rank = lora_rank
         if lora_rank:
-            self.lora_a = nnx.LoRAParam(jax.random.normal(rngs.params(), (din, lora_rank)) / math.sqrt(din))
-            self.lora_b = nnx.LoRAParam(jnp.zeros((lora_rank, dout)))
+            self.lora_a = nnx.LoRAParam(jax.random.normal(rngs.params(), (din, lora_rank), F32) / math.sqrt(din))
+            self.lora_b = nnx.LoRAParam(jnp.zeros((lora_rank, dout), F32))
             self.lora_scale = (lora_alpha if lora_alpha is not None else lora_rank) / lora_rank
 
     def __call__(self, x, dtype):
@@ -53,7 +62,7 @@ class Dense(nnx.Module):
 
 class RMSNorm(nnx.Module):
     def __init__(self, d: int):
-        self.scale = nnx.Param(jnp.ones((d,)))
+        self.scale = nnx.Param(jnp.ones((d,), F32))
 
     def __call__(self, x):
         x32 = x.astype(jnp.float32)
@@ -73,9 +82,10 @@ def rope(x, base: float):
 
 
 class Block(nnx.Module):
-    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, lora_rank: int = 0):
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, lora_rank: int = 0, attention: str = "xla"):
         d = cfg.d_model
         self.cfg = cfg
+        self.attention = attention
         self.norm1 = RMSNorm(d)
         self.q = Dense(d, d, rngs=rngs, lora_rank=lora_rank)
         self.k = Dense(d, d, rngs=rngs, lora_rank=lora_rank)
@@ -92,11 +102,15 @@ class Block(nnx.Module):
         q = rope(self.q(h, dtype).reshape(B, T, H, d // H), self.cfg.rope_base)
         k = rope(self.k(h, dtype).reshape(B, T, H, d // H), self.cfg.rope_base)
         v = self.v(h, dtype).reshape(B, T, H, d // H)
-        att = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) / math.sqrt(d // H)
-        causal = jnp.tril(jnp.ones((T, T), dtype=bool))
-        att = jnp.where(causal[None, None], att, -1e30)
-        p = jax.nn.softmax(att, axis=-1).astype(dtype)
-        a = jnp.einsum("bhqk,bkhd->bqhd", p, v).reshape(B, T, d)
+        if self.attention == "cudnn":
+            a = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn").reshape(B, T, d)
+        else:
+            # scores accumulate and come out in float32 (no rounding to bf16 before the softmax)
+            att = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=F32) * (1.0 / math.sqrt(d // H))
+            causal = jnp.tril(jnp.ones((T, T), dtype=bool))
+            att = jnp.where(causal[None, None], att, -1e30)
+            p = jax.nn.softmax(att, axis=-1).astype(dtype)
+            a = jnp.einsum("bhqk,bkhd->bqhd", p, v).reshape(B, T, d)
         x = x + self.o(a, dtype)
         x = x + self.down(jax.nn.gelu(self.up(self.norm2(x), dtype)), dtype)
         return x
@@ -106,16 +120,19 @@ class Transformer(nnx.Module):
     """Decoder-only LM. `prompt_len` > 0 adds soft-prompt vectors; `lora_rank` > 0 adds adapters."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, lora_rank: int = 0, prompt_len: int = 0,
-                 dtype=jnp.float32):
+                 dtype=jnp.float32, attention: str = "xla"):
+        if attention not in ATTENTION:
+            raise ValueError(f"unknown attention {attention!r}; expected one of {ATTENTION}")
         self.cfg = cfg
         self.dtype = dtype
-        self.embed = nnx.Param(jax.random.normal(rngs.params(), (cfg.vocab_size, cfg.d_model)))
-        self.blocks = nnx.List([Block(cfg, rngs=rngs, lora_rank=lora_rank) for _ in range(cfg.n_layers)])
+        self.embed = nnx.Param(jax.random.normal(rngs.params(), (cfg.vocab_size, cfg.d_model), F32))
+        self.blocks = nnx.List([Block(cfg, rngs=rngs, lora_rank=lora_rank, attention=attention)
+                                for _ in range(cfg.n_layers)])
         self.norm = RMSNorm(cfg.d_model)
         self.prompt_len = prompt_len
         if prompt_len:
             # placeholder; `init_prompt_from_vocab` overwrites it after the base weights are loaded
-            self.prompt = PromptParam(jnp.zeros((prompt_len, cfg.d_model)))
+            self.prompt = PromptParam(jnp.zeros((prompt_len, cfg.d_model), F32))
 
     def __call__(self, tokens):
         dtype = self.dtype
@@ -129,13 +146,13 @@ class Transformer(nnx.Module):
         x = self.norm(x)
         if self.prompt_len:
             x = x[:, self.prompt_len:]
-        # tied output embedding, scaled so that logits are O(1) at init
-        return (x @ emb.T.astype(dtype)).astype(jnp.float32) / math.sqrt(self.cfg.d_model)
+        # tied output embedding, scaled so that logits are O(1) at init; float32 out of the product
+        return jnp.matmul(x, emb.T.astype(dtype), preferred_element_type=F32) * (1.0 / math.sqrt(self.cfg.d_model))
 
 
 def init_prompt_from_vocab(model: Transformer, key, low: int = 0) -> None:
     """Initialise the soft prompt from embeddings of tokens sampled uniformly from [low, V)."""
-    ids = jax.random.randint(key, (model.prompt_len,), low, model.cfg.vocab_size)
+    ids = jax.random.randint(key, (model.prompt_len,), low, model.cfg.vocab_size, dtype=jnp.int32)
     model.prompt[...] = model.embed[...][ids]
 
 

@@ -4,9 +4,11 @@ Steps are jitted once per (graph structure, optimizer) and reused across runs in
 optimizer objects are cached by their hyperparameters), so a worker that runs many finetuning jobs
 of one model size compiles once.
 
-Devices: on several devices the batch is sharded over a 1-D `data` mesh and parameters are
-replicated (plain data parallelism through jax.sharding; XLA inserts the gradient all-reduce). On a
-GPU the compute dtype defaults to bfloat16 (parameters and optimizer state stay float32).
+Devices: the batch is sharded over a 1-D `data` mesh of all visible devices and parameters are
+replicated (plain data parallelism through jax.sharding; XLA inserts the gradient all-reduce); every
+model, for training and for evaluation, is placed the same way (`place_model`). On a GPU the compute
+dtype defaults to bfloat16; parameters, optimizer state and checkpoints are float32, tokens int32,
+and the steps trace with `jax_enable_x64` off whatever the process setting (the fitter's float64).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from .device import jnp_dtype, resolve_dtype
+from .device import float32_scope, jnp_dtype, resolve_dtype
 
 
 def compute_dtype(name: str = "auto"):
@@ -27,31 +29,42 @@ def compute_dtype(name: str = "auto"):
     return jnp_dtype(resolve_dtype(jax.default_backend(), name))
 
 
-@functools.lru_cache(maxsize=None)
-def _mesh():
-    devs = jax.devices()
-    if len(devs) == 1:
-        return None
-    return jax.sharding.Mesh(np.array(devs), ("data",))
+@functools.cache
+def mesh() -> jax.sharding.Mesh:
+    """A 1-D `data` mesh over all visible devices (one device too: every array is then committed to
+    a NamedSharding, so the first and later steps see the same input shardings and compile once)."""
+    return jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+
+
+def replicated():
+    """Sharding of parameters and optimizer state: a full copy on every device."""
+    return jax.sharding.NamedSharding(mesh(), jax.sharding.PartitionSpec())
 
 
 def put_batch(*arrays):
-    """Host arrays -> device; sharded along the batch axis when there are several devices."""
-    mesh = _mesh()
-    if mesh is None:
-        return tuple(jnp.asarray(a) for a in arrays)
-    n = len(mesh.devices)
+    """Host arrays -> devices, split along the batch axis over all devices. Integer arrays become
+    int32 (tokens), floating arrays float32 (masks), whatever the process's x64 setting."""
+    n = mesh().devices.size
     if arrays[0].shape[0] % n:
         raise ValueError(f"batch size {arrays[0].shape[0]} is not divisible by {n} devices")
-    sh = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    return tuple(jax.device_put(a, sh) for a in arrays)
+    sh = jax.sharding.NamedSharding(mesh(), jax.sharding.PartitionSpec("data"))
+    out = []
+    for a in arrays:
+        a = np.asarray(a)
+        a = a.astype(np.int32 if np.issubdtype(a.dtype, np.integer) else np.float32, copy=False)
+        out.append(jax.device_put(a, sh))
+    return tuple(out)
 
 
 def replicate(tree):
-    mesh = _mesh()
-    if mesh is None:
-        return tree
-    return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    """Place every array of `tree` on all current devices (a no-op for arrays already placed so)."""
+    return jax.device_put(tree, replicated())
+
+
+def place_model(model: nnx.Module) -> nnx.Module:
+    """Replicate a model's state over the current devices, in place (train and eval models alike)."""
+    nnx.update(model, replicate(nnx.state(model)))
+    return model
 
 
 def nll_sum(logits, tokens, mask):
@@ -63,7 +76,7 @@ def nll_sum(logits, tokens, mask):
     return -(tok_lp * m).sum(), m.sum()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def optimizer(lr: float, weight_decay: float = 0.0, warmup: int = 0, clip: float = 1.0):
     sched = lr
     if warmup:
@@ -71,8 +84,14 @@ def optimizer(lr: float, weight_decay: float = 0.0, warmup: int = 0, clip: float
     return optax.chain(optax.clip_by_global_norm(clip), optax.adamw(sched, b2=0.98, weight_decay=weight_decay))
 
 
+def init_opt_state(tx, trainable):
+    """Optimizer state (float32 like the parameters), replicated like them."""
+    with float32_scope():
+        return replicate(tx.init(trainable))
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=(2, 4))
-def train_step(graphdef, tx, trainable, frozen, opt_state, tokens, mask):
+def _train_step(graphdef, tx, trainable, frozen, opt_state, tokens, mask):
     def lossf(tr):
         model = nnx.merge(graphdef, tr, frozen)
         s, n = nll_sum(model(tokens), tokens, mask)
@@ -83,10 +102,23 @@ def train_step(graphdef, tx, trainable, frozen, opt_state, tokens, mask):
     return optax.apply_updates(trainable, updates), opt_state, loss
 
 
+def train_step(graphdef, tx, trainable, frozen, opt_state, tokens, mask):
+    """One optimizer step (jitted once per graph, optimizer and input shapes/shardings); donates
+    `trainable` and `opt_state`. Traced with x64 off: float32 state whatever the process setting."""
+    with float32_scope():
+        return _train_step(graphdef, tx, trainable, frozen, opt_state, tokens, mask)
+
+
 @functools.partial(jax.jit, static_argnums=(0,))
-def eval_step(graphdef, state, tokens, mask):
+def _eval_step(graphdef, state, tokens, mask):
     model = nnx.merge(graphdef, state)
     return nll_sum(model(tokens), tokens, mask)
+
+
+def eval_step(graphdef, state, tokens, mask):
+    """(sum of NLL, count) of one batch; x64 off like train_step."""
+    with float32_scope():
+        return _eval_step(graphdef, state, tokens, mask)
 
 
 def split_model(model, trainable_filter):

@@ -365,3 +365,114 @@ def test_cli_critical_bad_input_exits_2(small_runs, args, needle, capsys):
 def test_cli_critical_missing_file_exits_2(tmp_path, capsys):
     assert main(["critical", str(tmp_path / "nope.csv"), "--between", "fmt,lora"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+# --- the question asked: one series per comparison, comparable X, honest printing (issue 12) ---
+
+@pytest.fixture(scope="module")
+def three_series(tmp_path_factory):
+    """One task, prompt and LoRA, all three series of the paper's grid (factor column)."""
+    f = paper_grid(noise=0.004, seeds=1, seed=11, tasks=("wmt14_en_de",),
+                   methods=("prompt", "lora"))
+    path = tmp_path_factory.mktemp("series") / "runs.csv"
+    f.to_csv(path, index=False)
+    return f, path
+
+
+@pytest.mark.parametrize("extra,needle", [
+    ([], "holds 3 series in column 'factor'"),
+    (["--by", "task,factor"], "add --x @factor"),
+])
+def test_cli_critical_refuses_to_mix_series(three_series, extra, needle, capsys):
+    """A table of model-size, pretraining-size and PET-size runs is not one curve: pooled, it gives
+    crossings that do not exist (the bundled table's En-De 'crossing' at 1.5e6). Refused, exit 2,
+    naming the options that answer the question."""
+    _, path = three_series
+    rc = main(["critical", str(path), "--between", "prompt,lora", "--bootstrap", "0", "--quiet",
+               *extra])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    if not extra:
+        assert "--recipe zhang2024" in err and "--x @factor" in err and "--where" in err
+
+
+def test_cli_critical_one_series_per_comparison_and_pet_size_not_compared(three_series, tmp_path,
+                                                                          capsys):
+    """Grouped by factor with each series' own X: one comparison per series, and none along
+    pet_params (prompt length vs LoRA rank), which is listed as skipped, not silently compared."""
+    _, path = three_series
+    out = tmp_path / "crit"
+    rc = main(["critical", str(path), "--between", "prompt,lora", "--by", "task,factor",
+               "--x", "@factor", "--bootstrap", "10", "--out", str(out), "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    doc = json.loads((out / "critical.json").read_text())
+    assert {r["x_name"] for r in doc["rows"]} == {"model_params", "pretrain_tokens"}
+    assert [s["x_name"] for s in doc["skipped"]] == ["pet_params"]
+    assert "prompt length vs LoRA rank" in captured.err
+    # the printed table carries both extrapolation flags of the JSON
+    header = captured.out.splitlines()[0].split()
+    assert "extrapolated" in header and "x_extrapolated" in header
+    # --where keeping one series works too
+    rc = main(["critical", str(path), "--between", "prompt,lora", "--where",
+               "factor == 'model_params'", "--bootstrap", "0", "--quiet"])
+    assert rc == 0
+
+
+def test_pet_size_comparison_is_refused_when_asked_for(three_series):
+    f, _ = three_series
+    res = lawfit.fit(f[f.factor == "pet_params"], "multiplicative", x="@factor",
+                     by=["task", "method", "factor"])
+    with pytest.raises(lawfit.DataError, match="prompt length vs LoRA rank"):
+        critical(res, ("prompt", "lora"), at={"pet_params": [10.0]})
+    with pytest.raises(lawfit.DataError, match="nothing to compare"):
+        critical(res, ("prompt", "lora"))
+
+
+def test_printed_bounds_beyond_the_range_say_so(table4):
+    """An interval reaching past the searched range prints as "< 1000" / "> 1e+12", never as the
+    0 / inf the numbers hold; rows without a crossing say so; the extrapolation flags print."""
+    prompt, lora = t4(table4, "wmt14_en_de", "Prompt"), t4(table4, "wmt14_en_de", "LoRA")
+    rng = np.random.default_rng(1)
+    da = prompt.estimate * (1 + 0.15 * rng.standard_normal((400, 1)) * np.array([1, 0, 0, 0]))
+    ga, gb = _with_draws(prompt, da), _with_draws(lora, np.tile(lora.estimate, (400, 1)))
+    res = lawfit.FitResult(law=LAW, objective=lawfit.make_objective("huber"),
+                                  fitter="lsq", columns={"x": "model_params",
+                                                         "d": "finetune_examples", "y": "loss"},
+                                  by=("task", "method"), groups=(ga, gb), settings={},
+                                  source={})
+    cr = critical(res, ("Prompt", "LoRA"), at={"model_params": [1e9]}, d_range=(1e3, 1e12))
+    assert cr.table()["lo"].iloc[0] == 0.0                   # the number: beyond the range
+    printed = cr.printable()
+    assert printed["lo"].iloc[0] == "< 1000"
+    assert printed["extrapolated"].iloc[0] in ("yes", "no")
+    assert printed["x_extrapolated"].iloc[0] == "no"
+    text = printed.to_string()
+    assert " 0 " not in text and "inf" not in text
+    # the upper side
+    db = lora.estimate * (1 + 0.3 * rng.standard_normal((400, 1)) * np.array([1, 0, 0, 0]))
+    res2 = lawfit.FitResult(law=LAW, objective=res.objective, fitter="lsq",
+                                   columns=res.columns, by=res.by,
+                                   groups=(_with_draws(prompt, np.tile(prompt.estimate, (400, 1))),
+                                           _with_draws(lora, db)), settings={}, source={})
+    cr2 = critical(res2, ("Prompt", "LoRA"), at={"model_params": [1e9]}, d_range=(1e3, 1e5))
+    p2 = cr2.printable()
+    assert cr2.table()["hi"].iloc[0] == np.inf
+    assert p2["hi"].iloc[0] == "> 1e+05" and p2["lo"].iloc[0] == "< 1000"
+
+
+def test_critical_plot_joins_crossings_by_direction():
+    """Where a second root appears at a larger X, the index of a crossing among all roots shifts;
+    the figure's lines follow the direction (which method is better below), not the index."""
+    from lawfit.plot import crossing_series
+
+    def c(d, below):
+        return {"d": d, "better_below": below}
+    rows = [{"x": 1e9, "crossings": [c(1e5, "fmt")]},
+            {"x": 2e9, "crossings": [c(1e3, "lora"), c(2e5, "fmt")]},
+            {"x": 4e9, "crossings": [c(5e3, "lora"), c(4e5, "fmt")]}]
+    series = crossing_series(rows)
+    assert set(series) == {("fmt", 0), ("lora", 0)}
+    assert [p[1]["d"] for p in series[("fmt", 0)]] == [1e5, 2e5, 4e5]
+    assert [p[0] for p in series[("lora", 0)]] == [2e9, 4e9]
