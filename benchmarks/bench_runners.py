@@ -18,8 +18,9 @@ devices). Peak: `--peak-tflops`, else a dense bf16 default for known devices (H1
 
 `--device` mode (bf16): the sweep model ladder at the sweep's default shapes (batch 32, 65 tokens),
 then d_model 512, 1024, 2048 (8 layers, head dim 128, 1024 tokens per row, vocab 32768, batch 16
-rows per device), and d_model 2048 again with cuDNN's fused attention on a GPU. Prints a table,
-writes JSON (`--out` directory or benchmarks/results/).
+rows per device), all with the runners' default attention ("auto": cuDNN flash attention where it
+applies on a GPU, else XLA; the table names the one used), and d_model 2048 again with XLA's
+attention. Prints a table, writes JSON (`--out` directory or benchmarks/results/).
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def limit_threads(threads: int | None):
         pass
 
 
-def measure(cfg, *, batch: int, seq: int, dtype: str, steps: int, windows: int, attention: str = "xla",
+def measure(cfg, *, batch: int, seq: int, dtype: str, steps: int, windows: int, attention: str = "auto",
             peak: float | None = None, label: str = "") -> dict:
     """Train-step throughput of one configuration (see the module docstring)."""
     import jax
@@ -70,7 +71,7 @@ def measure(cfg, *, batch: int, seq: int, dtype: str, steps: int, windows: int, 
     from flax import nnx
 
     from runners.device import jnp_dtype
-    from runners.model import Transformer, param_count
+    from runners.model import Transformer, attention_impl, param_count
     from runners.train import init_opt_state, optimizer, place_model, put_batch, split_model, train_step
 
     n_dev = jax.device_count()
@@ -101,7 +102,8 @@ def measure(cfg, *, batch: int, seq: int, dtype: str, steps: int, windows: int, 
     tok_s = batch * seq / med
     model_tflops = flops_per_token(cfg, n, seq) * tok_s / 1e12
     r = dict(label=label or f"d{cfg.d_model}", d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-             vocab=cfg.vocab_size, params=n, batch=batch, seq=seq, dtype=dtype, attention=attention,
+             vocab=cfg.vocab_size, params=n, batch=batch, seq=seq, dtype=dtype,
+             attention=attention_impl(attention, jnp_dtype(dtype), seq, cfg.d_model // cfg.n_heads),
              devices=n_dev, tokens_per_s=round(tok_s), median_step_s=med, window_step_s=per_step,
              compile_s=round(compile_s, 2), model_tflops=model_tflops, first_loss=loss0,
              final_loss=float(loss))
@@ -132,12 +134,14 @@ def device_configs(smoke: bool, n_dev: int):
     v = SyntheticTask("translate").vocab_size
     out = []
     for c in ladder(v, 2 if smoke else 4):  # the sweep ladder at the sweep's default pretraining shapes
-        out.append((f"ladder {c.name}", c, 32 * n_dev, 65, "xla"))
+        out.append((f"ladder {c.name}", c, 32 * n_dev, 65, "auto"))
     widths = (64, 128) if smoke else (512, 1024, 2048)
     layers, seq, per_dev, vocab = (2, 64, 4, 512) if smoke else (8, 1024, 16, 32768)
     for d in widths:
         cfg = ModelConfig(vocab, d, layers, 2 if smoke else max(1, d // 128), name=f"L{layers}-d{d}")
-        out.append((f"L{layers}-d{d}", cfg, per_dev * n_dev, seq, "xla"))
+        out.append((f"L{layers}-d{d}", cfg, per_dev * n_dev, seq, "auto"))
+    lab, cfg, b, s, _ = out[-1]  # the widest again with XLA's attention (the reference for "auto")
+    out.append((lab + " xla", cfg, b, s, "xla"))
     return out
 
 
@@ -148,9 +152,6 @@ def run_device_mode(a) -> dict:
     info = resolve("auto", a.dtype or "bfloat16")
     peak = a.peak_tflops or default_peak(info.device_kind)
     configs = device_configs(a.smoke, info.device_count)
-    if info.backend == "gpu":  # the same widest model with cuDNN's fused (flash) attention
-        lab, cfg, b, s, _ = configs[-1]
-        configs.append((lab + " cudnn", cfg, b, s, "cudnn"))
     steps, windows = (2, 2) if a.smoke else (a.steps or 10, a.windows or 3)
     results = []
     for label, cfg, batch, seq, att in configs:
