@@ -1,4 +1,6 @@
-"""Objectives: a residual space (loss or log loss) and a per-point penalty (Huber or squared).
+"""Objectives: a residual space (loss or log loss) and a per-point penalty (Huber, squared, or
+absolute: ``l1``/``l1-log``, least absolute deviation, the estimator behind Epoch AI's published
+Chinchilla-replication point; solved by IRLS in robust.py).
 
 Always a weighted *sum* over runs, never a mean: with a mean the objective and its gradient shrink
 by 1/N and a solver's absolute tolerances stop it early (tests/test_lsq.py shows the trap).
@@ -11,7 +13,7 @@ import jax.numpy as jnp
 
 from .data import DataError
 
-NAMES = ("huber", "huber-log", "mse", "mse-log")
+NAMES = ("huber", "huber-log", "mse", "mse-log", "l1", "l1-log")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class Objective:
         return log_pred - jnp.log(y) if self.space == "log" else jnp.exp(log_pred) - y
 
     def penalty(self, r):
+        if self.kind == "l1":
+            return jnp.abs(r)
         if self.kind == "huber":
             d = self.delta
             a = jnp.abs(r)
@@ -39,7 +43,10 @@ class Objective:
         return r * r
 
     def derivatives(self, r):
-        """Per-run penalty and its first and second derivative in the residual."""
+        """Per-run penalty and its first and second derivative in the residual (``l1`` has no
+        curvature: it is solved by IRLS in robust.py, never by Newton)."""
+        if self.kind == "l1":
+            return jnp.abs(r), jnp.sign(r), jnp.zeros_like(r)
         if self.kind == "huber":
             d = self.delta
             inside = jnp.abs(r) <= d
@@ -64,6 +71,8 @@ def make_objective(name: str | None, delta: float | None = None, law=None) -> Ob
         name = law.default_objective if law is not None else "huber"
     if name not in NAMES:
         raise DataError(f"unknown objective {name!r}: choose one of {', '.join(NAMES)}")
+    if name.startswith("l1"):
+        return Objective(name, None)
     if name.startswith("huber"):
         delta = 1e-3 if delta is None else float(delta)
         if not delta > 0:

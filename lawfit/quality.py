@@ -72,7 +72,7 @@ def runs_test(residuals: np.ndarray, order_by: np.ndarray,
         n = len(s)
         a = int((s > 0).sum())
         b = n - a
-        runs += 1 + np.count_nonzero(s[1:] != s[:-1])
+        runs += 1 + int(np.count_nonzero(s[1:] != s[:-1]))
         if a == 0 or b == 0:
             expected += 1
             continue
@@ -184,7 +184,7 @@ def assess(residuals: np.ndarray, variables: np.ndarray, names: Sequence[str], *
         structure[nm] = res
     seeds = None
     if config is not None:
-        codes, inverse = np.unique(np.asarray(config), return_inverse=True)
+        _, inverse = np.unique(np.asarray(config), return_inverse=True)
         n_seeds = np.bincount(inverse).astype(np.float64)
         means = np.bincount(inverse, weights=r) / n_seeds
         seed_ss = np.bincount(inverse, weights=(r - means[inverse]) ** 2)
