@@ -4,7 +4,7 @@ interval, per unit cost, and a batch chosen greedily.
 The interval (the *target*) is one of
 - the interval of a critical data size: the crossing in D of two methods' fitted losses at X
   (:class:`CrossingTarget`), in decades (log10 D);
-- the interval of a predicted loss at a point (:class:`PredictionTarget`), in nats;
+- the interval of the fitted curve's loss at a point (:class:`PredictionTarget`), in nats;
 - the interval of a law parameter of one group (:class:`ParameterTarget`).
 
 How the expected width after adding runs is computed: a Bayesian (pseudo-Bayesian) c-optimal
@@ -84,8 +84,9 @@ class CrossingTarget:
 
 @dataclass(frozen=True)
 class PredictionTarget:
-    """The interval (in nats) of the predicted loss at ``point`` (law variable columns and, when
-    the fit has several groups, group columns)."""
+    """The interval (in nats) of the fitted curve at ``point`` (law variable columns and, when
+    the fit has several groups, group columns): ``predict``'s ``interval="curve"``. The interval
+    of a new run adds the residual scatter, which no number of runs narrows."""
     point: Mapping
 
     def describe(self) -> str:
