@@ -255,6 +255,9 @@ def _predict_add(p):
     p.add_argument("--level", type=float, default=None, help="interval level (default: the fit's)")
     p.add_argument("--law", default=None, help="MODULE:FUNCTION of a fit made with your own law "
                    "(its source hash is checked)")
+    p.add_argument("--interval", default="new-run", choices=["new-run", "curve"],
+                   help="new-run (default): where one new run's loss will fall (curve uncertainty "
+                   "plus the fitted residual scatter); curve: the fitted mean curve's interval")
 
 
 @subcommand("predict", "predict the loss with intervals from a saved fit", _predict_add)
@@ -263,7 +266,7 @@ def cmd_predict(args) -> int:
     from .report import load_fit
     check_level(args.level)
     result = load_fit(args.fit_dir, args.law)
-    variables = {result.columns[r] for r in result.law.variables}
+    variables = {result.columns[r]: r for r in result.law.variables}
     rows = []
     for text in args.at:
         row = parse_assignments(text, "--at")
@@ -276,12 +279,26 @@ def cmd_predict(args) -> int:
                             f"{', '.join(sorted(variables))}"
                             + (f" and the group columns {', '.join(result.by)}"
                                if result.by else ""))
-        rows.append({k: number(v, f"--at {k}", positive=True) if k in variables else v
-                     for k, v in row.items()})
+        for k in row:
+            if k in variables:
+                row[k] = number(row[k], f"--at {k}",
+                                positive=variables[k] not in result.law.zero_ok)
+                if row[k] < 0:
+                    raise DataError(f"--at {k} must not be negative, got {row[k]:g}")
+        rows.append(row)
     points = pd.DataFrame(rows)
-    table = result.predict(points, level=args.level)
+    table = result.predict(points, level=args.level, interval=args.interval)
+    level = result.level if args.level is None else args.level
+    what = {"new-run": "where one new run's loss will fall (the curve's uncertainty plus the "
+                       "fitted residual scatter of one run)",
+            "curve": "the fitted mean curve's interval (a new run scatters beyond it: "
+                     "--interval new-run)"}[args.interval]
+    print(f"{level:.0%} interval (lo, hi): {args.interval}, {what}", file=sys.stderr)
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         print(table.to_string(index=False))
+    if (table["interval"] == "none").any():
+        print("note: rows with interval 'none' have no draws (fit with --bootstrap N, or the "
+              "interval was withheld: see fit.json)", file=sys.stderr)
     if table["extrapolated"].any():
         print("note: extrapolated rows lie outside the range the fit saw", file=sys.stderr)
     return 0
@@ -388,7 +405,8 @@ class _Parser(argparse.ArgumentParser):
 def _load_plugins() -> None:
     """Subcommands living in other modules register on import."""
     import importlib
-    for mod in ("lawfit.cli_analysis", "lawfit.cli_bayes"):
+    for mod in ("lawfit.cli_analysis", "lawfit.cli_bayes", "lawfit.cli_optimal",
+                "lawfit.cli_suggest"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

@@ -189,3 +189,11 @@ def test_user_law_module_on_the_command_line_with_its_source_hash(tmp_path):
     assert r.returncode == 2 and "has changed since this fit" in r.stderr
     r = run_cli("fit", "runs.csv", "--law", "my_laws:nothing", cwd=tmp_path)
     assert r.returncode == 2 and "has no 'nothing'" in r.stderr
+
+
+def test_a_law_of_d_alone_with_base_rows_is_plotted(tmp_path):
+    from lawfit.plot import plot_fit
+    frame = simulate()
+    res = lawfit.fit(frame, "rectified", by=[])
+    paths = plot_fit(res, frame, tmp_path, formats=("png",))
+    assert [p.name for p in paths] == ["fit.png"] and paths[0].stat().st_size > 10_000
