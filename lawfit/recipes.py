@@ -77,7 +77,7 @@ def zhang2024(frame: pd.DataFrame, *, factor: str = "factor", d: str = "finetune
         if progress:
             progress("joint posterior of every series, E and beta shared")
         result = fit(frame, share=("E", "beta"), **common)
-        settings = dict(result.settings) | {
+        settings = dict(result.settings) | where_record | {
             "recipe": "zhang2024", "share": ["E", "beta"],
             "stages": ["one joint posterior per group over every series with E, beta shared "
                        "(the Bayesian form of the two stages: PET-size A, alpha integrate over "
@@ -107,15 +107,6 @@ def zhang2024(frame: pd.DataFrame, *, factor: str = "factor", d: str = "finetune
             return k
 
         if progress:
-<<<<<<< HEAD
-            progress("stage 2: other series with E and beta frozen at stage 1")
-        stage2 = fit(rest, fixed=frozen, **common)
-        groups += list(stage2.groups)
-    settings = dict(stage1.settings) | where_record | {"recipe": "zhang2024", "share": ["E", "beta"],
-                                        "stages": ["joint fit of " + ", ".join(STAGE1)
-                                                   + " with E, beta shared",
-                                                   "other series with E, beta frozen"]}
-=======
             progress("stage 2: other series with E and beta frozen at stage 1"
                      + (" (paired with stage 1's bootstrap draws)" if bootstrap else ""))
         stage2 = fit(rest, fixed=lambda key: shared[key_of(key)],
@@ -130,9 +121,8 @@ def zhang2024(frame: pd.DataFrame, *, factor: str = "factor", d: str = "finetune
                                      "of this task x method was withheld (its refits failed)"}
                 g = replace(g, warnings=g.warnings + (info["bootstrap"]["message"],))
             groups.append(replace(g, info=info))
-    settings = dict(stage1.settings) | {"recipe": "zhang2024", "share": ["E", "beta"],
-                                        "stages": stages}
->>>>>>> main
+    settings = dict(stage1.settings) | where_record | {"recipe": "zhang2024",
+                                                       "share": ["E", "beta"], "stages": stages}
     return FitResult(law=stage1.law, objective=stage1.objective, fitter=fitter,
                      columns=stage1.columns, by=stage1.by, groups=tuple(groups),
                      settings=settings, source=stage1.source, level=stage1.level)

@@ -226,13 +226,8 @@ class FitResult:
         if interval not in INTERVALS:
             raise DataError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
         level = self.level if level is None else level
-<<<<<<< HEAD
-        if not (isinstance(level, (int, float)) and 0 < level < 1):
-            raise DataError(f"level must lie strictly between 0 and 1, got {level!r}")
-=======
         if not 0 < level < 1:
             raise DataError(f"level must be between 0 and 1, got {level}")
->>>>>>> main
         frame = pd.DataFrame(frame).reset_index(drop=True)
         keys = [k for k in self.by if k in frame.columns]
         for role in self.law.variables:
