@@ -50,7 +50,8 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import DataError, apply_where, frame_sha256
+from .data import DataError, frame_sha256, select_recorded
+from .expr import filter_frame
 from .fit import fit as fit_runs
 from .fit import variable_values
 from .result import FitResult, GroupFit
@@ -417,6 +418,7 @@ def suggest(frame: pd.DataFrame, target, *, candidates: pd.DataFrame | Mapping |
     if not isinstance(target, (CrossingTarget, PredictionTarget, ParameterTarget)):
         raise DataError(f"unknown target {target!r}")
     src = source or {"path": None, "sha256": frame_sha256(frame), "rows": len(frame)}
+    fitted_here = fit_result is None
     if fit_result is None:
         if bootstrap < MIN_DRAWS:
             raise DataError(f"--bootstrap must be at least {MIN_DRAWS} (the draws carry the "
@@ -441,7 +443,18 @@ def suggest(frame: pd.DataFrame, target, *, candidates: pd.DataFrame | Mapping |
     if xcol.startswith("@") or dcol.startswith("@"):
         raise DataError("suggest needs plain X and D columns (not @COL)")
     space = result.objective.space
-    work = apply_where(frame, result.settings.get("where"))
+    if not result.settings.get("where"):
+        work = frame
+    elif fitted_here:                 # the caller's own filter
+        work = filter_frame(frame, fit_options.get("where"))
+    else:        # a saved fit's filter is never evaluated: its recorded rows are selected again
+        try:
+            if not result.settings.get("where_rows"):
+                raise DataError("the fit records no fitted rows")
+            work = select_recorded(frame, result.settings["where_rows"])
+        except DataError as exc:
+            raise DataError(f"the fit kept rows with --where {result.settings['where']!r} and "
+                            f"{exc}: give the runs table it was fitted on") from None
 
     # the target: its groups, per-draw values (the interval now) and per-draw gradients
     notes = []
