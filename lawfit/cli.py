@@ -273,16 +273,17 @@ def cmd_predict(args) -> int:
         if not row:
             raise DataError("--at expects COL=VALUE,..., e.g. model_params=16e9,"
                             "finetune_examples=1e6")
+        per_row = any(c.startswith("@") for c in variables)   # X named per row (@COL)
         unknown = [k for k in row if k not in variables and k not in result.by]
-        if unknown:
+        if unknown and not per_row:
             raise DataError(f"--at names {unknown[0]!r}, which the fit does not use: give "
                             f"{', '.join(sorted(variables))}"
                             + (f" and the group columns {', '.join(result.by)}"
                                if result.by else ""))
         for k in row:
-            if k in variables:
+            if k in variables or (per_row and k not in result.by):
                 row[k] = number(row[k], f"--at {k}",
-                                positive=variables[k] not in result.law.zero_ok)
+                                positive=variables.get(k) not in result.law.zero_ok)
                 if row[k] < 0:
                     raise DataError(f"--at {k} must not be negative, got {row[k]:g}")
         rows.append(row)
