@@ -27,7 +27,7 @@ import pandas as pd
 
 from .data import DataError, apply_where, average_seeds, default_by, require_columns
 from .fit import variable_values, fit
-from .laws import get_law
+from .userlaw import resolve as resolve_law
 from .result import FitResult
 
 HOLDOUTS = ("largest", "largest-x", "largest-d")
@@ -192,7 +192,7 @@ def backtest(frame: pd.DataFrame, laws: Sequence[str] = ("multiplicative", "addi
     share, fixed, fitter, ...). ``by`` defaults to task and method, as for ``lawfit fit``."""
     if not laws:
         raise DataError("--laws needs at least one law")
-    law_objs = [get_law(name) for name in laws]
+    law_objs = [resolve_law(name) for name in laws]
     for law in law_objs:
         if law.variables != ("x", "d"):
             raise DataError(f"the backtest holds out X and D values; law {law.name!r} has "

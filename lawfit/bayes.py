@@ -86,6 +86,11 @@ def default_prior(param: str, law) -> dist.Distribution:
         return dist.HalfNormal(0.5)
     if param == "nu":
         return dist.Gamma(2.0, 0.1)
+    if param in getattr(law, "ranges", {}):      # a jax law: its plausible range, as 95%
+        lo, hi = law.ranges[param]
+        if param in law.log_params:
+            return dist.LogNormal((math.log(lo) + math.log(hi)) / 2, (math.log(hi / lo)) / 4)
+        return dist.Normal((lo + hi) / 2, (hi - lo) / 4)
     if param in law.log_params:
         return dist.LogNormal(0.0, 2.0) if param == "E" else dist.LogNormal(0.0, 15.0)
     return dist.Normal(0.0, 1.0)
@@ -247,7 +252,7 @@ class Model:
 
     def key(self) -> tuple:
         """What the compiled sampler depends on besides array shapes."""
-        return (self.law.name, self.space, self.free_params, self.priors.sites,
+        return (self.law.name, (self.law.source or {}).get("sha256"), self.space, self.free_params, self.priors.sites,
                 tuple(describe(d) for d in self.priors.dists), self.likelihood, self.nu)
 
     def log_pred(self, data, free_natural):

@@ -71,7 +71,8 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by every subcommand that fits a runs table."""
     p.add_argument("runs", help="runs table: CSV, TSV, parquet, or a sweep's parquet directory")
     p.add_argument("--law", default=None,
-                   help="multiplicative (default), additive, chinchilla or power")
+                   help="multiplicative (default), additive, chinchilla, power, rectified, or "
+                   "your own @lawfit.law function as MODULE:FUNCTION (e.g. my_laws.py:mylaw)")
     p.add_argument("--x", default=None, help="column of the law's X (default model_params; "
                    "@COL reads per row the column named in COL)")
     p.add_argument("--d", default=None, help="column of D (default finetune_examples; "
@@ -139,6 +140,9 @@ def _fit_add(p):
     p.add_argument("--out", default=None, help="directory for fit.json and draws.parquet")
     p.add_argument("--overwrite", action="store_true", help="replace an existing fit in --out")
     p.add_argument("--plot", action="store_true", help="also draw the fit (PNG and PDF) into --out")
+    p.add_argument("--pre-power", default=None, choices=["validate", "ats"],
+                   help="find each curve's pre-power phase and fit only the power phase "
+                   "(validate: lawfit's forward validation; ats: Lin et al. 2024)")
 
 
 @subcommand("fit", "fit a law per group and print parameters with intervals", _fit_add)
@@ -182,7 +186,7 @@ def cmd_fit(args) -> int:
                 opts[k] = preset[k]
         if args.recipe and not args.bootstrap and "bootstrap" in preset:
             common["bootstrap"] = preset["bootstrap"]
-        result = fit(frame, law, solver=args.solver, joint=args.joint,
+        result = fit(frame, law, solver=args.solver, joint=args.joint, pre_power=args.pre_power,
                      share=_csv(args.share) or (), fixed=parse_assignments(args.fix or ""),
                      **opts, **common)
     print(report.params_table(result))
@@ -206,13 +210,15 @@ def _predict_add(p):
                    help="one point, e.g. model_params=16e9,finetune_examples=1e6 (and group "
                    "columns such as task=...,method=...); repeat for more points")
     p.add_argument("--level", type=float, default=None, help="interval level (default: the fit's)")
+    p.add_argument("--law", default=None, help="MODULE:FUNCTION of a fit made with your own law "
+                   "(its source hash is checked)")
 
 
 @subcommand("predict", "predict the loss with intervals from a saved fit", _predict_add)
 def cmd_predict(args) -> int:
     import pandas as pd
     from .report import load_fit
-    result = load_fit(args.fit_dir)
+    result = load_fit(args.fit_dir, args.law)
     points = pd.DataFrame([parse_assignments(a) for a in args.at])
     table = result.predict(points, level=args.level)
     with pd.option_context("display.width", 200, "display.max_columns", 50):

@@ -109,7 +109,7 @@ def cmd_critical(args) -> int:
                            args.overwrite)
     x_values = None
     if not fitted_here:
-        result = report.load_fit(args.runs)
+        result = report.load_fit(args.runs, args.law)
         progress(f"read the fit in {args.runs}")
     else:
         frame, source = load(args)
@@ -240,6 +240,8 @@ def _plot_add(p):
                    "table named in fit.json, when it still exists)")
     p.add_argument("--out", default=None, help="directory for the figures (default FIT_DIR)")
     p.add_argument("--format", default="png,pdf", help="png,pdf (default both)")
+    p.add_argument("--law", default=None, help="MODULE:FUNCTION of a fit made with your own law "
+                   "(its source hash is checked)")
 
 
 def load_backtest(path: Path):
@@ -276,7 +278,7 @@ def cmd_plot(args) -> int:
     found = False
     if (d / "fit.json").exists():
         found = True
-        result = load_fit(d)
+        result = load_fit(d, args.law)
         frame = None
         runs = args.runs or (result.source or {}).get("path")
         if runs and Path(runs).exists():

@@ -41,8 +41,8 @@ def _compare_add(p):
 def _holdout(frame, law, opts, common, fitter, bayes_options):
     """Mean |prediction - loss| on the runs at the largest D of each group, fitted without them."""
     from .fit import _resolve_columns, fit
-    from .laws import get_law
-    law_obj = get_law(law)
+    from .userlaw import resolve
+    law_obj = resolve(law)
     cols = _resolve_columns(frame, law_obj, opts["x"], opts["d"], opts["y"], None)
     dcol = cols["d"] if "d" in law_obj.variables else cols[law_obj.variables[-1]]
     if dcol.startswith("@"):
@@ -80,7 +80,7 @@ def _diag_text(g) -> str:
 def cmd_compare(args) -> int:
     from . import bayes, report
     from .fit import fit
-    from .laws import get_law
+    from .userlaw import resolve
     laws = _csv(args.laws) or []
     if args.law:
         raise DataError("compare takes --laws LAW,LAW,... (not --law)")
@@ -89,7 +89,7 @@ def cmd_compare(args) -> int:
     if len(set(laws)) != len(laws):
         raise DataError(f"--laws names a law twice: {args.laws!r}")
     for name in laws:
-        get_law(name)
+        resolve(name)
     if min(args.chains, args.warmup, args.draws) < 1:
         raise DataError("--chains, --warmup and --draws must be positive")
     if args.out:

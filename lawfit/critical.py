@@ -397,7 +397,7 @@ def _loss_grid(law, natural: np.ndarray, variables: np.ndarray) -> np.ndarray:
 
 
 def _is_multiplicative(g: GroupFit) -> bool:
-    return set(g.law.params) == {"A", "E", "alpha", "beta"} and g.law.formula.startswith("A * X")
+    return g.law.multiplicative_form
 
 
 def _closed_form_entry(ga: GroupFit, gb: GroupFit, x: float) -> dict | None:

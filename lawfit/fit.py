@@ -8,7 +8,7 @@ work reports through an optional ``progress(message)`` callback.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -17,7 +17,8 @@ import pandas as pd
 from . import lsq, quality, robust
 from .data import (CONFIG_COLUMNS, DataError, apply_where, average_seeds, default_by,
                    frame_sha256, numeric_column, require_columns)
-from .laws import Law, get_law
+from .laws import Law
+from .userlaw import resolve as resolve_law
 from .objectives import Objective, make_objective
 from .result import FitResult, GroupFit, Status
 
@@ -54,19 +55,29 @@ def _resolve_columns(frame, law: Law, x, d, y, joint):
     return cols
 
 
-def variable_values(frame: pd.DataFrame, spec: str) -> np.ndarray:
+def variable_values(frame: pd.DataFrame, spec: str, zero_ok: bool = False) -> np.ndarray:
     """Values of a variable column; ``@COL`` reads, per row, the column named in COL (so that a
     joint fit's subsets can each use their own X, as the paper's model-size / pretraining-size /
-    PET-size series do)."""
+    PET-size series do). ``zero_ok``: the law is defined at 0 (the rectified law's base-model row);
+    negative values are refused all the same."""
     if not spec.startswith("@"):
-        return numeric_column(frame, spec, positive=True)
+        return _values(frame, spec, zero_ok)
     names = frame[spec[1:]].astype(str)
     require_columns(frame, sorted(set(names)), what=f"column (named in {spec[1:]!r})")
     out = np.empty(len(frame))
     for name in set(names):
         m = (names == name).to_numpy()
-        out[m] = numeric_column(frame.loc[m], name, positive=True)
+        out[m] = _values(frame.loc[m], name, zero_ok)
     return out
+
+
+def _values(frame, col, zero_ok):
+    if not zero_ok:
+        return numeric_column(frame, col, positive=True)
+    arr = numeric_column(frame, col, positive=False)
+    if (arr < 0).any():
+        numeric_column(frame.loc[arr < 0], col, positive=True)     # raises today's message
+    return arr
 
 
 def _layout(law: Law, subsets, share, fixed: Mapping[str, float]) -> Layout:
@@ -143,6 +154,9 @@ def _solve_lsq(problem, law, layout, sub_problems, starts, solver, rng):
     """Multi-start (or, jointly, refine from the subsets' own optima)."""
     if len(layout.subsets) == 1:
         if solver == "varpro":
+            if not law.analytic:
+                raise DataError(f"--solver varpro needs a law with linear parameters; "
+                                f"{law.name!r} is a jax law: use --solver newton")
             if problem.objective.name != "mse" or layout.fixed.size:
                 raise DataError("--solver varpro needs --objective mse and no frozen parameters "
                                 "(the linear parameters are solved exactly in squared error)")
@@ -175,6 +189,45 @@ def _solve_lsq(problem, law, layout, sub_problems, starts, solver, rng):
     return lsq.refine(problem, np.array(cands)), []
 
 
+def _d_role(law: Law) -> str:
+    """The role of the finetuning data size D: ``d``, or a one-variable law's only variable."""
+    if "d" in law.variables:
+        return "d"
+    if len(law.variables) == 1:
+        return law.variables[0]
+    raise DataError(f"law {law.name!r} has no D variable (role 'd'): the pre-power phase is a "
+                    "property of curves in D")
+
+
+def _power_phase_runs(gdf: pd.DataFrame, law: Law, cols: dict, method: str, joint):
+    """Keep the runs of every curve (one value of the other variables) in its power phase."""
+    from . import prepower
+    d_role = _d_role(law)
+    dcol = cols[d_role]
+    if dcol.startswith("@"):
+        raise DataError("the pre-power phase needs a plain D column, not @COL")
+    others = [cols[r] for r in law.variables if r != d_role] + ([joint] if joint else [])
+    others = [c[1:] if c.startswith("@") else c for c in others]
+    keep = np.zeros(len(gdf), bool)
+    curves = []
+    for ckey, cdf in (gdf.groupby(others, sort=True, dropna=False) if others else [((), gdf)]):
+        ph = prepower.power_phase(cdf[dcol].to_numpy(float), cdf[cols["y"]].to_numpy(float),
+                                  method)
+        keep[gdf.index.get_indexer(cdf.index)] = cdf[dcol].to_numpy(float) >= ph.start
+        ckey = ckey if isinstance(ckey, tuple) else (ckey,)
+        curves.append({**{c: (v.item() if hasattr(v, "item") else v)
+                          for c, v in zip(others, ckey)}, **ph.as_dict(),
+                       "n_base_rows": int((cdf[dcol] == 0).sum())})
+    n_out = int((~keep).sum())
+    starts = sorted({c["start"] for c in curves})
+    where = (f"D >= {starts[0]:g}" if len(starts) == 1 else
+             f"D >= {starts[0]:g} to {starts[-1]:g} across {len(curves)} curves")
+    note = (f"pre-power phase ({method}): {n_out} runs excluded, power phase {where} "
+            f"({dcol})")
+    return gdf[keep].reset_index(drop=True), {"method": method, "column": dcol, "curves": curves,
+                                              "n_excluded": n_out}, note
+
+
 def _subset_of(name: str):
     return name[name.index("[") + 1:-1]
 
@@ -187,7 +240,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         fixed: Mapping[str, float] | Callable[[dict], Mapping[str, float]] | None = None,
         seeds: str = "average", where: str | None = None, level: float = 0.95,
         source: dict | None = None, progress: Callable[[str], None] | None = None,
-        bayes_options: dict | None = None) -> FitResult:
+        bayes_options: dict | None = None, pre_power: str | None = None) -> FitResult:
     """Fit ``law`` to the runs in ``frame``, per group of ``by`` columns.
 
     x, d, y: columns of the law's variables and of the loss (``@COL``: per row, the column named in
@@ -196,9 +249,12 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     and pretraining-size runs). fixed: parameters frozen at given values (a mapping, or a function
     of the group key returning one). seeds: "average" runs that differ only in seed (default) or
     "keep" them as separate runs (the bootstrap then resamples configurations). bootstrap: number
-    of resamples (least squares). fitter: "lsq" or "bayes".
+    of resamples (least squares). fitter: "lsq" or "bayes". pre_power: "validate" (lawfit's) or
+    "ats" (Lin et al. 2024) finds each curve's pre-power phase (lawfit.prepower) and fits the law
+    on the power phase only (base-model rows D = 0 are dropped with it); what was excluded is in
+    each group's ``info["pre_power"]`` and warnings. Intervals are conditional on that choice.
     """
-    law = law if isinstance(law, Law) else get_law(law)
+    law = resolve_law(law)
     obj = objective if isinstance(objective, Objective) else make_objective(objective, delta, law)
     if fitter not in ("lsq", "bayes"):
         raise DataError(f"unknown fitter {fitter!r}: choose lsq or bayes")
@@ -228,8 +284,9 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     by = list(default_by(frame) if by is None else by)
     require_columns(frame, by)
     # validate every column before any fitting
+    zero_roles = set(law.zero_ok) | ({_d_role(law)} if pre_power else set())
     for role in law.variables:
-        variable_values(frame, cols[role])
+        variable_values(frame, cols[role], role in zero_roles)
     numeric_column(frame, y, positive=True)
     var_cols = [c for c in (cols[r] for r in law.variables)]
     flat = [c[1:] if c.startswith("@") else c for c in var_cols]
@@ -245,6 +302,9 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     for gkey, gdf in (work.groupby(by, sort=True, dropna=False) if by else [((), work)]):
         key = dict(zip(by, gkey if isinstance(gkey, tuple) else (gkey,)))
         key = {k: (v.item() if hasattr(v, "item") else v) for k, v in key.items()}
+        phase = None
+        if pre_power:
+            gdf, *phase = _power_phase_runs(gdf, law, cols, pre_power, joint)
         frozen = fixed(key) if callable(fixed) else (fixed or {})
         subsets = tuple(sorted(gdf[joint].astype(str).unique())) if joint else (None,)
         layout = _layout(law, subsets, share, frozen)          # checks the names too
@@ -252,17 +312,21 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         if len(gdf) < n_free:
             raise DataError(f"group {key} has {len(gdf)} runs but the fit has {n_free} free "
                             "parameters: add runs, fix parameters, or group more coarsely (--by)")
-        groups.append((key, gdf.reset_index(drop=True), frozen, layout))
+        groups.append((key, gdf.reset_index(drop=True), frozen, layout, phase))
     out = []
-    for gi, (key, gdf, frozen, layout) in enumerate(groups):
+    for gi, (key, gdf, frozen, layout, phase) in enumerate(groups):
         if progress:
             progress(f"group {gi + 1}/{len(groups)} {key}: fitting {len(gdf)} runs")
-        out.extend(_fit_group(gdf, key, layout, law, obj, cols, joint, share, frozen, starts,
-                              bootstrap, seeds, fitter, solver, rng, progress, bayes_options or {}))
+        fits = _fit_group(gdf, key, layout, law, obj, cols, joint, share, frozen, starts,
+                          bootstrap, seeds, fitter, solver, rng, progress, bayes_options or {})
+        if phase:
+            fits = [replace(g, warnings=(phase[1], *g.warnings),
+                            info=g.info | {"pre_power": phase[0]}) for g in fits]
+        out.extend(fits)
     settings = {"law": law.name, "columns": cols, "by": by, "objective": obj.as_dict(),
                 "starts": starts, "bootstrap": bootstrap, "seed": seed, "fitter": fitter,
                 "solver": solver, "joint": joint, "share": list(share), "seeds": seeds,
-                "where": where, "level": level}
+                "where": where, "level": level, "pre_power": pre_power}
     return FitResult(law=law, objective=obj, fitter=fitter, columns=cols,
                      by=tuple(by) + ((joint,) if joint else ()), groups=tuple(out),
                      settings=settings, source=src, level=level)
@@ -271,11 +335,14 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
 def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_boot, seeds,
                fitter, solver, rng, progress, bayes_options):
     subsets = layout.subsets
-    variables = np.stack([variable_values(gdf, cols[r]) for r in law.variables], axis=-1)
+    variables = np.stack([variable_values(gdf, cols[r], r in law.zero_ok) for r in law.variables],
+                         axis=-1)
     yv = gdf[cols["y"]].to_numpy(np.float64)
+    with np.errstate(divide="ignore"):
+        log_vars = np.log(variables)            # log 0 = -inf: the law sees exactly 0
     labels = gdf[joint].astype(str).to_numpy() if joint else np.full(len(gdf), None)
     sub_index = np.array([subsets.index(s) for s in labels])
-    problem = lsq.Problem(law, obj, np.log(variables), yv, layout.subset_slots[sub_index],
+    problem = lsq.Problem(law, obj, log_vars, yv, layout.subset_slots[sub_index],
                           len(layout.free_names), layout.fixed)
     sub_problems = []
     if joint:
@@ -284,7 +351,7 @@ def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_
             if m.sum() < law.n_params:
                 raise DataError(f"subset {joint}={subsets[s]} of group {key} has {m.sum()} runs, "
                                 f"fewer than the {law.n_params} parameters of its own fit")
-            sub_problems.append(lsq.Problem.simple(law, obj, np.log(variables[m]), yv[m]))
+            sub_problems.append(lsq.Problem.simple(law, obj, log_vars[m], yv[m]))
 
     if fitter == "bayes":
         from . import bayes    # numpyro is imported only when asked for
@@ -359,7 +426,8 @@ def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_
 
 def _fit_quality(gdf, variables, y, law, obj, theta, cols, n_params, seeds, joint) -> dict:
     """The fit_quality block (lawfit.quality) of one subset's rows at internal parameters theta."""
-    log_pred = np.asarray(law.log_predict(np.asarray(theta), np.log(variables)))
+    with np.errstate(divide="ignore"):          # a base-model row: log 0 = -inf, the law sees 0
+        log_pred = np.asarray(law.log_predict(np.asarray(theta), np.log(variables)))
     log_space = obj.space == "log"
     r = log_pred - np.log(y) if log_space else np.exp(log_pred) - y
     names = [str(gdf[c[1:]].iloc[0]) if c.startswith("@") else c

@@ -1,15 +1,28 @@
-"""The law registry.
+"""The law registry, and any law a user can write as a jax function.
 
 A law is a small frozen object: its name, the roles of its variables, its parameters, a pure jax
-function giving log L from (internal) parameters and log variables, which parameters are linear
-given the others, and a default start grid. Scale parameters (A, B, E) are fitted as their logs
-(a = log A, ...), as in Hoffmann et al. 2022 and Zhang et al. 2024, so that every law is a
-log-sum-exp of linear terms in log variables and the prediction is positive by construction.
+function giving log L from (internal) parameters and log variables, and a default start grid.
+Scale parameters are fitted as their logs (a = log A, ...), as in Hoffmann et al. 2022 and Zhang
+et al. 2024.
 
-Adding a law is one ``Law(...)`` entry at the bottom of this file.
+Two kinds of law share this one interface (``log_predict``):
+
+* the built-in log-sum-exp laws (multiplicative, additive, chinchilla, power): log L is a
+  log-sum-exp of terms linear in the internal parameters (``terms_fn``), for which lsq.py has
+  exact analytic derivatives;
+* laws written as a jax function ``f(p, *variables) -> loss`` with the :func:`law` decorator
+  (``rectified`` among them, and any user's own): derivatives come from jax autodiff. A
+  parameter whose plausible range is positive and spans two decades or more is searched and
+  fitted as its log; the range sets the start grid and the Bayesian fitter's default prior.
+
+Adding a law is one ``Law(...)`` entry or one decorated function at the bottom of this file.
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
+import math
+import textwrap
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -25,16 +38,26 @@ class Law:
     variables: tuple[str, ...]          # roles, in the order of the columns of log_vars
     params: tuple[str, ...]             # natural names, in internal vector order
     log_params: tuple[str, ...]         # fitted as their logs (internal value = log natural)
-    terms_fn: Callable = field(repr=False)  # log_vars (..., V) -> T (..., K, P): z = T @ theta
+    terms_fn: Callable | None = field(repr=False)  # log_vars (..., V) -> T (..., K, P): z = T @ theta
     start_grid: Mapping[str, tuple] = field(repr=False, default_factory=dict)  # internal values
     basis_fn: Callable | None = field(repr=False, default=None)  # (exponents, log_vars) -> (N, k)
     linear: tuple[str, ...] = ()        # params linear given the others, in basis column order
     default_columns: Mapping[str, str] = field(default_factory=dict)   # role -> column
     default_objective: str = "huber"
+    fn: Callable | None = field(repr=False, default=None)   # f(p, *variables) -> loss (jax)
+    ranges: Mapping[str, tuple] = field(default_factory=dict)  # natural plausible ranges
+    zero_ok: tuple[str, ...] = ()       # roles whose value may be 0 (e.g. the base-model row)
+    multiplicative_form: bool = False   # A * X^-alpha * D^-beta + E: Zhang et al. Eq. 3 applies
+    source: Mapping[str, str] | None = None   # module, function and source sha256 of a jax law
 
     @property
     def n_params(self) -> int:
         return len(self.params)
+
+    @property
+    def analytic(self) -> bool:
+        """True for the log-sum-exp laws with exact analytic derivatives in lsq.py."""
+        return self.terms_fn is not None
 
     @property
     def nonlinear(self) -> tuple[str, ...]:
@@ -42,6 +65,13 @@ class Law:
 
     def log_predict(self, theta, log_vars):
         """log L at internal parameters ``theta`` (..., P) and log variables (..., V)."""
+        if self.terms_fn is None:
+            theta, log_vars = jnp.asarray(theta), jnp.asarray(log_vars)
+            p = {name: (jnp.exp(theta[..., j]) if name in self.log_params else theta[..., j])
+                 for j, name in enumerate(self.params)}
+            # exp(-inf) = 0 exactly: a zero variable (base-model row) reaches f as 0
+            return jnp.log(self.fn(p, *(jnp.exp(log_vars[..., i])
+                                        for i in range(len(self.variables)))))
         z = jnp.einsum("...kp,...p->...k", self.terms_fn(log_vars), theta)
         return logsumexp(z, axis=-1)
 
@@ -133,7 +163,7 @@ def register(law: Law) -> Law:
 
 
 register(Law(
-    name="multiplicative", formula="A * X^-alpha * D^-beta + E",
+    name="multiplicative", formula="A * X^-alpha * D^-beta + E", multiplicative_form=True,
     variables=("x", "d"), params=("A", "E", "alpha", "beta"), log_params=("A", "E"),
     terms_fn=_multiplicative_terms, start_grid=_FINETUNE,
     basis_fn=_multiplicative_basis, linear=("A", "E"),
@@ -164,9 +194,141 @@ register(Law(
     default_columns={"x": "finetune_examples"}, default_objective="huber"))
 
 
+# --- laws written as jax functions ------------------------------------------------------------
+
+GRID_BUDGET = 2000     # start grid size a decorated law aims at (points per parameter 3..8)
+ROLES = ("x", "d")     # roles of a decorated law's first two variables (overridable: --x, --d)
+
+
+def _log_scaled(lo: float, hi: float) -> bool:
+    """A positive range spanning two decades or more is searched and fitted in log space."""
+    return lo > 0 and hi / lo >= 100.0
+
+
+def source_hash(fn: Callable) -> str:
+    """sha256 of a function's source text (dedented): what fit.json records for a user law."""
+    try:
+        text = textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError):
+        text = getattr(fn, "__qualname__", repr(fn))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _formula_text(fn: Callable) -> str:
+    """The expression of a one-``return`` function, else its name."""
+    try:
+        lines = textwrap.dedent(inspect.getsource(fn)).splitlines()
+    except (OSError, TypeError):
+        return fn.__name__
+    rets = [ln.strip()[len("return "):] for ln in lines if ln.strip().startswith("return ")]
+    return rets[0] if len(rets) == 1 else fn.__name__
+
+
+def _accepts_zero(fn, names, log_names, grid, n_vars, i) -> bool:
+    """True when f is finite and positive with variable i = 0 (others 1) at every start."""
+    theta = jnp.asarray(grid)
+    p = {n: (jnp.exp(theta[:, j]) if n in log_names else theta[:, j]) for j, n in enumerate(names)}
+    vs = [jnp.full(len(grid), 0.0 if k == i else 1.0) for k in range(n_vars)]
+    try:
+        out = np.asarray(fn(p, *vs), dtype=np.float64)
+    except Exception:     # noqa: BLE001  the user's function simply cannot take a zero
+        return False
+    return bool(np.all(np.isfinite(out) & (out > 0)))
+
+
+def law(params: Mapping[str, tuple[float, float]], variables: tuple[str, ...] | list, *,
+        name: str | None = None, formula: str | None = None, objective: str = "huber",
+        zero_ok: tuple[str, ...] | None = None) -> Callable[[Callable], Law]:
+    """Turn a jax function ``f(p, *variables) -> loss`` into a :class:`Law`.
+
+    Parameters
+    ----------
+    params : mapping
+        Each parameter's plausible range ``(lo, hi)`` in natural units. A positive range spanning
+        two decades or more is searched and fitted in log space (the value stays positive); the
+        range sets the start grid (log- or evenly spaced) and the Bayesian default prior (its
+        central 95%). Fits may leave the range: the status then says ``grid_edge``.
+    variables : tuple of str
+        Default columns of the function's variables, in argument order; the first two take the
+        roles ``x`` and ``d`` (overridable with ``--x``/``--d`` or ``x=``/``d=``).
+    name, formula : str, optional
+        Default the function's name and its ``return`` expression.
+    objective : str
+        Default objective (``huber`` on the loss, as Zhang et al.).
+    zero_ok : tuple of str, optional
+        Columns that may be 0 (a base-model row at D = 0). By default a column may be 0 when the
+        function is finite and positive there at every start of the grid (true of the rectified
+        law, false of a power law in D).
+
+    Returns
+    -------
+    Callable
+        A decorator returning the :class:`Law`; ``lawfit.fit(frame, law)`` fits it.
+
+    Examples
+    --------
+    >>> @law(params={"B": (1e-2, 1e4), "Dl": (1e-2, 1e7), "beta": (0.0, 2.0), "E": (1e-3, 10.0)},
+    ...      variables=("finetune_examples",))
+    ... def rectified(p, D):
+    ...     return p["B"] / (p["Dl"] + D ** p["beta"]) + p["E"]
+    """
+    from .data import DataError
+    names = tuple(params)
+    cols = tuple(variables)
+    if not names or not cols:
+        raise DataError("a law needs at least one parameter and one variable")
+    for n, r in params.items():
+        try:
+            lo, hi = (float(v) for v in r)
+        except (TypeError, ValueError):
+            raise DataError(f"range of parameter {n!r} must be (lo, hi), got {r!r}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise DataError(f"range of parameter {n!r} must be finite with lo < hi, got {r!r}")
+
+    def wrap(fn: Callable) -> Law:
+        ranges = {n: (float(params[n][0]), float(params[n][1])) for n in names}
+        log_names = tuple(n for n in names if _log_scaled(*ranges[n]))
+        per = int(min(8, max(3, math.floor(GRID_BUDGET ** (1.0 / len(names))))))
+        grid = {n: tuple(np.linspace(math.log(lo), math.log(hi), per) if n in log_names
+                         else np.linspace(lo, hi, per)) for n, (lo, hi) in ranges.items()}
+        roles = tuple(ROLES[i] if i < len(ROLES) else c for i, c in enumerate(cols))
+        mesh = np.stack([m.ravel() for m in np.meshgrid(*(np.asarray(grid[n]) for n in names),
+                                                          indexing="ij")], -1)
+        if zero_ok is None:
+            zero = tuple(roles[i] for i in range(len(cols))
+                         if _accepts_zero(fn, names, log_names, mesh, len(cols), i))
+        else:
+            unknown = [c for c in zero_ok if c not in cols]
+            if unknown:
+                raise DataError(f"zero_ok names {unknown}, not among the variables {cols}")
+            zero = tuple(roles[cols.index(c)] for c in zero_ok)
+        return Law(name=name or fn.__name__, formula=formula or _formula_text(fn),
+                   variables=roles, params=names, log_params=log_names, terms_fn=None,
+                   start_grid=grid, default_columns=dict(zip(roles, cols)),
+                   default_objective=objective, fn=fn, ranges=ranges, zero_ok=zero,
+                   source={"module": getattr(fn, "__module__", None),
+                           "function": getattr(fn, "__qualname__", getattr(fn, "__name__", None)),
+                           "sha256": source_hash(fn)})
+    return wrap
+
+
+# Lin, Huang, Ye, Chen, Wang, Li, Ma, Wan, Zou, Liang 2024, "Selecting Large Language Model to
+# Fine-tune via Rectified Scaling Law" (ICML 2024), Eq. 4: the pre-learned data size D_l bends the
+# power law flat at small D, and the law is defined at D = 0 (the base model, B / D_l + E).
+# Fitted by default as Lin et al. fit it: squared error on the log loss.
+@law(params={"B": (1e-2, 1e4), "Dl": (1e-2, 1e7), "beta": (0.0, 2.0), "E": (1e-3, 10.0)},
+     variables=("finetune_examples",), formula="B / (D_l + D^beta) + E", objective="mse-log")
+def rectified(p, D):
+    return p["B"] / (p["Dl"] + D ** p["beta"]) + p["E"]
+
+
+register(rectified)
+
+
 def get_law(name: str) -> Law:
     from .data import DataError
     try:
         return LAWS[name]
     except KeyError:
-        raise DataError(f"unknown law {name!r}: choose one of {', '.join(LAWS)}") from None
+        raise DataError(f"unknown law {name!r}: choose one of {', '.join(LAWS)}, or a law of your "
+                        "own as MODULE:FUNCTION") from None

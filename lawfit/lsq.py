@@ -34,6 +34,9 @@ FTOL = 1e-12        # converged when the Newton decrement^2 / 2 <= FTOL * (|f| +
 FABS = 1e-30
 CAP = 2.0          # longest step along one eigen-direction (Jacobi-scaled units)
 MAXSTEP = 10.0     # longest step in any parameter (log-scale or exponent units)
+# the built-in log-sum-exp laws use their exact analytic derivatives rather than autodiff:
+# measured faster (benchmarks/bench_lsq.py --autodiff, README "Any law as a jax function")
+ANALYTIC = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +67,13 @@ class Problem:
     def n(self) -> int:
         return len(self.y)
 
+    def fns(self):
+        """(value, vgh) of this problem's objective: the analytic log-sum-exp derivatives for the
+        built-in laws (see ANALYTIC), jax autodiff through ``law.log_predict`` otherwise."""
+        if self.law.analytic and ANALYTIC:
+            return full_objective(self.objective)
+        return autodiff_objective(self.law, self.objective)
+
     def design(self):
         """(T, c): log L = logsumexp_k(T[n, k] @ free + c[n, k]) for every run n.
 
@@ -87,15 +97,29 @@ class Problem:
         for j, p in enumerate(self.law.params):
             for slot in np.unique(self.slots[:, j]):
                 if slot < self.n_free and p in self.law.log_params:
-                    lb[slot] = floor
+                    # a jax law's scale parameter: 1e-11 of the bottom of its plausible range
+                    lb[slot] = (np.log(self.law.ranges[p][0]) - 25.0 if p in self.law.ranges
+                                else floor)
         return lb
 
     def arrays(self):
         """Solver data padded with zero-weight runs to a multiple of PAD (to share compilations),
         and the base weights."""
-        t, c = self.design()
         n = self.n
         m = max(PAD, int(math.ceil(n / PAD)) * PAD)
+        if not (self.law.analytic and ANALYTIC):
+            lv = np.zeros((m, self.log_vars.shape[1]))       # padding: variables = 1, loss = 1
+            lv[:n] = self.log_vars
+            slots = np.zeros((m, self.slots.shape[1]), np.int32)
+            slots[:n] = self.slots
+            slots[n:] = self.slots[0]
+            y = np.ones(m)
+            y[:n] = self.y
+            w = np.zeros(m)
+            w[:n] = 1.0 if self.weights is None else self.weights
+            return (jnp.asarray(lv), jnp.asarray(y), jnp.asarray(slots),
+                    jnp.asarray(np.asarray(self.fixed, np.float64))), w
+        t, c = self.design()
         tp = np.zeros((m,) + t.shape[1:])
         tp[:n] = t
         cp = np.zeros((m, c.shape[1]))
@@ -162,6 +186,36 @@ def full_objective(objective: Objective):
             sw = jnp.sum(w)
             f, g, h = f / sw, g / sw, h / sw
         return f, g, h
+
+    return value, vgh
+
+
+@lru_cache(maxsize=None)
+def autodiff_objective(law: Law, objective: Objective):
+    """(value, vgh) for any law, derivatives by jax autodiff through ``law.log_predict``.
+
+    data = (log_vars (N, V), y (N,), slots (N, P), fixed): run n's law parameters are
+    ``concat(theta, fixed)[slots[n]]``. Zero-weight runs (padding, bootstrap) contribute exactly 0
+    even where the law is not finite there.
+    """
+    log_space = objective.space == "log"
+    mean = objective.reduction == "mean"
+
+    def value(theta, w, data):
+        lv, y, slots, fixed = data
+        phi = jnp.concatenate([theta, fixed])
+        lp = law.log_predict(phi[slots], lv)
+        r = lp - jnp.log(y) if log_space else jnp.exp(lp) - y
+        used = w > 0
+        rho = objective.derivatives(jnp.where(used, r, 0.0))[0]
+        f = jnp.sum(jnp.where(used, w * rho, 0.0))
+        return f / jnp.sum(w) if mean else f
+
+    grad = jax.grad(value)
+    hess = jax.jacfwd(grad)
+
+    def vgh(theta, w, data):
+        return value(theta, w, data), grad(theta, w, data), hess(theta, w, data)
 
     return value, vgh
 
@@ -280,7 +334,7 @@ def _run(fns, theta0, W, data, lb, max_steps):
 
 def objective_value(problem: Problem, free) -> float:
     data, w = problem.arrays()
-    return float(full_objective(problem.objective)[0](jnp.asarray(free, jnp.float64), w, data))
+    return float(problem.fns()[0](jnp.asarray(free, jnp.float64), w, data))
 
 
 # --- multi-start -----------------------------------------------------------------------------
@@ -310,7 +364,7 @@ def _distinct(thetas, values, k, rtol=1e-6):
 def multistart(problem: Problem, starts: np.ndarray, *, screen_steps: int = SCREEN_STEPS,
                keep: int | None = None, max_steps: int = MAX_STEPS) -> MultiStart:
     """Minimise the problem's objective from every start (S, F); see the module docstring."""
-    fun = full_objective(problem.objective)
+    fun = problem.fns()
     data, w = problem.arrays()
     lb = problem.lower_bounds()
     starts = np.asarray(starts, np.float64)
@@ -387,7 +441,7 @@ def bootstrap(problem: Problem, candidates: np.ndarray, weights: np.ndarray, *,
 
     Returns (draws (B, F), converged (B,)). ``progress(done, total)`` is called between chunks.
     """
-    fun = full_objective(problem.objective)
+    fun = problem.fns()
     data, w0 = problem.arrays()
     lb = problem.lower_bounds()
     b, n = weights.shape

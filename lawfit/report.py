@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import __version__
 from .data import DataError
-from .laws import get_law
+from .userlaw import for_artefact, provenance
 from .objectives import make_objective
 from .result import FitResult, GroupFit
 
@@ -68,7 +68,9 @@ def fit_dict(result: FitResult) -> dict:
         if "fit_quality" in g.info:
             entry["fit_quality"] = _jsonable(g.info["fit_quality"])
         groups.append(entry)
+    user_law = provenance(result.law)
     return {"lawfit_version": __version__, "law": result.law.name, "formula": result.law.formula,
+            **({"law_source": user_law} if user_law else {}),
             "objective": result.objective.as_dict(), "fitter": result.fitter,
             "data": _jsonable(result.source), "columns": result.columns, "by": list(result.by),
             "settings": _jsonable(result.settings), "groups": groups}
@@ -129,15 +131,16 @@ def write_fit(result: FitResult, out: str | Path, overwrite: bool = False) -> Pa
     return out
 
 
-def load_fit(path: str | Path) -> FitResult:
-    """Read a fit directory (or its fit.json) written by :func:`write_fit`."""
+def load_fit(path: str | Path, law=None) -> FitResult:
+    """Read a fit directory (or its fit.json) written by :func:`write_fit`. ``law``: the user law
+    (object or ``MODULE:FUNCTION``) of a fit that records one; its source hash must match."""
     p = Path(path)
     fj = p / "fit.json" if p.is_dir() else p
     if not fj.exists():
         raise DataError(f"no fit.json in {path}: give the --out directory of `lawfit fit`")
     try:
         doc = json.loads(fj.read_text())
-        law = get_law(doc["law"])
+        law = for_artefact(doc, law)
         obj = doc["objective"]
         objective = make_objective(obj["name"], obj.get("delta"))
     except (json.JSONDecodeError, KeyError, TypeError) as exc:

@@ -148,7 +148,8 @@ class FitResult:
             if not mask.any():
                 continue
             v = frame.loc[mask, cols].to_numpy(dtype=np.float64)
-            if (v <= 0).any() or not np.isfinite(v).all():
+            zero = np.array([r in g.law.zero_ok for r in g.law.variables])   # e.g. rectified D
+            if ((v < 0) | ((v == 0) & ~zero)).any() or not np.isfinite(v).all():
                 raise DataError(f"prediction points must be positive and finite: {cols}")
             out.loc[mask, "prediction"] = g.loss(v)
             ld = g.loss_draws(v)

@@ -14,28 +14,38 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--jobs", type=int, default=None, help="local executor: parallel worker processes")
     parser.add_argument("--threads-per-job", type=int, default=None,
                         help="local executor: cores / XLA threads per worker (default: cores // jobs)")
-    parser.add_argument("--dry-run", action="store_true", help="print the size of the grid and what is left; run nothing")
+    parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default=None,
+                        help="what the runs compute on (default: [sweep] device in the TOML, else auto: "
+                             "a GPU if jax sees one); gpu fails with exit 2 where there is none")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate the whole configuration for the devices, print the size of the grid "
+                             "and what is left; run nothing")
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
-    from .rows import CorruptRunFile
-    from .sweep import SweepError, run_sweep
     prog = "lawfit run"
     import importlib.util
-    missing = [m for m in ("flax", "optax", "orbax.checkpoint", "sacrebleu") if importlib.util.find_spec(m.split(".")[0]) is None]
-    if missing and not args.dry_run:
+    need = ("pydantic",) + (() if args.dry_run else ("flax", "optax", "orbax.checkpoint", "sacrebleu"))
+    missing = [m for m in need if importlib.util.find_spec(m.split(".")[0]) is None]
+    if missing:
         print(f"{prog}: error: the runners need {', '.join(missing)}: pip install 'lawfit[runners]'", file=sys.stderr)
         return 2
-    if args.jobs is not None and args.jobs < 1:
-        print(f"{prog}: error: --jobs must be >= 1", file=sys.stderr)
-        return 2
+    from .rows import CorruptRunFile
+    from .sweep import SweepError, SweepInterrupted, run_sweep
+    for opt in ("jobs", "threads_per_job"):
+        if getattr(args, opt) is not None and getattr(args, opt) < 1:
+            print(f"{prog}: error: --{opt.replace('_', '-')} must be >= 1", file=sys.stderr)
+            return 2
     try:
         out = run_sweep(args.sweep, executor=args.executor, out=args.out, jobs=args.jobs,
-                        threads_per_job=args.threads_per_job, dry_run=args.dry_run)
+                        threads_per_job=args.threads_per_job, dry_run=args.dry_run, device=args.device)
     except (SweepError, CorruptRunFile) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    except SweepInterrupted as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return e.code
     except RuntimeError as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return 1

@@ -50,6 +50,7 @@ class FinetuneConfig:
     dev_examples: int = 128
     lora_alpha: float | None = None  # None: alpha = rank (scale 1)
     dtype: str = "auto"
+    eval_batch_size: int = 64  # rows per dev-loss step (a multiple of the device count)
 
     def lr_for(self, method: str) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[method]
@@ -88,7 +89,7 @@ def _finetune(model, method, train, dev, fcfg, seed):
     opt_state = init_opt_state(tx, trainable)
 
     def dev_loss(tr):
-        return mean_nll(nnx.merge(graphdef, tr, frozen), dev)
+        return mean_nll(nnx.merge(graphdef, tr, frozen), dev, fcfg.eval_batch_size)
 
     best = (dev_loss(trainable), 0, jax.tree.map(lambda x: x.copy(), trainable))
     history = [(0, best[0])]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import socket
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ from .finetune import FinetuneConfig, build_model, finetune
 from .model import ModelConfig, adapter_param_count, param_count
 from .pretrain import PretrainConfig, load_base, pretrain
 from .tasks import get_task
+
+log = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=8)
@@ -54,14 +57,16 @@ def run_pretrain(job: dict, log=None) -> dict:
     return {"kind": "pretrain", "ckpt_dir": job["ckpt_dir"], "wall_seconds": meta["wall_seconds"]}
 
 
-def run_finetune(job: dict) -> dict:
-    """Run one configuration and write its row. Returns the row (as a dict)."""
+def run_finetune(job: dict, device=None) -> dict:
+    """Run one configuration and write its row (with `device`, the DeviceInfo of this process).
+    Returns the row (as a dict)."""
     t0 = time.time()
     c = job["config"]
     tspec = json.dumps(c["task"], sort_keys=True)
     task = _task(tspec)
     cfg = _model_cfg(c["model"])
-    fcfg = FinetuneConfig(**c["finetune"])
+    eval_batch = c["eval"].get("batch_size", 64)
+    fcfg = FinetuneConfig(**c["finetune"], eval_batch_size=eval_batch)
     method, pet, seed, n = c["method"], c["pet_size"], c["seed"], c["finetune_examples"]
     base = _base(cfg, job["ckpt_dir"], c["pretrain_step"])
 
@@ -75,9 +80,11 @@ def run_finetune(job: dict) -> dict:
     test = _split(tspec, "test", c["eval"]["test_examples"])
 
     model = build_model(cfg, base, method, pet, seed, fcfg.dtype)
-    base_loss = mean_nll(model, test)
+    base_loss = mean_nll(model, test, eval_batch)
+    log.info("base model test loss %.4f; finetuning %s on %d examples", base_loss, method, n)
     model, info = finetune(model, method, train, dev, fcfg, seed)
-    loss = mean_nll(model, test)
+    loss = mean_nll(model, test, eval_batch)
+    log.info("test loss %.4f (dev %.4f at step %d)", loss, info["dev_loss"], info["best_step"])
     row = dict(
         task=task.name, method=method, model_params=param_count(cfg),
         pretrain_tokens=c["pretrain_step"] * c["pretrain"]["batch_size"] * c["pretrain"]["seq_len"],
@@ -95,9 +102,11 @@ def run_finetune(job: dict) -> dict:
     if zs:
         zspec = json.dumps(zs, sort_keys=True)
         row["zero_shot_task"] = _task(zspec).name
-        row["zero_shot_loss"] = mean_nll(model, _split(zspec, "test", c["eval"]["test_examples"]))
+        row["zero_shot_loss"] = mean_nll(model, _split(zspec, "test", c["eval"]["test_examples"]), eval_batch)
     row["wall_seconds"] = time.time() - t0
     row["host"] = socket.gethostname()
+    if device is not None:  # what computed this row, with the dtype the plan resolved
+        row.update(rows.device_columns({**device.to_dict(), "dtype": c["finetune"]["dtype"]}))
     row["config"] = json.dumps(c, sort_keys=True)
     rows.write_row(Path(job["out"]), row)
     return row
