@@ -140,6 +140,23 @@ def test_second_signal_kills_workers_at_once(tmp_path, env):
     assert not list(plan.out.glob(".*.claim"))
 
 
+def test_workers_do_not_outlive_a_killed_driver(tmp_path, env):
+    """SIGKILL of the driver alone (an OOM killer, a scheduler's hard kill): its workers go too."""
+    _, ckpt, e = env
+    t = toml(tmp_path, ckpt, name="o", steps=50000)  # a run far longer than this test waits
+    plan = load_plan(t)
+    proc = start([t], e)
+    t0 = time.time()
+    while not list(plan.out.glob(".*.claim")) and time.time() - t0 < 240 and proc.poll() is None:
+        time.sleep(0.05)  # a run has been handed to a worker
+    assert proc.poll() is None, proc.communicate()[1][-2000:]
+    time.sleep(1.0)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert group_gone(proc.pid, 10), "workers outlived their driver"
+    assert rows.run_files(plan.out) == []  # the abandoned run left no row
+
+
 def test_two_sweeps_on_one_directory_compute_each_run_once(tmp_path, env):
     base, ckpt, e = env
     t = toml(tmp_path, ckpt, name="c", sizes=(8, 12, 16, 20, 24, 28), steps=40)
