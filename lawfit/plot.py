@@ -125,6 +125,8 @@ def _fit_panel(ax, g, xcol: str, dcol: str, ycol: str, frame: pd.DataFrame | Non
     ax.set_xlabel(dcol)
     ax.set_ylabel(ycol)
     extra = "" if g.status == "converged" else f" [{g.status}]"
+    if g.frozen:      # frozen parameters are labelled, never shown as estimated
+        extra += "\nfrozen: " + ", ".join(f"{k}={v:.4g}" for k, v in g.frozen.items())
     ax.set_title(_title(g.key) + extra, fontsize=9)
     if not one:
         ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
@@ -366,3 +368,42 @@ def plot_backtest(bt, out_dir, *, name: str = "backtest", formats=FORMATS,
         paths += plot_fit(res, frame, out_dir, heldout=r["heldout"].to_numpy(bool),
                           name=f"{name}_{law}", formats=formats)
     return paths
+
+
+def plot_optimal(result, opt, out_dir, *, name: str = "optimal", formats=FORMATS,
+                 compute_range: tuple | None = None) -> list[Path]:
+    """The compute-optimal frontier of a Chinchilla-law fit: N_opt and D_opt against compute C,
+    with interval bands from the fit's draws, the requested budgets marked, one panel per group.
+    ``result``: the FitResult; ``opt``: its :class:`~lawfit.optimal.OptimalResult`."""
+    from .optimal import optimal
+    budgets = sorted({r["compute"] for r in opt.rows})
+    lo, hi = compute_range or (min(budgets) / 1e3, max(budgets) * 1e3)
+    grid = np.geomspace(lo, hi, 60)
+    frontier = optimal(result, grid, flops_per_param_token=opt.flops_per_param_token,
+                       level=opt.level)
+    groups = list(result.groups)
+    fig, axes = _grid(len(groups))
+    for ax, g in zip(axes, groups):
+        rows = [r for r in frontier.rows if r["key"] == g.key]
+        for what, label, colour in (("model_params", "N_opt (parameters)", "C0"),
+                                    ("tokens", "D_opt (tokens)", "C1")):
+            est = np.array([r[what]["estimate"] or np.nan for r in rows], float)
+            ax.plot(grid, est, color=colour, lw=1.5, label=label)
+            blo = np.array([np.nan if r[what]["lo"] is None else r[what]["lo"] for r in rows])
+            bhi = np.array([np.nan if r[what]["hi"] is None else r[what]["hi"] for r in rows])
+            if np.isfinite(blo).any():
+                ax.fill_between(grid, blo, bhi, color=colour, alpha=0.2, lw=0)
+        for r in opt.rows:
+            if r["key"] == g.key:
+                ax.axvline(r["compute"], color="0.5", lw=0.8, ls="--")
+                tpp = r["tokens_per_param"]
+                ax.annotate(f"{_sci(r['compute'])} FLOP: {tpp['estimate']:.3g} tokens/param",
+                            (r["compute"], r["model_params"]["estimate"]), fontsize=6,
+                            xytext=(3, -10), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"compute C (FLOP, C = {opt.flops_per_param_token:g} N D)")
+        ax.set_ylabel("compute-optimal size")
+        ax.set_title(_title(g.key), fontsize=9)
+        ax.legend(fontsize=6, frameon=False)
+    return _save(fig, Path(out_dir), name, formats)
