@@ -9,7 +9,9 @@ from .data import DataError, read_runs  # noqa: E402
 from .fit import fit  # noqa: E402
 from .laws import LAWS, Law, get_law, law  # noqa: E402
 from .objectives import Objective, make_objective  # noqa: E402
+from .optimal import optimal  # noqa: E402
 from .result import FitResult, GroupFit, Status  # noqa: E402
+from .suggest import suggest  # noqa: E402
 
 __all__ = ["DataError", "FitResult", "GroupFit", "LAWS", "Law", "Objective", "Status", "fit",
-           "get_law", "law", "make_objective", "read_runs"]
+           "get_law", "law", "make_objective", "optimal", "read_runs", "suggest"]

@@ -170,7 +170,9 @@ def _evaluate(result: FitResult, table: pd.DataFrame, heldout: np.ndarray, law_n
                         else float("nan"),
                         "coverage_predictive": float(pinside[h].mean()) if h.any() and has_draws
                         else float("nan"),
-                        "residual_sd": sigma, "n_draws": int(len(ld)), "status": g.status})
+                        "residual_sd": sigma, "n_draws": int(len(ld)), "status": g.status,
+                        # why a coverage is missing: "withheld" (failed refits) or "none"
+                        "interval": g.interval_status})
         part = sub[[c for c in group_cols if c in sub.columns]].copy()
         for k, val in g.key.items():
             part[k] = val

@@ -198,6 +198,9 @@ def _predict_add(p):
     p.add_argument("--level", type=float, default=None, help="interval level (default: the fit's)")
     p.add_argument("--law", default=None, help="MODULE:FUNCTION of a fit made with your own law "
                    "(its source hash is checked)")
+    p.add_argument("--interval", default="new-run", choices=["new-run", "curve"],
+                   help="new-run (default): where one new run's loss will fall (curve uncertainty "
+                   "plus the fitted residual scatter); curve: the fitted mean curve's interval")
 
 
 @subcommand("predict", "predict the loss with intervals from a saved fit", _predict_add)
@@ -206,9 +209,18 @@ def cmd_predict(args) -> int:
     from .report import load_fit
     result = load_fit(args.fit_dir, args.law)
     points = pd.DataFrame([parse_assignments(a) for a in args.at])
-    table = result.predict(points, level=args.level)
+    table = result.predict(points, level=args.level, interval=args.interval)
+    level = result.level if args.level is None else args.level
+    what = {"new-run": "where one new run's loss will fall (the curve's uncertainty plus the "
+                       "fitted residual scatter of one run)",
+            "curve": "the fitted mean curve's interval (a new run scatters beyond it: "
+                     "--interval new-run)"}[args.interval]
+    print(f"{level:.0%} interval (lo, hi): {args.interval}, {what}", file=sys.stderr)
     with pd.option_context("display.width", 200, "display.max_columns", 50):
         print(table.to_string(index=False))
+    if (table["interval"] == "none").any():
+        print("note: rows with interval 'none' have no draws (fit with --bootstrap N, or the "
+              "interval was withheld: see fit.json)", file=sys.stderr)
     if table["extrapolated"].any():
         print("note: extrapolated rows lie outside the range the fit saw", file=sys.stderr)
     return 0
@@ -297,7 +309,8 @@ class _Parser(argparse.ArgumentParser):
 def _load_plugins() -> None:
     """Subcommands living in other modules register on import."""
     import importlib
-    for mod in ("lawfit.cli_analysis", "lawfit.cli_bayes"):
+    for mod in ("lawfit.cli_analysis", "lawfit.cli_bayes", "lawfit.cli_optimal",
+                "lawfit.cli_suggest"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -20,7 +21,7 @@ from .data import (CONFIG_COLUMNS, DataError, apply_where, average_seeds, defaul
 from .laws import Law
 from .userlaw import resolve as resolve_law
 from .objectives import Objective, make_objective
-from .result import FitResult, GroupFit, Status
+from .result import FitResult, GroupFit, Status, bootstrap_health
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,17 @@ def _solve_lsq(problem, law, layout, sub_problems, starts, solver, rng):
     return lsq.refine(problem, np.array(cands)), []
 
 
+def _residual_scale(law, obj, theta_rows, log_vars, y, n_seeds, n_free) -> dict:
+    """Scatter of one run about the fitted curve, in the objective's residual space: the
+    seed-weighted residual sum of squares over the residual degrees of freedom (a mean of k seeds
+    scatters sqrt(k) less than one run, the Bayesian fitter's sigma/sqrt(w) model)."""
+    lp = np.asarray(law.log_predict(jnp.asarray(theta_rows), jnp.asarray(log_vars)))
+    r = np.log(y) - lp if obj.space == "log" else y - np.exp(lp)
+    dof = len(y) - n_free
+    sd = float(np.sqrt(np.sum(n_seeds * r * r) / dof)) if dof > 0 else float("nan")
+    return {"space": obj.space, "sd": sd, "dof": int(dof), "per": "one run (one seed)"}
+
+
 def _d_role(law: Law) -> str:
     """The role of the finetuning data size D: ``d``, or a one-variable law's only variable."""
     if "d" in law.variables:
@@ -240,7 +252,8 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         fixed: Mapping[str, float] | Callable[[dict], Mapping[str, float]] | None = None,
         seeds: str = "average", where: str | None = None, level: float = 0.95,
         source: dict | None = None, progress: Callable[[str], None] | None = None,
-        bayes_options: dict | None = None, pre_power: str | None = None) -> FitResult:
+        bayes_options: dict | None = None, pre_power: str | None = None,
+        fixed_draws: Callable[[dict], Mapping[str, np.ndarray]] | None = None) -> FitResult:
     """Fit ``law`` to the runs in ``frame``, per group of ``by`` columns.
 
     x, d, y: columns of the law's variables and of the loss (``@COL``: per row, the column named in
@@ -253,6 +266,9 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     "ats" (Lin et al. 2024) finds each curve's pre-power phase (lawfit.prepower) and fits the law
     on the power phase only (base-model rows D = 0 are dropped with it); what was excluded is in
     each group's ``info["pre_power"]`` and warnings. Intervals are conditional on that choice.
+    fixed_draws: per group key, arrays (B,) of values of the ``fixed`` parameters, one per bootstrap resample (a two-stage recipe's
+    first-stage draws): the bootstrap then takes B resamples and refits resample b with the frozen
+    values of draw b, so that their uncertainty propagates (least squares only).
     """
     law = resolve_law(law)
     obj = objective if isinstance(objective, Objective) else make_objective(objective, delta, law)
@@ -266,6 +282,8 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         raise DataError(f"--bootstrap must be >= 0, got {bootstrap}")
     if seeds not in ("average", "keep"):
         raise DataError(f"seeds must be 'average' or 'keep', got {seeds!r}")
+    if fixed_draws is not None and fitter != "lsq":
+        raise DataError("fixed_draws (paired frozen values per resample) needs the lsq fitter")
     if share and not joint:
         raise DataError("sharing parameters needs a joint fit: name the subset column with --joint")
     if fitter == "bayes" and obj.kind == "l1":
@@ -317,8 +335,20 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     for gi, (key, gdf, frozen, layout, phase) in enumerate(groups):
         if progress:
             progress(f"group {gi + 1}/{len(groups)} {key}: fitting {len(gdf)} runs")
+        fdraws = None
+        if fixed_draws is not None:
+            given = fixed_draws(key)
+            if sorted(given) != sorted(frozen):
+                raise DataError(f"group {key}: fixed_draws give {sorted(given)} but the frozen "
+                                f"parameters are {sorted(frozen)}")
+            nat = np.ones((len(next(iter(given.values()))), law.n_params))
+            for p, v in given.items():
+                nat[:, law.params.index(p)] = v
+            fdraws = law.to_internal(nat)[:, [law.params.index(p) for p in law.params
+                                               if p in frozen]]
         fits = _fit_group(gdf, key, layout, law, obj, cols, joint, share, frozen, starts,
-                          bootstrap, seeds, fitter, solver, rng, progress, bayes_options or {})
+                          bootstrap, seeds, fitter, solver, rng, progress, bayes_options or {},
+                          fdraws)
         if phase:
             fits = [replace(g, warnings=(phase[1], *g.warnings),
                             info=g.info | {"pre_power": phase[0]}) for g in fits]
@@ -333,7 +363,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
 
 
 def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_boot, seeds,
-               fitter, solver, rng, progress, bayes_options):
+               fitter, solver, rng, progress, bayes_options, fixed_draws=None):
     subsets = layout.subsets
     variables = np.stack([variable_values(gdf, cols[r], r in law.zero_ok) for r in law.variables],
                          axis=-1)
@@ -353,6 +383,7 @@ def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_
                                 f"fewer than the {law.n_params} parameters of its own fit")
             sub_problems.append(lsq.Problem.simple(law, obj, log_vars[m], yv[m]))
 
+    fixed_per_draw = None          # (B, n_fixed) frozen internal values paired with the draws
     if fitter == "bayes":
         from . import bayes    # numpyro is imported only when asked for
         weights = gdf["n_seeds"].to_numpy(float) if seeds == "average" else None
@@ -380,26 +411,45 @@ def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_
         if irls:
             info["irls"] = irls_info
         draws_free, method, posterior = np.zeros((0, len(free_hat))), None, None
+        if fixed_draws is not None:
+            n_boot = len(fixed_draws)
         if n_boot:
             clusters = (np.arange(len(gdf)) if seeds == "average" else
                         gdf.groupby([c for c in gdf.columns if c in CONFIG_COLUMNS or c == joint],
                                     dropna=False, sort=False).ngroup().to_numpy())
             weights = lsq.bootstrap_weights(n_boot, clusters, rng)
             cb = (lambda done, total: progress(f"  bootstrap {done}/{total}")) if progress else None
-            draws_free, ok = lsq.bootstrap(problem, ms.candidates, weights, progress=cb)
-            if (~ok).any():
-                warnings.append(f"{int((~ok).sum())} of {n_boot} bootstrap refits did not "
-                                "converge and were dropped")
-            draws_free = draws_free[ok]
-            info["bootstrap_failed"] = int((~ok).sum())
+            if fixed_draws is None:
+                draws_free, ok = lsq.bootstrap(problem, ms.candidates, weights, progress=cb)
+            else:
+                draws_free, ok = lsq.bootstrap_frozen(problem, ms.candidates, weights,
+                                                      fixed_draws, progress=cb)
+                fixed_per_draw = fixed_draws[ok]
+            health = bootstrap_health(n_boot, int((~ok).sum()))
+            info["bootstrap"] = health
+            info["bootstrap_failed"] = health["failed"]
+            if health["failed"]:
+                warnings.append(health["message"])
+            draws_free = draws_free[ok] if health["interval"] == "ok" else draws_free[:0]
+            if fixed_per_draw is not None and health["interval"] != "ok":
+                fixed_per_draw = fixed_per_draw[:0]
             method = "bootstrap"
     # scale parameters stop at this floor (lsq.Problem.lower_bounds): effectively 0 there
     info["scale_floor"] = float(np.exp(problem.lower_bounds()[np.isfinite(
         problem.lower_bounds())].min())) if np.isfinite(problem.lower_bounds()).any() else None
     info["joint"] = ({"column": joint, "shared": list(share), "fixed": dict(fixed),
                       "free": list(layout.free_names)} if joint else None)
+    if fixed:
+        info["frozen"] = {p: float(v) for p, v in fixed.items()}
     est_int = layout.internal(free_hat)                      # (n_subsets, P)
-    draws_int = layout.internal(draws_free)                  # (B, n_subsets, P)
+    info["residual"] = _residual_scale(law, obj, est_int[sub_index], log_vars, yv,
+                                       gdf["n_seeds"].to_numpy(float) if seeds == "average"
+                                       else np.ones(len(gdf)), len(layout.free_names))
+    if fixed_per_draw is not None:                           # frozen values paired per draw
+        phi = np.concatenate([np.asarray(draws_free, np.float64), fixed_per_draw], axis=-1)
+        draws_int = phi[..., layout.subset_slots]
+    else:
+        draws_int = layout.internal(draws_free)              # (B, n_subsets, P)
     out = []
     for s, label in enumerate(subsets):
         m = sub_index == s

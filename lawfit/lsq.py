@@ -465,3 +465,45 @@ def bootstrap(problem: Problem, candidates: np.ndarray, weights: np.ndarray, *,
         if progress is not None:
             progress(hi, b)
     return draws, ok
+
+
+def bootstrap_frozen(problem: Problem, candidates: np.ndarray, weights: np.ndarray,
+                     fixed_draws: np.ndarray, *, chunk: int = 32, max_steps: int = MAX_STEPS,
+                     progress=None):
+    """Like :func:`bootstrap`, but resample b refits with its own frozen values
+    ``fixed_draws[b]`` ((B, n_fixed), internal units) instead of ``problem.fixed``: the second
+    stage of a two-stage procedure, paired with the first stage's bootstrap draws.
+
+    Vectorised like :func:`bootstrap`: a chunk of c resamples becomes one stacked problem of c
+    copies of the runs, copy i pointing its frozen slots at draw i's values, and batch row i
+    weighting copy i only (the other copies get weight 0).
+
+    Returns (draws (B, F), converged (B,)).
+    """
+    fixed_draws = np.asarray(fixed_draws, np.float64)
+    b, n = weights.shape
+    n_fixed = len(problem.fixed)
+    if fixed_draws.shape != (b, n_fixed) or n != problem.n:
+        raise ValueError(f"fixed_draws must be ({b}, {n_fixed}) and weights (B, {problem.n})")
+    base = np.ones(n) if problem.weights is None else np.asarray(problem.weights, np.float64)
+    draws = np.full((b, problem.n_free), np.nan)
+    ok = np.zeros(b, bool)
+    c = min(chunk, b)
+    slots = np.concatenate([np.where(problem.slots >= problem.n_free,
+                                     problem.slots + i * n_fixed, problem.slots)
+                            for i in range(c)])
+    for lo in range(0, b, c):
+        hi = min(b, lo + c)
+        # the last chunk is padded with repeats of its last resample (one compiled shape)
+        rows = np.minimum(np.arange(lo, lo + c), hi - 1)
+        stacked = Problem(problem.law, problem.objective, np.tile(problem.log_vars, (c, 1)),
+                          np.tile(problem.y, c), slots, problem.n_free,
+                          fixed_draws[rows].reshape(-1), np.tile(base, c))
+        W = np.zeros((c, c * n))
+        for i, r in enumerate(rows):
+            W[i, i * n:(i + 1) * n] = weights[r]
+        d, good = bootstrap(stacked, candidates, W, chunk=c, max_steps=max_steps)
+        draws[lo:hi], ok[lo:hi] = d[: hi - lo], good[: hi - lo]
+        if progress is not None:
+            progress(hi, b)
+    return draws, ok

@@ -79,29 +79,37 @@ def _column(frame: pd.DataFrame, spec: str, key: dict) -> np.ndarray:
 
 def _fit_panel(ax, g, xcol: str, dcol: str, ycol: str, frame: pd.DataFrame | None,
                heldout: np.ndarray | None, level: float, cmap="viridis"):
-    """One group: runs and fitted curves with bands, one colour per X value."""
+    """One group: runs and fitted curves with bands, one colour per X value (a law of D alone,
+    e.g. power or rectified: one curve)."""
     xs = []
     px = pd_ = py = ph = None
+    one = len(g.law.variables) == 1
+    drole = g.law.variables[0] if one else "d"
     if frame is not None and len(frame):
         m = _group_rows(frame, g.key)
-        px, pd_ = _column(frame, xcol, g.key)[m], _column(frame, dcol, g.key)[m]
+        pd_ = _column(frame, dcol, g.key)[m]
+        px = np.ones(len(pd_)) if one else _column(frame, xcol, g.key)[m]
         py = pd.to_numeric(frame.loc[m, ycol], errors="coerce").to_numpy(np.float64)
         ph = heldout[m] if heldout is not None else np.zeros(m.sum(), bool)
         ok = np.isfinite(px) & np.isfinite(pd_) & np.isfinite(py) & (pd_ > 0) & (px > 0)
         px, pd_, py, ph = px[ok], pd_[ok], py[ok], ph[ok]
         xs = sorted(set(px))
+    if not xs and one:
+        xs = [1.0]
     if not xs:    # no data: curves at the ends and middle of the fitted X range
         lo, hi = g.ranges["x"]
         xs = sorted(set(np.geomspace(lo, hi, 3))) if hi > lo else [lo]
-    d_lo, d_hi = g.ranges["d"]
+    d_lo, d_hi = g.ranges[drole]
     if pd_ is not None and len(pd_):
-        d_lo, d_hi = min(d_lo, pd_.min()), max(d_hi, pd_.max())
+        d_lo, d_hi = min(d_lo, pd_.min()) if d_lo > 0 else pd_.min(), max(d_hi, pd_.max())
+    if not d_lo > 0:       # base-model rows (D = 0) are not drawn on the log axis
+        d_lo = d_hi / 1e4
     dgrid = np.geomspace(d_lo / 1.5, d_hi * 1.5, 120)
     colours = plt.get_cmap(cmap)(np.linspace(0.05, 0.9, len(xs)))
     q = (1 - level) / 2
     for x, c in zip(xs, colours):
-        v = np.column_stack([np.full(len(dgrid), x), dgrid])
-        ax.plot(dgrid, g.loss(v), color=c, lw=1.5, label=_sci(x))
+        v = dgrid[:, None] if one else np.column_stack([np.full(len(dgrid), x), dgrid])
+        ax.plot(dgrid, g.loss(v), color=c, lw=1.5, label=None if one else _sci(x))
         ld = g.loss_draws(v)
         if len(ld):
             lo, hi = np.quantile(ld, [q, 1 - q], axis=0)
@@ -112,14 +120,17 @@ def _fit_panel(ax, g, xcol: str, dcol: str, ycol: str, frame: pd.DataFrame | Non
             if (m & ph).any():
                 ax.scatter(pd_[m & ph], py[m & ph], s=34, facecolors="none", edgecolors=c,
                            linewidths=1.4, zorder=4, marker="D")
-    ax.axvspan(*g.ranges["d"], color="0.92", zorder=0, lw=0)
+    ax.axvspan(max(g.ranges[drole][0], d_lo), g.ranges[drole][1], color="0.92", zorder=0, lw=0)
     ax.set_xscale("log")
     ax.set_xlabel(dcol)
     ax.set_ylabel(ycol)
     extra = "" if g.status == "converged" else f" [{g.status}]"
+    if g.frozen:      # frozen parameters are labelled, never shown as estimated
+        extra += "\nfrozen: " + ", ".join(f"{k}={v:.4g}" for k, v in g.frozen.items())
     ax.set_title(_title(g.key) + extra, fontsize=9)
-    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-              title="X", title_fontsize=6)
+    if not one:
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+                  title="X", title_fontsize=6)
 
 
 def plot_fit(result, frame: pd.DataFrame | None, out_dir, *, heldout: np.ndarray | None = None,
@@ -129,7 +140,11 @@ def plot_fit(result, frame: pd.DataFrame | None, out_dir, *, heldout: np.ndarray
     only). ``heldout``: (len(frame),) mask of held-out runs, drawn as open diamonds. The grey band
     is the fitted D range. Writes NAME.png/.pdf (NAME-2... for more than 12 groups)."""
     out_dir = Path(out_dir)
-    xcol, dcol, ycol = result.columns["x"], result.columns["d"], result.columns["y"]
+    if len(result.law.variables) == 1:         # a law of D alone (power, rectified)
+        xcol, dcol = None, result.columns[result.law.variables[0]]
+    else:
+        xcol, dcol = result.columns["x"], result.columns["d"]
+    ycol = result.columns["y"]
     if frame is not None:
         frame = frame.reset_index(drop=True)
         where = (result.settings or {}).get("where")
@@ -353,3 +368,42 @@ def plot_backtest(bt, out_dir, *, name: str = "backtest", formats=FORMATS,
         paths += plot_fit(res, frame, out_dir, heldout=r["heldout"].to_numpy(bool),
                           name=f"{name}_{law}", formats=formats)
     return paths
+
+
+def plot_optimal(result, opt, out_dir, *, name: str = "optimal", formats=FORMATS,
+                 compute_range: tuple | None = None) -> list[Path]:
+    """The compute-optimal frontier of a Chinchilla-law fit: N_opt and D_opt against compute C,
+    with interval bands from the fit's draws, the requested budgets marked, one panel per group.
+    ``result``: the FitResult; ``opt``: its :class:`~lawfit.optimal.OptimalResult`."""
+    from .optimal import optimal
+    budgets = sorted({r["compute"] for r in opt.rows})
+    lo, hi = compute_range or (min(budgets) / 1e3, max(budgets) * 1e3)
+    grid = np.geomspace(lo, hi, 60)
+    frontier = optimal(result, grid, flops_per_param_token=opt.flops_per_param_token,
+                       level=opt.level)
+    groups = list(result.groups)
+    fig, axes = _grid(len(groups))
+    for ax, g in zip(axes, groups):
+        rows = [r for r in frontier.rows if r["key"] == g.key]
+        for what, label, colour in (("model_params", "N_opt (parameters)", "C0"),
+                                    ("tokens", "D_opt (tokens)", "C1")):
+            est = np.array([r[what]["estimate"] or np.nan for r in rows], float)
+            ax.plot(grid, est, color=colour, lw=1.5, label=label)
+            blo = np.array([np.nan if r[what]["lo"] is None else r[what]["lo"] for r in rows])
+            bhi = np.array([np.nan if r[what]["hi"] is None else r[what]["hi"] for r in rows])
+            if np.isfinite(blo).any():
+                ax.fill_between(grid, blo, bhi, color=colour, alpha=0.2, lw=0)
+        for r in opt.rows:
+            if r["key"] == g.key:
+                ax.axvline(r["compute"], color="0.5", lw=0.8, ls="--")
+                tpp = r["tokens_per_param"]
+                ax.annotate(f"{_sci(r['compute'])} FLOP: {tpp['estimate']:.3g} tokens/param",
+                            (r["compute"], r["model_params"]["estimate"]), fontsize=6,
+                            xytext=(3, -10), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"compute C (FLOP, C = {opt.flops_per_param_token:g} N D)")
+        ax.set_ylabel("compute-optimal size")
+        ax.set_title(_title(g.key), fontsize=9)
+        ax.legend(fontsize=6, frameon=False)
+    return _save(fig, Path(out_dir), name, formats)

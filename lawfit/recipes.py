@@ -8,9 +8,15 @@ bound under one name so that a user reproduces a paper's procedure by name.
 - ``zhang2024``: the two-stage procedure of Zhang et al. 2024 for the multiplicative law: summed
   Huber(1e-3) on the loss; stage 1 fits the model-size and pretraining-size series of each
   task x method jointly with E and beta shared; stage 2 freezes E and beta and fits (A, alpha) of
-  the PET-size series. Stage-2 intervals are conditional on stage 1's E and beta.
+  the PET-size series. The bootstrap resamples the whole recipe: resample b refits stage 1, then
+  refits stage 2 with E and beta frozen at resample b's stage-1 values (paired draws; each stage's
+  runs are resampled, a stratified bootstrap of the table), so stage-2 intervals carry stage 1's
+  uncertainty. The Bayesian fitter samples the joint posterior of all series with E and beta
+  shared (the recipe's own model), so the PET-size A and alpha integrate over E and beta.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pandas as pd
 
@@ -32,7 +38,26 @@ def zhang2024(frame: pd.DataFrame, *, factor: str = "factor", d: str = "finetune
               fitter: str = "lsq", source: dict | None = None, progress=None,
               **options) -> FitResult:
     """Two-stage joint fit of Zhang et al. 2024 on a table whose ``factor`` column names, per run,
-    the column that is its X (``model_params``, ``pretrain_tokens`` or ``pet_params``)."""
+    the column that is its X (``model_params``, ``pretrain_tokens`` or ``pet_params``).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Runs table with a ``factor`` column.
+    bootstrap : int
+        Resamples of the whole two-stage procedure (least squares): stage 2 of resample b is
+        refitted with E and beta frozen at stage 1's draw b.
+    fitter : {"lsq", "bayes"}
+        "bayes" samples one joint posterior per task x method over every series, E and beta
+        shared (PET-size series included), instead of freezing E and beta.
+
+    Returns
+    -------
+    FitResult
+        Groups per task x method x factor. Stage-2 groups list E and beta as frozen
+        (``GroupFit.frozen``, ``"frozen": true`` in fit.json); their draws carry the paired
+        stage-1 values.
+    """
     require_columns(frame, [factor])
     source = source or {"path": None, "sha256": frame_sha256(frame), "rows": len(frame)}
     by = [c for c in by if c in frame.columns]
@@ -44,32 +69,58 @@ def zhang2024(frame: pd.DataFrame, *, factor: str = "factor", d: str = "finetune
     common = dict(law="multiplicative", objective="huber", delta=1e-3, x=f"@{factor}", d=d, y=y,
                   by=by, joint=factor, bootstrap=bootstrap, seed=seed, fitter=fitter,
                   source=source, progress=progress, **options)
+    stages = ["joint fit of " + ", ".join(STAGE1) + " with E, beta shared",
+              "other series with E, beta frozen at stage 1 (bootstrap: paired per resample)"]
+    if fitter == "bayes":
+        if progress:
+            progress("joint posterior of every series, E and beta shared")
+        result = fit(frame, share=("E", "beta"), **common)
+        settings = dict(result.settings) | {
+            "recipe": "zhang2024", "share": ["E", "beta"],
+            "stages": ["one joint posterior per group over every series with E, beta shared "
+                       "(the Bayesian form of the two stages: PET-size A, alpha integrate over "
+                       "E, beta)"]}
+        return replace(result, settings=settings)
     if progress:
         progress("stage 1: model-size and pretraining-size series, E and beta shared")
     stage1 = fit(stage1_rows, share=("E", "beta"), **common)
     groups = list(stage1.groups)
     rest = frame[~frame[factor].astype(str).isin(STAGE1)]
     if not rest.empty:
-        shared = {}
+        shared, shared_draws, withheld = {}, {}, {}
+        law = stage1.law
+        ie, ib = law.params.index("E"), law.params.index("beta")
         for g in stage1.groups:
-            shared[tuple(str(g.key[k]) for k in by)] = {"E": g.params["E"],
-                                                        "beta": g.params["beta"]}
+            k = tuple(str(g.key[c]) for c in by)
+            shared[k] = {"E": g.params["E"], "beta": g.params["beta"]}
+            # every subset of a joint fit carries the same (shared) E and beta per draw
+            shared_draws[k] = {"E": g.draws[:, ie], "beta": g.draws[:, ib]}
+            withheld[k] = g.interval_status == "withheld"
 
-        def frozen(key):
+        def key_of(key):
             k = tuple(str(key[c]) for c in by)
             if k not in shared:
                 raise DataError(f"group {key} has PET-size runs but no stage-1 runs to take E and "
                                 "beta from")
-            return shared[k]
+            return k
 
         if progress:
-            progress("stage 2: other series with E and beta frozen at stage 1")
-        stage2 = fit(rest, fixed=frozen, **common)
-        groups += list(stage2.groups)
+            progress("stage 2: other series with E and beta frozen at stage 1"
+                     + (" (paired with stage 1's bootstrap draws)" if bootstrap else ""))
+        stage2 = fit(rest, fixed=lambda key: shared[key_of(key)],
+                     fixed_draws=(lambda key: shared_draws[key_of(key)]) if bootstrap else None,
+                     **common)
+        for g in stage2.groups:
+            info = dict(g.info) | {"frozen_from": "stage 1"}
+            k = tuple(str(g.key[c]) for c in by)
+            if bootstrap and withheld.get(k):
+                info["bootstrap"] = {"resamples": bootstrap, "failed": None, "interval": "withheld",
+                                     "message": "interval withheld: stage 1's bootstrap interval "
+                                     "of this task x method was withheld (its refits failed)"}
+                g = replace(g, warnings=g.warnings + (info["bootstrap"]["message"],))
+            groups.append(replace(g, info=info))
     settings = dict(stage1.settings) | {"recipe": "zhang2024", "share": ["E", "beta"],
-                                        "stages": ["joint fit of " + ", ".join(STAGE1)
-                                                   + " with E, beta shared",
-                                                   "other series with E, beta frozen"]}
+                                        "stages": stages}
     return FitResult(law=stage1.law, objective=stage1.objective, fitter=fitter,
                      columns=stage1.columns, by=stage1.by, groups=tuple(groups),
                      settings=settings, source=stage1.source, level=stage1.level)

@@ -54,12 +54,14 @@ def fit_dict(result: FitResult) -> dict:
             params[name] = {"estimate": _num(g.estimate[j]),
                             "lo": _num(iv[0][j]) if iv else None,
                             "hi": _num(iv[1][j]) if iv else None}
+            if name in g.frozen:
+                params[name]["frozen"] = True
             if at_floor(g, name, g.estimate[j]):
                 params[name]["at_bound"] = True      # effectively 0: the data support no value
         entry = {"key": _jsonable(g.key), "n_points": g.n_points, "status": g.status,
                  "objective_value": _num(g.objective_value), "params": params,
                  "interval": {"level": result.level, "method": g.interval_method,
-                              "draws": int(len(g.draws))},
+                              "draws": int(len(g.draws)), "status": g.interval_status},
                  "ranges": {r: list(v) for r, v in g.ranges.items()},
                  "warnings": list(g.warnings),
                  "info": _jsonable({k: v for k, v in g.info.items() if k != "fit_quality"})}
@@ -181,6 +183,12 @@ def _fmt(v) -> str:
     return f"{v:.4g}"
 
 
+def frozen_label(g: GroupFit) -> str:
+    """How a frozen parameter is shown instead of an interval."""
+    src = (g.info or {}).get("frozen_from")
+    return f"(frozen: {src})" if src else "(frozen)"
+
+
 def at_floor(g: GroupFit, name: str, value) -> bool:
     """True when scale parameter ``name`` sits at the solver's floor (within a factor e^2, as
     the ``at_bound`` status): the data support no positive value, it is effectively 0."""
@@ -216,11 +224,16 @@ def params_table(result: FitResult) -> str:
     for g in result.groups:
         key = ", ".join(f"{k}={v}" for k, v in g.key.items()) or "(all runs)"
         how = (f"{pct} {g.interval_method} interval, {len(g.draws)} draws"
-               if g.interval_method else "no interval (use --bootstrap N)")
+               if g.interval_status == "ok" else
+               f"{g.interval_method} interval withheld (see the warning)"
+               if g.interval_status == "withheld" else "no interval (use --bootstrap N)")
         lines.append(f"{key}: {g.n_points} runs, {g.status}, objective "
                      f"{g.objective_value:.10g}; {how}")
         iv = g.interval(result.level)
         for j, name in enumerate(result.law.params):
+            if name in g.frozen:
+                lines.append(f"  {name:<8}{_fmt(g.estimate[j]):>12}   {frozen_label(g)}")
+                continue
             lo, hi = (iv[0][j], iv[1][j]) if iv else (None, None)
             lines.append(f"  {name:<8}{_fmt_param(g, name, g.estimate[j]):>12}   "
                          f"[{_fmt_param(g, name, lo)}, {_fmt_param(g, name, hi)}]")

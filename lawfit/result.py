@@ -18,6 +18,46 @@ from .laws import Law
 from .objectives import Objective
 
 
+# A bootstrap whose refits fail is biased towards the resamples that are easy to fit: its interval
+# is computed from the converged refits only when at most this share failed, else withheld.
+MAX_FAILED_SHARE = 0.05
+NEW_RUN_NOISE_DRAWS = 20     # residual-noise draws per parameter draw for a new run's interval
+INTERVALS = ("new-run", "curve")
+
+
+def bootstrap_health(n_resamples: int, n_failed: int,
+                     max_failed_share: float = MAX_FAILED_SHARE) -> dict:
+    """Summary of a bootstrap's failed refits and whether its interval may be used.
+
+    Parameters
+    ----------
+    n_resamples : int
+        Resamples drawn.
+    n_failed : int
+        Refits that did not converge (dropped).
+    max_failed_share : float
+        Largest share of failed refits for which the interval is computed from the rest.
+
+    Returns
+    -------
+    dict
+        ``resamples``, ``failed``, ``failed_share``, ``max_failed_share``, ``interval``
+        ("ok" or "withheld") and a one-line ``message``.
+    """
+    share = n_failed / n_resamples if n_resamples else 0.0
+    ok = n_failed < n_resamples and share <= max_failed_share
+    if ok:
+        msg = (f"{n_failed} of {n_resamples} bootstrap refits ({share:.1%}) did not converge and "
+               f"were dropped: the interval comes from the other {n_resamples - n_failed}")
+    else:
+        msg = (f"interval withheld: {n_failed} of {n_resamples} bootstrap refits ({share:.1%}) "
+               f"did not converge, more than the {max_failed_share:.0%} an interval from the rest "
+               "may lose without bias")
+    return {"resamples": int(n_resamples), "failed": int(n_failed), "failed_share": share,
+            "max_failed_share": max_failed_share, "interval": "ok" if ok else "withheld",
+            "message": msg}
+
+
 class Status:
     CONVERGED = "converged"
     NOT_CONVERGED = "not_converged"
@@ -45,11 +85,31 @@ class GroupFit:
     def params(self) -> dict:
         return dict(zip(self.law.params, map(float, self.estimate)))
 
+    @property
+    def frozen(self) -> dict:
+        """Parameters held at given values in this fit (``--fix``, or a two-stage recipe's
+        first-stage values): name -> value. They have no interval of their own."""
+        return dict((self.info or {}).get("frozen") or {})
+
+    @property
+    def interval_status(self) -> str:
+        """"ok" (draws give intervals), "withheld" (too many bootstrap refits failed: see
+        ``info["bootstrap"]``) or "none" (no draws were asked for)."""
+        boot = (self.info or {}).get("bootstrap") or {}
+        if boot.get("interval") == "withheld":
+            return "withheld"
+        return "ok" if len(self.draws) else "none"
+
     def interval(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray] | None:
+        """Central interval of every parameter from the draws ((P,), (P,)); None without draws.
+        Frozen parameters get NaN bounds: they were not estimated here."""
         if len(self.draws) == 0:
             return None
         q = (1 - level) / 2
-        return (np.quantile(self.draws, q, axis=0), np.quantile(self.draws, 1 - q, axis=0))
+        lo, hi = np.quantile(self.draws, q, axis=0), np.quantile(self.draws, 1 - q, axis=0)
+        for name in self.frozen:
+            lo[self.law.params.index(name)] = hi[self.law.params.index(name)] = np.nan
+        return lo, hi
 
     def log_loss(self, natural: np.ndarray, variables: np.ndarray) -> np.ndarray:
         """log L for natural parameters (..., P) at variables (N, V) -> (..., N)."""
@@ -65,6 +125,20 @@ class GroupFit:
         if len(self.draws) == 0:
             return np.zeros((0, len(variables)))
         return np.exp(self.log_loss(self.draws, variables))
+
+    def new_run_draws(self, variables: np.ndarray, rng: np.random.Generator | None = None,
+                      per_draw: int = NEW_RUN_NOISE_DRAWS) -> np.ndarray:
+        """Loss of a new run (one seed) for every draw, (B * per_draw, N): each draw's curve plus
+        the fitted residual scatter in the objective's residual space (``info["residual"]``):
+        ``exp(log L + s t)`` for the ``-log`` objectives, ``L + s t`` otherwise, with t a
+        Student-t variate on the residual degrees of freedom (s is estimated)."""
+        res = (self.info or {}).get("residual") or {}
+        if len(self.draws) == 0 or not res.get("sd") or not np.isfinite(res["sd"]):
+            return np.zeros((0, len(variables)))
+        rng = np.random.default_rng(0) if rng is None else rng
+        lp = np.repeat(self.log_loss(self.draws, variables), per_draw, axis=0)
+        noise = res["sd"] * rng.standard_t(max(res.get("dof", 1), 1), size=lp.shape)
+        return np.exp(lp + noise) if res.get("space") == "log" else np.exp(lp) + noise
 
     def extrapolates(self, variables: np.ndarray) -> np.ndarray:
         """(N,) True where a point lies outside the fitted range of any variable."""
@@ -98,14 +172,16 @@ class FitResult:
     # --- tables --------------------------------------------------------------------------
     @property
     def params(self) -> pd.DataFrame:
-        """One row per group and parameter: estimate and interval bounds."""
+        """One row per group and parameter: estimate, interval bounds (NaN for a frozen
+        parameter, or when the group has no interval), ``frozen`` and the fit's status."""
         rows = []
         for g in self.groups:
             iv = g.interval(self.level)
             for j, name in enumerate(self.law.params):
                 rows.append({**g.key, "param": name, "estimate": float(g.estimate[j]),
                              "lo": float(iv[0][j]) if iv else np.nan,
-                             "hi": float(iv[1][j]) if iv else np.nan, "status": g.status})
+                             "hi": float(iv[1][j]) if iv else np.nan,
+                             "frozen": name in g.frozen, "status": g.status})
         return pd.DataFrame(rows)
 
     @property
@@ -121,30 +197,79 @@ class FitResult:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     # --- predictions ---------------------------------------------------------------------
-    def predict(self, frame: pd.DataFrame | Mapping, level: float | None = None) -> pd.DataFrame:
-        """Predicted loss with an interval from the draws, for every row of ``frame`` (columns:
-        the law's variable columns and, when there are several groups, the group columns).
-        ``extrapolated`` flags rows outside the fitted range of their group."""
+    def predict(self, frame: pd.DataFrame | Mapping, level: float | None = None,
+                interval: str = "new-run") -> pd.DataFrame:
+        """Predicted loss with an interval, for every row of ``frame`` (columns: the law's
+        variable columns and, when there are several groups, the group columns).
+
+        Parameters
+        ----------
+        frame : DataFrame or mapping
+            Points to predict at.
+        level : float, optional
+            Interval level (default: the fit's).
+        interval : {"new-run", "curve"}
+            "new-run" (default): where the loss of one new run at that point is expected, the
+            curve's uncertainty (the draws) plus the fitted residual scatter in the objective's
+            residual space (log loss for ``-log`` objectives). "curve": the interval of the
+            fitted mean curve alone (narrower; a new run falls outside it far more often).
+
+        Returns
+        -------
+        DataFrame
+            The input columns, ``prediction`` (the curve at the estimate), ``lo``, ``hi``,
+            ``interval`` (which interval ``lo``/``hi`` are: "new-run", "curve", or "none" when
+            the group has no draws or its interval was withheld) and ``extrapolated`` (outside
+            the fitted range of the group).
+        """
+        if interval not in INTERVALS:
+            raise DataError(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
         level = self.level if level is None else level
+        if not 0 < level < 1:
+            raise DataError(f"level must be between 0 and 1, got {level}")
         frame = pd.DataFrame(frame).reset_index(drop=True)
-        cols = [self.columns[r] for r in self.law.variables]
-        for c in cols:
-            if c not in frame.columns:
-                raise DataError(f"prediction needs column {c!r} (give it as {c}=VALUE)")
         keys = [k for k in self.by if k in frame.columns]
-        if len(self.groups) > 1 and not keys:
-            raise DataError("this fit has several groups: name the group, e.g. "
-                            + ", ".join(f"{k}=..." for k in self.by))
+        for role in self.law.variables:
+            spec = self.columns[role]
+            if spec.startswith("@"):
+                names = sorted({str(g.key.get(spec[1:])) for g in self.groups})
+                if not any(n in frame.columns for n in names):
+                    raise DataError(f"prediction needs the {role} column, one of "
+                                    f"{', '.join(names)} (the fit reads {role} from the column "
+                                    f"named in {spec[1:]!r}), e.g. {names[0]}=VALUE")
+            elif spec not in frame.columns:
+                raise DataError(f"prediction needs column {spec!r} (give it as {spec}=VALUE)")
+        # which group each row belongs to: its key columns agree, and for a variable read
+        # through @COL, the row gives a value in the column the group's COL names
+        match = np.zeros((len(self.groups), len(frame)), bool)
+        group_cols = []
+        for i, g in enumerate(self.groups):
+            cols = [self.columns[r] if not self.columns[r].startswith("@")
+                    else str(g.key.get(self.columns[r][1:])) for r in self.law.variables]
+            group_cols.append(cols)
+            if not all(c in frame.columns for c in cols):
+                continue
+            m = frame[cols].notna().all(axis=1).to_numpy().copy()
+            for k in keys:
+                m &= frame[k].astype(str).to_numpy() == str(g.key.get(k))
+            match[i] = m
+        several = match.sum(axis=0) > 1
+        if several.any():
+            row = int(np.flatnonzero(several)[0])
+            hits = [self.groups[i] for i in np.flatnonzero(match[:, row])]
+            differ = [k for k in self.by if len({str(g.key.get(k)) for g in hits}) > 1]
+            raise DataError(f"point {row + 1} fits {len(hits)} groups of this fit: name the group "
+                            "with " + ", ".join(f"{k}=... (one of "
+                                                f"{sorted({str(g.key.get(k)) for g in hits})})"
+                                                for k in differ))
         out = frame.copy()
         for c in ("prediction", "lo", "hi"):
             out[c] = np.nan
+        out["interval"] = "none"
         out["extrapolated"] = False
-        out["group_found"] = False
+        out["group_found"] = match.any(axis=0)
         q = (1 - level) / 2
-        for g in self.groups:
-            mask = np.ones(len(frame), bool)
-            for k in keys:
-                mask &= frame[k].astype(str).to_numpy() == str(g.key.get(k))
+        for g, cols, mask in zip(self.groups, group_cols, match):
             if not mask.any():
                 continue
             v = frame.loc[mask, cols].to_numpy(dtype=np.float64)
@@ -152,14 +277,15 @@ class FitResult:
             if ((v < 0) | ((v == 0) & ~zero)).any() or not np.isfinite(v).all():
                 raise DataError(f"prediction points must be positive and finite: {cols}")
             out.loc[mask, "prediction"] = g.loss(v)
-            ld = g.loss_draws(v)
+            ld = g.new_run_draws(v) if interval == "new-run" else g.loss_draws(v)
             if len(ld):
                 out.loc[mask, "lo"] = np.quantile(ld, q, axis=0)
                 out.loc[mask, "hi"] = np.quantile(ld, 1 - q, axis=0)
+                out.loc[mask, "interval"] = interval
             out.loc[mask, "extrapolated"] = g.extrapolates(v)
-            out.loc[mask, "group_found"] = True
         if not out["group_found"].all():
-            missing = frame.loc[~out["group_found"], keys].drop_duplicates().to_dict("records")
-            raise DataError(f"no fitted group for {missing[:3]}: groups are "
+            row = int(np.flatnonzero(~out["group_found"].to_numpy())[0])
+            raise DataError(f"no fitted group for point {row + 1} "
+                            f"({frame.iloc[row].dropna().to_dict()}): groups are "
                             f"{[g.key for g in self.groups]}")
         return out.drop(columns="group_found")

@@ -15,8 +15,10 @@ Design choices, each for a reason:
   scores and logits come out of their matrix products in float32 (`preferred_element_type`), not
   rounded to the compute dtype first.
 - `attention="xla"` is plain einsum attention (any backend, any shape); `"cudnn"` is cuDNN's fused
-  flash attention through `jax.nn.dot_product_attention` (NVIDIA GPUs, bf16/fp16, head dim a
-  multiple of 8): same function, without materialising the T x T scores.
+  flash attention through `jax.nn.dot_product_attention` (NVIDIA GPUs, bf16/fp16): the same function
+  without materialising the T x T scores (on an H100, d_model 2048: first losses equal to 3e-6
+  relative, 1.34x the XLA step's speed). `"auto"` (default) takes cuDNN where it is known to apply
+  (see `attention_impl`), else XLA; on a CPU it is always XLA.
 """
 from __future__ import annotations
 
@@ -27,7 +29,23 @@ import jax.numpy as jnp
 from flax import nnx
 
 F32 = jnp.float32
-ATTENTION = ("xla", "cudnn")
+ATTENTION = ("auto", "xla", "cudnn")
+
+
+def attention_impl(attention: str, dtype, seq_len: int, head_dim: int, backend: str | None = None) -> str:
+    """The attention implementation a Block uses: "cudnn" or "xla".
+
+    "auto" picks cuDNN flash attention on a GPU for bf16/fp16 compute when the head dim is a multiple
+    of 8 up to 128 and the sequence length a multiple of 64 (jax 0.11 on an H100 refused 65), else XLA.
+    """
+    if attention not in ATTENTION:
+        raise ValueError(f"unknown attention {attention!r}; expected one of {ATTENTION}")
+    if attention != "auto":
+        return attention
+    backend = backend or jax.default_backend()
+    ok = (backend == "gpu" and jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+          and head_dim % 8 == 0 and head_dim <= 128 and seq_len % 64 == 0)
+    return "cudnn" if ok else "xla"
 
 from .config import ModelConfig, adapter_param_count, ladder, param_count  # noqa: F401 (re-exported)
 
@@ -82,7 +100,7 @@ def rope(x, base: float):
 
 
 class Block(nnx.Module):
-    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, lora_rank: int = 0, attention: str = "xla"):
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, lora_rank: int = 0, attention: str = "auto"):
         d = cfg.d_model
         self.cfg = cfg
         self.attention = attention
@@ -102,7 +120,7 @@ class Block(nnx.Module):
         q = rope(self.q(h, dtype).reshape(B, T, H, d // H), self.cfg.rope_base)
         k = rope(self.k(h, dtype).reshape(B, T, H, d // H), self.cfg.rope_base)
         v = self.v(h, dtype).reshape(B, T, H, d // H)
-        if self.attention == "cudnn":
+        if attention_impl(self.attention, dtype, T, d // H) == "cudnn":
             a = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn").reshape(B, T, d)
         else:
             # scores accumulate and come out in float32 (no rounding to bf16 before the softmax)
@@ -120,7 +138,7 @@ class Transformer(nnx.Module):
     """Decoder-only LM. `prompt_len` > 0 adds soft-prompt vectors; `lora_rank` > 0 adds adapters."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, lora_rank: int = 0, prompt_len: int = 0,
-                 dtype=jnp.float32, attention: str = "xla"):
+                 dtype=jnp.float32, attention: str = "auto"):
         if attention not in ATTENTION:
             raise ValueError(f"unknown attention {attention!r}; expected one of {ATTENTION}")
         self.cfg = cfg

@@ -109,7 +109,7 @@ def test_simulate_paper_grid(capsys, tmp_path):
 BAD = [
     (["--x", "model_param"], "missing column 'model_param': did you mean 'model_params'"),
     (["--law", "chinchila"], "unknown law 'chinchila': choose one of"),
-    (["--objective", "l1"], "invalid choice"),
+    (["--objective", "l3"], "invalid choice"),
     (["--by", "nope"], "missing column 'nope'"),
     (["--where", "finetune_examples >"], "cannot apply --where"),
     (["--where", "finetune_examples < 0"], "leaves no rows"),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import lawfit
+import lawfit.report  # noqa: F401  (used as lawfit.report below, whatever ran before)
 from lawfit.backtest import backtest
 from lawfit.cli import main
 from lawfit.critical import critical

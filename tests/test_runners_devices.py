@@ -135,3 +135,23 @@ def test_interrupted_pretraining_resumes_to_the_same_result(tmp_path):
         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
     assert not (tmp_path / "run" / "resume").exists()  # the training state goes once complete
+
+
+def test_bench_runners_mfu_uses_every_devices_peak(monkeypatch):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_runners", REPO / "benchmarks" / "bench_runners.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.default_peak("NVIDIA H100 80GB HBM3") == 989.0
+    assert bench.default_peak("NVIDIA H100 PCIe") == 756.0
+    assert bench.default_peak("NVIDIA H200") == 989.0
+    assert bench.default_peak("cpu") is None
+    _, cfg = _tiny()
+    monkeypatch.setattr(jax, "device_count", lambda: 4)  # as if the batch were sharded over 4 devices
+    r = bench.measure(cfg, batch=4, seq=16, dtype="float32", steps=2, windows=2, peak=2.0)
+    assert r["devices"] == 4 and len(r["window_step_s"]) == 2
+    assert r["tokens_per_s"] == round(4 * 16 / r["median_step_s"])
+    assert r["mfu"] == pytest.approx(r["model_tflops"] / (2.0 * 4))
+    n = r["params"]
+    assert r["model_tflops"] == pytest.approx((6 * n + 12 * cfg.n_layers * 16 * cfg.d_model) * r["tokens_per_s"] / 1e12,
+                                              rel=1e-3)

@@ -106,3 +106,21 @@ def test_frozen_base_bit_identical_after_pet(tiny_setup, method, pet):
         assert all(same), "base weights changed under PET"
         # and the loaded base arrays themselves are still valid (not donated/deleted)
         assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(before), jax.tree.leaves(base)))
+
+
+def test_attention_auto_takes_cudnn_only_where_it_applies():
+    import jax.numpy as jnp
+
+    from runners.model import attention_impl
+    bf16 = jnp.bfloat16
+    assert attention_impl("auto", bf16, 1024, 128, backend="gpu") == "cudnn"
+    assert attention_impl("auto", bf16, 64, 8, backend="gpu") == "cudnn"
+    assert attention_impl("auto", bf16, 65, 128, backend="gpu") == "xla"  # refused by cuDNN (jax 0.11, H100)
+    assert attention_impl("auto", jnp.float32, 1024, 128, backend="gpu") == "xla"
+    assert attention_impl("auto", bf16, 1024, 12, backend="gpu") == "xla"
+    assert attention_impl("auto", bf16, 1024, 256, backend="gpu") == "xla"
+    assert attention_impl("auto", bf16, 1024, 128, backend="cpu") == "xla"
+    assert attention_impl("auto", bf16, 1024, 128) == "xla"  # this machine: CPU
+    assert attention_impl("xla", bf16, 1024, 128, backend="gpu") == "xla"
+    with pytest.raises(ValueError, match="unknown attention"):
+        attention_impl("flash", bf16, 1024, 128)

@@ -189,3 +189,25 @@ def test_user_law_module_on_the_command_line_with_its_source_hash(tmp_path):
     assert r.returncode == 2 and "has changed since this fit" in r.stderr
     r = run_cli("fit", "runs.csv", "--law", "my_laws:nothing", cwd=tmp_path)
     assert r.returncode == 2 and "has no 'nothing'" in r.stderr
+
+
+def test_a_law_of_d_alone_with_base_rows_is_plotted(tmp_path):
+    from lawfit.plot import plot_fit
+    frame = simulate()
+    res = lawfit.fit(frame, "rectified", by=[])
+    paths = plot_fit(res, frame, tmp_path, formats=("png",))
+    assert [p.name for p in paths] == ["fit.png"] and paths[0].stat().st_size > 10_000
+
+
+def test_user_law_joint_fit_shares_and_fixes_parameters():
+    a, b = simulate(seed=4), simulate(seed=5)
+    b = b.assign(loss=b.loss + 0.3 * 40.0 / (30.0 + b.finetune_examples ** 0.45))  # larger B
+    frame = pd.concat([a.assign(subset="a"), b.assign(subset="b")], ignore_index=True)
+    res = lawfit.fit(frame, my_rectified, by=[], joint="subset", share=["E", "beta"],
+                     objective="mse-log")
+    ga, gb = res.groups
+    assert ga.params["E"] == gb.params["E"] and ga.params["beta"] == gb.params["beta"]
+    assert gb.params["B"] > ga.params["B"]
+    assert np.isclose(ga.params["beta"], TRUTH["beta"], atol=0.05)
+    fixed = lawfit.fit(a, my_rectified, by=[], fixed={"E": 1.1}, objective="mse-log")
+    assert fixed.groups[0].params["E"] == 1.1
