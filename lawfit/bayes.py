@@ -602,7 +602,7 @@ def diagnostic_warnings(diag: Mapping) -> list[str]:
                    "are imprecise; draw more")
     if diag["divergences"]:
         out.append(f"{diag['divergences']} divergent transitions: the posterior may be biased; "
-                   "raise target_accept or tighten the priors")
+                   "raise --target-accept (e.g. 0.99) or tighten the priors")
     return out
 
 

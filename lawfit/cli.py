@@ -128,6 +128,13 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
 
+def check_target_accept(value: float) -> float:
+    """NUTS' target acceptance probability must lie strictly between 0 and 1."""
+    if not 0 < value < 1:
+        raise DataError(f"--target-accept must be between 0 and 1 (e.g. 0.95), got {value}")
+    return value
+
+
 def fit_options(args) -> dict:
     """The shared fitting options, checked (the --where expression parsed) before any data is
     read."""
@@ -179,6 +186,9 @@ def _fit_add(p):
     p.add_argument("--draws", type=int, default=None, help="NUTS draws per chain (1000)")
     p.add_argument("--likelihood", default=None, choices=["student", "normal"],
                    help="--fitter bayes: Student-t (default, robust) or normal residuals")
+    p.add_argument("--target-accept", type=float, default=None,
+                   help="--fitter bayes: NUTS target acceptance probability (default 0.9; raise "
+                   "it, e.g. 0.99, when transitions diverge)")
     p.add_argument("--out", default=None, help="directory for fit.json and draws.parquet")
     p.add_argument("--overwrite", action="store_true", help="replace an existing fit in --out")
     p.add_argument("--plot", action="store_true", help="also draw the fit (PNG and PDF) into --out")
@@ -193,10 +203,14 @@ def cmd_fit(args) -> int:
     from .fit import fit
     if args.plot and not args.out:
         raise DataError("--plot needs --out DIR (the figures are written there)")
-    bayes_flags = {k: getattr(args, k) for k in ("chains", "warmup", "draws", "likelihood")
+    bayes_flags = {k: getattr(args, k) for k in ("chains", "warmup", "draws", "likelihood",
+                                                 "target_accept")
                    if getattr(args, k) is not None}
     if (bayes_flags or args.priors) and args.fitter != "bayes":
-        raise DataError("--priors, --chains, --warmup, --draws and --likelihood need --fitter bayes")
+        raise DataError("--priors, --chains, --warmup, --draws, --likelihood and --target-accept "
+                        "need --fitter bayes")
+    if args.target_accept is not None:
+        check_target_accept(args.target_accept)
     opts = fit_options(args)
     fixed = parse_assignments(args.fix or "", "--fix", numeric=True)
     if args.recipe == "zhang2024" and (args.fix or args.joint or args.share):

@@ -14,7 +14,8 @@ import sys
 
 import numpy as np
 
-from .cli import Progress, _csv, add_data_arguments, fit_options, load, subcommand
+from .cli import (Progress, _csv, add_data_arguments, check_target_accept, fit_options, load,
+                  subcommand)
 from .data import DataError, default_by
 
 
@@ -27,6 +28,9 @@ def _compare_add(p):
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument("--likelihood", default="student", choices=["student", "normal"])
+    p.add_argument("--target-accept", type=float, default=0.9,
+                   help="NUTS target acceptance probability (default 0.9; raise it, e.g. 0.99, "
+                   "when transitions diverge)")
     p.add_argument("--holdout-fitter", default="lsq", choices=["lsq", "bayes", "none"],
                    help="fitter of the held-out check (default lsq: the point fit as in the "
                    "papers; bayes: posterior median predictions; none: skip it)")
@@ -63,6 +67,14 @@ def _holdout(frame, law, opts, common, fitter, bayes_options):
     return out
 
 
+def _diag_text(g) -> str:
+    d = g.info.get("diagnostics") if isinstance(g.info, dict) else None
+    if not d:
+        return ""
+    return (f" (R-hat {d.get('r_hat_max', float('nan')):.3g}, "
+            f"{d.get('divergences', 0)} divergences, bulk ESS {d.get('ess_bulk_min', 0):.0f})")
+
+
 @subcommand("compare", "rank laws per group by PSIS-LOO (Bayesian fits) and held-out error",
             _compare_add)
 def cmd_compare(args) -> int:
@@ -80,14 +92,18 @@ def cmd_compare(args) -> int:
         resolve(name)
     if min(args.chains, args.warmup, args.draws) < 1:
         raise DataError("--chains, --warmup and --draws must be positive")
+    check_target_accept(args.target_accept)
     opts = fit_options(args)
     bayes_options = {"chains": args.chains, "warmup": args.warmup, "draws": args.draws,
-                     "likelihood": args.likelihood}
+                     "likelihood": args.likelihood, "target_accept": args.target_accept}
     if args.priors:
         bayes_options["priors"] = bayes.read_priors(args.priors)
     if args.out:
         report.check_out_dir(args.out, ["compare.json"], args.overwrite, runs=args.runs)
     frame, source = load(args)
+    from .critical import check_series
+    from .expr import filter_frame
+    check_series(filter_frame(frame, opts.get("where")), opts["by"], opts.get("x"))
     progress = Progress(args.quiet)
     common = dict(source=source, progress=progress)
     fits = {}
@@ -102,7 +118,7 @@ def cmd_compare(args) -> int:
             holdout[name] = _holdout(frame, name, opts, common, args.holdout_fitter,
                                      bayes_options)
     ref = fits[laws[0]]
-    rows, lines, n_warn = [], [], 0
+    rows, lines, n_warn, uncompared = [], [], 0, []
     for gi, g0 in enumerate(ref.groups):
         key = g0.key
         label = ", ".join(f"{k}={v}" for k, v in key.items()) or "(all runs)"
@@ -144,17 +160,33 @@ def cmd_compare(args) -> int:
                              "refit without them")
             for w in fits[name].groups[gi].warnings:
                 lines.append(f"  warning: {name}: {w}")
+        bad = [(name, fits[name].groups[gi]) for name in laws
+               if fits[name].groups[gi].status == "not_converged"]
+        for r in rows[-len(laws):]:
+            r["comparable"] = not bad
+        if bad:
+            why = "; ".join(f"{name} {g.status}" + _diag_text(g) for name, g in bad)
+            uncompared.append(f"{label}: {why}")
+            lines.append(f"  NOT COMPARED: the ranking above is not reliable ({why})")
         if holdout:
             h0 = holdout[laws[0]].get(hkey)
             if h0:
                 lines.append(f"  held out: the {h0['n']} runs at the largest D ({h0['d']:.4g}), "
                              f"each law refitted without them ({args.holdout_fitter})")
+    if uncompared:
+        lines.append(f"\n{len(uncompared)} of {len(ref.groups)} groups could not be compared "
+                     "(a law's posterior did not converge: R-hat > 1.01 or divergent transitions; "
+                     "try --target-accept 0.99, more --warmup, or tighter --priors):")
+        lines += [f"  {u}" for u in uncompared]
+    else:
+        lines.append(f"\nevery group compared: all {len(laws)} laws converged in all "
+                     f"{len(ref.groups)} groups (R-hat <= 1.01, no divergent transitions)")
     print("\n".join(lines))
     if args.out:
         doc = {"laws": laws, "criterion": "PSIS-LOO elpd (loss scale, nats)",
                "holdout": {"rule": "largest D per group", "fitter": args.holdout_fitter},
                "bayes": {k: v for k, v in bayes_options.items() if k != "priors"},
-               "data": source, "rows": rows}
+               "data": source, "rows": rows, "not_compared": uncompared}
         out = report.prepare_out(args.out, ["compare.json"], args.overwrite)
         report.write_json(report._jsonable(doc), out / "compare.json")
         print(f"wrote {out / 'compare.json'}", file=sys.stderr)

@@ -8,7 +8,8 @@ stdout at start (anything else the process prints goes to stderr). EOF on stdin:
 Signals: SIGINT is ignored (a terminal's Ctrl-C reaches the whole process group; the driver decides
 what stops). SIGTERM abandons the job in flight: it is logged, no row is written (rows are renamed
 into place only when complete), and the process exits with status 143. If the driver dies, the
-kernel sends this process SIGTERM (Linux parent-death signal), so no worker outlives its sweep.
+kernel kills this process (SIGKILL, Linux parent-death signal: even in the middle of an XLA
+compilation), so no worker outlives its sweep; rows are renamed into place, so none is partial.
 
 Jax runs here in float32 semantics whatever the parent had: `jax_enable_x64` is switched off
 before any array exists (importing lawfit switches it on in the `lawfit` process).
@@ -26,7 +27,7 @@ def _parent_death_signal():
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
 

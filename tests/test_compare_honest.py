@@ -1,0 +1,63 @@
+"""``lawfit compare`` answers honestly: it refuses a table that pools several series, offers
+``--target-accept``, and says plainly which groups could not be compared (a posterior that did
+not converge), in the printed summary and in compare.json."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lawfit.cli import main
+from lawfit.simulate import paper_grid, simulate
+
+TRUTH = {"A": 300.0, "E": 0.6, "alpha": 0.3, "beta": 0.1}
+GRID = {"model_params": [1e8, 3e8, 1e9, 3e9], "finetune_examples": [1e3, 3e3, 1e4, 3e4, 1e5, 3e5]}
+
+
+@pytest.fixture(scope="module")
+def series_table(tmp_path_factory):
+    f = paper_grid(noise=0.005, seeds=1, seed=2, tasks=("wmt14_en_de",), methods=("fmt",))
+    path = tmp_path_factory.mktemp("cmp") / "runs.csv"
+    f.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("extra,needle", [
+    ([], "holds 2 series in column 'factor'"),
+    (["--where", "factor == 'model_params'", "--target-accept", "1.2"], "--target-accept must be"),
+    (["--where", "factor == 'model_params'", "--target-accept", "0"], "--target-accept must be"),
+])
+def test_compare_refuses_pooled_series_and_bad_target_accept(series_table, extra, needle,
+                                                            capsys):
+    rc = main(["compare", str(series_table), "--laws", "multiplicative,additive", "--quiet",
+               *extra])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_fit_target_accept_needs_bayes_and_a_probability(series_table, capsys):
+    assert main(["fit", str(series_table), "--where", "factor == 'model_params'",
+                 "--target-accept", "0.95", "--quiet"]) == 2
+    assert "need --fitter bayes" in capsys.readouterr().err
+    assert main(["fit", str(series_table), "--where", "factor == 'model_params'", "--fitter",
+                 "bayes", "--target-accept", "2", "--quiet"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err
+
+
+def test_compare_says_which_groups_could_not_be_compared(tmp_path, capsys):
+    """Chains far too short to converge (5 warm-up + 20 draws): every group is listed as not
+    compared, with the reason, and compare.json marks its rows not comparable."""
+    runs = tmp_path / "runs.csv"
+    simulate("multiplicative", TRUTH, GRID, noise=0.01, seeds=1, seed=5,
+             extra={"task": "demo", "method": "lora"}).to_csv(runs, index=False)
+    out = tmp_path / "cmp"
+    rc = main(["compare", str(runs), "--laws", "multiplicative,power", "--chains", "2",
+               "--warmup", "5", "--draws", "20", "--holdout-fitter", "none",
+               "--target-accept", "0.95", "--out", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "1 of 1 groups could not be compared" in text and "NOT COMPARED" in text
+    doc = json.loads((out / "compare.json").read_text())
+    assert doc["not_compared"] and not any(r["comparable"] for r in doc["rows"])
+    assert doc["bayes"]["target_accept"] == 0.95
