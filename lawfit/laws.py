@@ -318,7 +318,7 @@ def law(params: Mapping[str, tuple[float, float]], variables: tuple[str, ...] | 
 # Fitted by default as Lin et al. fit it: squared error on the log loss.
 @law(params={"B": (1e-2, 1e4), "Dl": (1e-2, 1e7), "beta": (0.0, 2.0), "E": (1e-3, 10.0)},
      variables=("finetune_examples",), formula="B / (D_l + D^beta) + E", objective="mse-log",
-     zero_ok=("finetune_examples",))   # given, not probed: importing lawfit starts no jax backend
+     zero_ok=("finetune_examples",))   # stated, not probed: importing lawfit starts no jax backend
 def rectified(p, D):
     return p["B"] / (p["Dl"] + D ** p["beta"]) + p["E"]
 
@@ -326,22 +326,10 @@ def rectified(p, D):
 register(rectified)
 
 
-def check_params(law: Law, params: Mapping, what: str = "parameter") -> None:
-    """DataError unless every value is a finite number and every scale parameter (fitted as its
-    log: A, B, E) is positive."""
-    from .data import DataError
-    for p, v in params.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise DataError(f"{what} {p}={v!r} is not a number")
-        if not np.isfinite(v):
-            raise DataError(f"{what} {p}={v} is not finite")
-        if p in law.log_params and not v > 0:
-            raise DataError(f"{what} {p}={v:g} must be positive (a scale of law {law.name!r})")
-
-
 def get_law(name: str) -> Law:
     from .data import DataError
-    if not isinstance(name, str) or name not in LAWS:
+    try:
+        return LAWS[name]
+    except KeyError:
         raise DataError(f"unknown law {name!r}: choose one of {', '.join(LAWS)}, or a law of your "
-                        "own as MODULE:FUNCTION")
-    return LAWS[name]
+                        "own as MODULE:FUNCTION") from None
