@@ -326,10 +326,22 @@ def rectified(p, D):
 register(rectified)
 
 
+def check_params(law: Law, params: Mapping, what: str = "parameter") -> None:
+    """DataError unless every value is a finite number and every scale parameter (fitted as its
+    log: A, B, E) is positive."""
+    from .data import DataError
+    for p, v in params.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise DataError(f"{what} {p}={v!r} is not a number")
+        if not np.isfinite(v):
+            raise DataError(f"{what} {p}={v} is not finite")
+        if p in law.log_params and not v > 0:
+            raise DataError(f"{what} {p}={v:g} must be positive (a scale of law {law.name!r})")
+
+
 def get_law(name: str) -> Law:
     from .data import DataError
-    try:
-        return LAWS[name]
-    except KeyError:
+    if not isinstance(name, str) or name not in LAWS:
         raise DataError(f"unknown law {name!r}: choose one of {', '.join(LAWS)}, or a law of your "
-                        "own as MODULE:FUNCTION") from None
+                        "own as MODULE:FUNCTION")
+    return LAWS[name]
