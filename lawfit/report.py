@@ -94,9 +94,11 @@ def atomic_write(path: Path, write) -> None:
 
 def _run_files(directory: Path, ours=()) -> list[Path]:
     """The run rows of a runs-table directory (what :func:`lawfit.read_runs` would read)."""
+    if (directory / "fit.json").is_file():      # a lawfit artefact directory, not a sweep's
+        return []
     try:
         return [f for f in directory.glob("*.parquet")
-                if not f.name.startswith(".") and f.name not in ours]
+                if not f.name.startswith(".") and f.name not in (*ours, "draws.parquet")]
     except OSError:
         return []
 
