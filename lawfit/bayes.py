@@ -55,6 +55,7 @@ import numpy as np
 
 from . import lsq
 from .data import DataError
+from .problem import Status
 
 jax.config.update("jax_enable_x64", True)
 
@@ -356,18 +357,11 @@ def build_model(problem: lsq.Problem, free_names, *, priors=None, likelihood="st
 
 # --- initialisation near the least-squares optimum -------------------------------------------
 
-def lsq_optimum(problem: lsq.Problem, layout, rng) -> lsq.MultiStart:
-    """The least-squares optimum of the problem's own objective (grid multi-start; a joint layout
-    is started from its subsets' optima, as ``lawfit.fit`` does)."""
-    from .fit import _solve_lsq
-    sub_problems = []
-    if len(layout.subsets) > 1:
-        for s in range(len(layout.subsets)):
-            m = np.all(problem.slots == layout.subset_slots[s], axis=1)
-            sub_problems.append(lsq.Problem.simple(problem.law, problem.objective,
-                                                   problem.log_vars[m], problem.y[m]))
-    ms, _ = _solve_lsq(problem, problem.law, layout, sub_problems, "grid", "newton", rng)
-    return ms
+def lsq_optimum(group, rng) -> lsq.LsqFit:
+    """The least-squares optimum of a group's problem (``lawfit.problem.GroupProblem``) under its
+    own objective (grid multi-start; a joint layout is started from its subsets' optima, as
+    ``lawfit.fit`` does)."""
+    return lsq.solve(group, "grid", "newton", rng)
 
 
 def init_values(model: Model, free_opt: np.ndarray) -> dict:
@@ -533,7 +527,7 @@ def pointwise(model: Model, samples: Samples, seed: int):
             np.asarray(rep)[:, :n].reshape(c, n_draws, n))
 
 
-def fit_problem(problem: lsq.Problem, layout, *, rng: np.random.Generator | None = None,
+def fit_problem(group, *, rng: np.random.Generator | None = None,
                 progress: Callable[[str], None] | None = None, priors: Mapping | None = None,
                 likelihood: str = "student", nu: float | None = None, weights=None,
                 chains: int = CHAINS, warmup: int = WARMUP, draws: int = DRAWS,
@@ -546,9 +540,10 @@ def fit_problem(problem: lsq.Problem, layout, *, rng: np.random.Generator | None
     settings, the least-squares starting point) and ``posterior`` (the arviz DataTree).
     """
     rng = np.random.default_rng(0) if rng is None else rng
+    problem, layout = group.problem, group.layout
     model = build_model(problem, layout.free_names, priors=priors, likelihood=likelihood, nu=nu,
                         weights=weights)
-    ms = lsq_optimum(problem, layout, rng)
+    ms = lsq_optimum(group, rng)
     if progress:
         progress(f"  least-squares start: objective {ms.value:.6g} "
                  f"({'converged' if ms.converged else 'NOT converged'}); NUTS {chains} chains x "
@@ -564,8 +559,9 @@ def fit_problem(problem: lsq.Problem, layout, *, rng: np.random.Generator | None
     if not ms.converged:
         warns.append("the least-squares start did not converge: chains were started from the "
                         "best point found")
-    status = ("not_converged" if (not diag["r_hat_max"] <= RHAT_MAX or diag["divergences"] > 0)
-              else "converged")
+    status = (Status.NOT_CONVERGED
+              if (not diag["r_hat_max"] <= RHAT_MAX or diag["divergences"] > 0)
+              else Status.CONVERGED)
     fd = free_draws(model, smp)
     if progress:
         progress(f"  NUTS done in {smp.seconds:.1f} s: r_hat_max {diag['r_hat_max']:.4f}, "

@@ -7,8 +7,7 @@ work reports through an optional ``progress(message)`` callback.
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
 import jax.numpy as jnp
@@ -22,24 +21,26 @@ from .expr import Expr, filter_with_record
 from .laws import Law, check_params
 from .userlaw import resolve as resolve_law
 from .objectives import Objective, make_objective
-from .result import FitResult, GroupFit, Status, bootstrap_health
+from .problem import GroupProblem, Layout, Status, build_layout, group_problem
+from .result import FitResult, GroupFit, bootstrap_health
+
+__all__ = ["FitOptions", "fit", "variable_values"]
 
 
 @dataclass(frozen=True)
-class Layout:
-    """How a group's free parameter vector maps onto its subsets' law parameters."""
-    subsets: tuple                  # subset labels (one ``None`` for a plain fit)
-    free_names: tuple               # e.g. ("E", "beta", "A[model_params]", ...)
-    free_params: tuple              # law parameter of each free slot, e.g. ("E", "beta", "A", ...)
-    subset_slots: np.ndarray        # (n_subsets, P) index into concat(free, fixed)
-    fixed: np.ndarray               # frozen internal values
-
-    def internal(self, free: np.ndarray) -> np.ndarray:
-        """(..., F) free vectors -> (..., n_subsets, P) internal law parameters."""
-        free = np.asarray(free, np.float64)
-        fixed = np.broadcast_to(self.fixed, free.shape[:-1] + self.fixed.shape)
-        phi = np.concatenate([free, fixed], axis=-1)
-        return phi[..., self.subset_slots]
+class FitOptions:
+    """How every group of one :func:`fit` call is fitted (validated by :func:`fit`)."""
+    law: Law
+    objective: Objective
+    columns: Mapping[str, str]          # role -> column (``@COL``: named per row), and "y"
+    joint: str | None = None            # subset column of a joint fit
+    share: tuple[str, ...] = ()         # parameters shared across the subsets
+    starts: str | int = "grid"
+    bootstrap: int = 0
+    seeds: str = "average"
+    fitter: str = "lsq"
+    solver: str = "newton"
+    bayes_options: Mapping = field(default_factory=dict)
 
 
 def _resolve_columns(frame, law: Law, x, d, y, joint):
@@ -80,119 +81,6 @@ def _values(frame, col, zero_ok):
     if (arr < 0).any():
         numeric_column(frame.loc[arr < 0], col, positive=True)     # raises today's message
     return arr
-
-
-def _layout(law: Law, subsets, share, fixed: Mapping[str, float]) -> Layout:
-    unknown = [p for p in [*share, *fixed] if p not in law.params]
-    if unknown:
-        raise DataError(f"unknown parameter(s) {unknown} for law {law.name!r}: its parameters "
-                        f"are {', '.join(law.params)}")
-    check_params(law, fixed, "fixed parameter")
-    fixed_names = [p for p in law.params if p in fixed]
-    fixed_vals = law.to_internal({**{p: 1.0 for p in law.params}, **fixed})
-    fixed_int = np.array([fixed_vals[law.params.index(p)] for p in fixed_names])
-    joint = subsets != (None,)
-    names, params, slot = [], [], {}
-    for p in law.params:
-        if p in fixed or (joint and p not in share):
-            continue
-        slot[(None, p)] = len(names)
-        names.append(p)
-        params.append(p)
-    for s in subsets:
-        for p in law.params:
-            if p in fixed or (None, p) in slot:
-                continue
-            slot[(s, p)] = len(names)
-            names.append(f"{p}[{s}]")
-            params.append(p)
-    n_free = len(names)
-    if n_free == 0:
-        raise DataError(f"every parameter of law {law.name!r} is fixed: nothing is left to fit "
-                        "(use lawfit simulate or the law itself to evaluate fixed parameters)")
-    slots = np.array([[n_free + fixed_names.index(p) if p in fixed else
-                       slot.get((None, p), slot.get((s, p))) for p in law.params] for s in subsets])
-    return Layout(tuple(subsets), tuple(names), tuple(params), slots, fixed_int)
-
-
-def _grid_starts(law: Law, layout: Layout, starts, rng) -> np.ndarray:
-    """Start vectors over the free parameters of a one-subset layout."""
-    free_idx = [law.params.index(p) for p in layout.free_params]
-    grid = law.grid()
-    lo, hi = grid.min(axis=0), grid.max(axis=0)
-    if isinstance(starts, (int, np.integer)) and not isinstance(starts, bool):
-        if starts < 1:
-            raise DataError(f"--starts must be 'grid' or a positive count, got {starts}")
-        return rng.uniform(lo[free_idx], hi[free_idx], size=(int(starts), len(free_idx)))
-    if starts != "grid":
-        raise DataError(f"--starts must be 'grid' or a positive count, got {starts!r}")
-    return np.unique(grid[:, free_idx], axis=0)
-
-
-def _status(ms: lsq.MultiStart, law: Law, layout: Layout, problem: lsq.Problem,
-            check_grid: bool = True) -> tuple[str, list]:
-    """Status of a least-squares fit: not converged, a scale parameter at its floor, or (for fits
-    started from the grid) an optimum outside the grid's span."""
-    if not ms.converged:
-        return Status.NOT_CONVERGED, ["no start converged: the estimate is the best point found"]
-    # within a factor e^2 of the floor a scale term is below 1e-10 of every loss: effectively 0
-    at = [n for n, t, b in zip(layout.free_names, ms.theta, problem.lower_bounds()) if t <= b + 2.0]
-    if at:
-        return Status.AT_BOUND, [f"{', '.join(at)} at the lower bound (effectively 0): the data "
-                                 "do not support a positive value"]
-    if not check_grid:
-        return Status.CONVERGED, []
-    grid = law.grid()
-    lo, hi = grid.min(axis=0), grid.max(axis=0)
-    edge = []
-    for j, p in enumerate(layout.free_params):
-        k = law.params.index(p)
-        span = hi[k] - lo[k]
-        if ms.theta[j] < lo[k] - 1e-9 * span or ms.theta[j] > hi[k] + 1e-9 * span:
-            edge.append(layout.free_names[j])
-    if edge:
-        return Status.GRID_EDGE, [f"optimum outside the start grid in {', '.join(edge)}: another "
-                                  "optimum may lie beyond the grid; widen it or give --starts N"]
-    return Status.CONVERGED, []
-
-
-def _solve_lsq(problem, law, layout, sub_problems, starts, solver, rng):
-    """Multi-start (or, jointly, refine from the subsets' own optima)."""
-    if len(layout.subsets) == 1:
-        if solver == "varpro":
-            if not law.analytic:
-                raise DataError(f"--solver varpro needs a law with linear parameters; "
-                                f"{law.name!r} is a jax law: use --solver newton")
-            if problem.objective.name != "mse" or layout.fixed.size:
-                raise DataError("--solver varpro needs --objective mse and no frozen parameters "
-                                "(the linear parameters are solved exactly in squared error)")
-            exps = _grid_starts(law, _layout(law, (None,), (), {p: 1.0 for p in law.linear}),
-                                starts, rng)
-            ms, coef = lsq.varpro(problem, exps)
-            warn = ([f"variable projection gave non-positive {law.linear}: {coef.tolist()}"]
-                    if (coef <= 0).any() else [])
-            return ms, warn
-        return lsq.multistart(problem, _grid_starts(law, layout, starts, rng)), []
-    # joint: each subset alone first, then the joint problem from their optima
-    sub_opt = []
-    for sp in sub_problems:
-        sub_layout = _layout(law, (None,), (), {})
-        sub_opt.append(law.to_natural(lsq.multistart(sp, _grid_starts(law, sub_layout, starts,
-                                                                       rng)).theta))
-    sub_opt = np.array(sub_opt)                               # (n_subsets, P) natural
-    cands = []
-    for source in [*range(len(sub_opt)), "mean"]:
-        free = np.empty(len(layout.free_names))
-        for j, (name, p) in enumerate(zip(layout.free_names, layout.free_params)):
-            k = law.params.index(p)
-            if name == p:                                     # shared
-                vals = sub_opt[:, k] if source == "mean" else sub_opt[[source], k]
-                nat = np.exp(np.mean(np.log(vals))) if p in law.log_params else np.mean(vals)
-            else:
-                nat = sub_opt[layout.subsets.index(_subset_of(name)), k]
-            free[j] = np.log(nat) if p in law.log_params else nat
-        cands.append(free)
-    return lsq.refine(problem, np.array(cands)), []
 
 
 def _residual_scale(law, obj, theta_rows, log_vars, y, n_seeds, n_free) -> dict:
@@ -243,10 +131,6 @@ def _power_phase_runs(gdf: pd.DataFrame, law: Law, cols: dict, method: str, join
             f"({dcol})")
     return gdf[keep].reset_index(drop=True), {"method": method, "column": dcol, "curves": curves,
                                               "n_excluded": n_out}, note
-
-
-def _subset_of(name: str):
-    return name[name.index("[") + 1:-1]
 
 
 def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None = None,
@@ -336,7 +220,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
             gdf, *phase = _power_phase_runs(gdf, law, cols, pre_power, joint)
         frozen = fixed(key) if callable(fixed) else (fixed or {})
         subsets = tuple(sorted(gdf[joint].astype(str).unique())) if joint else (None,)
-        layout = _layout(law, subsets, share, frozen)          # checks the names too
+        layout = build_layout(law, subsets, share, frozen)     # checks the names too
         n_free = len(layout.free_names)
         if len(gdf) < n_free:
             raise DataError(f"group {key} has {len(gdf)} runs but the fit has {n_free} free "
@@ -346,6 +230,9 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         notes = _data_warnings(gdf, key, layout, law, cols, joint, share, n_dup,
                                averaged=seeds == "average" and "seed" in frame.columns)
         groups.append((key, gdf.reset_index(drop=True), frozen, layout, phase, notes))
+    opts = FitOptions(law=law, objective=obj, columns=cols, joint=joint, share=tuple(share),
+                      starts=starts, bootstrap=bootstrap, seeds=seeds, fitter=fitter,
+                      solver=solver, bayes_options=dict(bayes_options or {}))
     out = []
     for gi, (key, gdf, frozen, layout, phase, notes) in enumerate(groups):
         if progress:
@@ -361,9 +248,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
                 nat[:, law.params.index(p)] = v
             fdraws = law.to_internal(nat)[:, [law.params.index(p) for p in law.params
                                                if p in frozen]]
-        fits = _fit_group(gdf, key, layout, law, obj, cols, joint, share, frozen, starts,
-                          bootstrap, seeds, fitter, solver, rng, progress, bayes_options or {},
-                          fdraws)
+        fits = _fit_group(gdf, key, layout, frozen, fdraws, opts, rng, progress)
         if phase:
             fits = [replace(g, warnings=(phase[1], *g.warnings),
                             info=g.info | {"pre_power": phase[0]}) for g in fits]
@@ -437,67 +322,57 @@ def _data_warnings(gdf, key, layout, law, cols, joint, share, n_dup, averaged) -
     return out
 
 
-def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_boot, seeds,
-               fitter, solver, rng, progress, bayes_options, fixed_draws=None):
+def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str, float],
+               fixed_draws: np.ndarray | None, opts: FitOptions, rng: np.random.Generator,
+               progress: Callable[[str], None] | None) -> list[GroupFit]:
+    """Fit one group's runs ``gdf`` (a joint layout: one GroupFit per subset)."""
+    law, obj, cols, joint = opts.law, opts.objective, opts.columns, opts.joint
     subsets = layout.subsets
     variables = np.stack([variable_values(gdf, cols[r], r in law.zero_ok) for r in law.variables],
                          axis=-1)
     yv = gdf[cols["y"]].to_numpy(np.float64)
-    with np.errstate(divide="ignore"):
-        log_vars = np.log(variables)            # log 0 = -inf: the law sees exactly 0
-    labels = gdf[joint].astype(str).to_numpy() if joint else np.full(len(gdf), None)
-    sub_index = np.array([subsets.index(s) for s in labels])
-    problem = lsq.Problem(law, obj, log_vars, yv, layout.subset_slots[sub_index],
-                          len(layout.free_names), layout.fixed)
-    sub_problems = []
+    labels = gdf[joint].astype(str).to_numpy() if joint else None
     if joint:
-        for s in range(len(subsets)):
-            m = sub_index == s
-            if m.sum() < law.n_params:
-                raise DataError(f"subset {joint}={subsets[s]} of group {key} has {m.sum()} runs, "
+        for s in subsets:
+            n_s = int((labels == s).sum())
+            if n_s < law.n_params:
+                raise DataError(f"subset {joint}={s} of group {key} has {n_s} runs, "
                                 f"fewer than the {law.n_params} parameters of its own fit")
-            sub_problems.append(lsq.Problem.simple(law, obj, log_vars[m], yv[m]))
+    group = group_problem(law, obj, layout, variables, yv, labels)
+    problem, sub_index, log_vars = group.problem, group.sub_index, group.problem.log_vars
+    n_seeds = (gdf["n_seeds"].to_numpy(float) if opts.seeds == "average"
+               else np.ones(len(gdf)))
 
     fixed_per_draw = None          # (B, n_fixed) frozen internal values paired with the draws
-    if fitter == "bayes":
+    if opts.fitter == "bayes":
         from . import bayes    # numpyro is imported only when asked for
-        weights = gdf["n_seeds"].to_numpy(float) if seeds == "average" else None
-        post = bayes.fit_problem(problem, layout, rng=rng, progress=progress,
-                                 **({"weights": weights} | bayes_options))
-        free_hat, draws_free, status = post["estimate"], post["draws"], post["status"]
+        weights = n_seeds if opts.seeds == "average" else None
+        post = bayes.fit_problem(group, rng=rng, progress=progress,
+                                 **({"weights": weights} | dict(opts.bayes_options)))
+        free_hat, draws_free, status = post["estimate"], post["draws"], Status(post["status"])
         objective_value = lsq.objective_value(problem, free_hat)
         warnings, info, method = list(post.get("warnings", [])), dict(post.get("info", {})), "posterior"
         posterior = post.get("posterior")
     else:
-        irls = robust.needs_irls(obj)
-        if irls:   # l1 / tiny-delta Huber: start at the Huber(1e-3) optimum, then IRLS
-            start_obj = make_objective("huber-log" if obj.space == "log" else "huber", 1e-3)
-            ms0, warnings = _solve_lsq(dataclasses.replace(problem, objective=start_obj), law,
-                                       layout, [dataclasses.replace(sp, objective=start_obj)
-                                                for sp in sub_problems], starts, solver, rng)
-            ms, irls_info = robust.solve(problem, ms0.theta)
-        else:
-            ms, warnings = _solve_lsq(problem, law, layout, sub_problems, starts, solver, rng)
-        # a joint fit starts from its subsets' own optima, not from the grid
-        status, w2 = _status(ms, law, layout, problem, check_grid=not joint)
-        warnings = warnings + w2
-        free_hat, objective_value = ms.theta, ms.value
-        info = {"n_starts": ms.n_starts, "n_at_optimum": ms.n_at_optimum, "steps": ms.steps}
-        if irls:
-            info["irls"] = irls_info
+        fitted = _least_squares(group, opts, rng)
+        status, warnings = fitted.status, list(fitted.warnings)
+        free_hat, objective_value = fitted.theta, fitted.value
+        info = {"n_starts": fitted.n_starts, "n_at_optimum": fitted.n_at_optimum,
+                "steps": fitted.steps}
+        if fitted.info:
+            info["irls"] = fitted.info
         draws_free, method, posterior = np.zeros((0, len(free_hat))), None, None
-        if fixed_draws is not None:
-            n_boot = len(fixed_draws)
+        n_boot = len(fixed_draws) if fixed_draws is not None else opts.bootstrap
         if n_boot:
-            clusters = (np.arange(len(gdf)) if seeds == "average" else
+            clusters = (np.arange(len(gdf)) if opts.seeds == "average" else
                         gdf.groupby([c for c in gdf.columns if c in CONFIG_COLUMNS or c == joint],
                                     dropna=False, sort=False).ngroup().to_numpy())
             weights = lsq.bootstrap_weights(n_boot, clusters, rng)
             cb = (lambda done, total: progress(f"  bootstrap {done}/{total}")) if progress else None
             if fixed_draws is None:
-                draws_free, ok = lsq.bootstrap(problem, ms.candidates, weights, progress=cb)
+                draws_free, ok = lsq.bootstrap(problem, fitted.candidates, weights, progress=cb)
             else:
-                draws_free, ok = lsq.bootstrap_frozen(problem, ms.candidates, weights,
+                draws_free, ok = lsq.bootstrap_frozen(problem, fitted.candidates, weights,
                                                       fixed_draws, progress=cb)
                 fixed_per_draw = fixed_draws[ok]
             health = bootstrap_health(n_boot, int((~ok).sum()))
@@ -509,17 +384,15 @@ def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_
             if fixed_per_draw is not None and health["interval"] != "ok":
                 fixed_per_draw = fixed_per_draw[:0]
             method = "bootstrap"
-    # scale parameters stop at this floor (lsq.Problem.lower_bounds): effectively 0 there
-    info["scale_floor"] = float(np.exp(problem.lower_bounds()[np.isfinite(
-        problem.lower_bounds())].min())) if np.isfinite(problem.lower_bounds()).any() else None
-    info["joint"] = ({"column": joint, "shared": list(share), "fixed": dict(fixed),
+    # scale parameters stop at this floor (lawfit/problem.py, Problem.lower_bounds): effectively 0
+    info["scale_floor"] = problem.scale_floor()
+    info["joint"] = ({"column": joint, "shared": list(opts.share), "fixed": dict(frozen),
                       "free": list(layout.free_names)} if joint else None)
-    if fixed:
-        info["frozen"] = {p: float(v) for p, v in fixed.items()}
+    if frozen:
+        info["frozen"] = {p: float(v) for p, v in frozen.items()}
     est_int = layout.internal(free_hat)                      # (n_subsets, P)
-    info["residual"] = _residual_scale(law, obj, est_int[sub_index], log_vars, yv,
-                                       gdf["n_seeds"].to_numpy(float) if seeds == "average"
-                                       else np.ones(len(gdf)), len(layout.free_names))
+    info["residual"] = _residual_scale(law, obj, est_int[sub_index], log_vars, yv, n_seeds,
+                                       len(layout.free))
     if fixed_per_draw is not None:                           # frozen values paired per draw
         phi = np.concatenate([np.asarray(draws_free, np.float64), fixed_per_draw], axis=-1)
         draws_int = phi[..., layout.subset_slots]
@@ -532,7 +405,7 @@ def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_
         ranges = {r: (float(variables[m, j].min()), float(variables[m, j].max()))
                   for j, r in enumerate(law.variables)}
         fq = _fit_quality(gdf[m], variables[m], yv[m], law, obj, est_int[s], cols,
-                          len(layout.free_names) / len(subsets), seeds, joint)
+                          len(layout.free) / len(subsets), opts.seeds, joint)
         sub_status, sub_warnings = status, list(warnings)
         if fq["poor_fit"]:
             sub_warnings.append(quality.warning_text(fq))
@@ -547,6 +420,24 @@ def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_
                                          "fit_quality": fq},
                             posterior=posterior))
     return out
+
+
+def _least_squares(group: GroupProblem, opts: FitOptions, rng: np.random.Generator) -> lsq.LsqFit:
+    """The least-squares fit of a group, with its status: Newton multi-start (lawfit/lsq.py), or,
+    for l1 and tiny-delta Huber objectives, IRLS (lawfit/robust.py) started at the Huber(1e-3)
+    optimum."""
+    obj = opts.objective
+    if not robust.needs_irls(obj):
+        return lsq.solve(group, opts.starts, opts.solver, rng)
+    start_obj = make_objective("huber-log" if obj.space == "log" else "huber", 1e-3)
+    start_group = replace(group, problem=replace(group.problem, objective=start_obj),
+                          sub_problems=tuple(replace(sp, objective=start_obj)
+                                             for sp in group.sub_problems))
+    start = lsq.solve(start_group, opts.starts, opts.solver, rng)
+    fitted = robust.solve(group.problem, start.theta)
+    # a joint fit starts from its subsets' own optima, not from the grid
+    status, warnings = lsq.lsq_status(fitted, group, check_grid=not group.layout.joint)
+    return replace(fitted, status=status, warnings=tuple(warnings))
 
 
 def _fit_quality(gdf, variables, y, law, obj, theta, cols, n_params, seeds, joint) -> dict:

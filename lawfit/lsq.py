@@ -16,7 +16,7 @@ Everything here is pure: arrays in, arrays out; no I/O, no printing.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 
@@ -24,8 +24,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .data import DataError
 from .laws import Law
 from .objectives import Objective
+from .problem import GroupProblem, Problem, Status, build_layout, grid_starts
+
+__all__ = ["LsqFit", "Problem", "bootstrap", "bootstrap_frozen", "bootstrap_weights",
+           "full_objective", "autodiff_objective", "lsq_status", "multistart", "objective_fns",
+           "objective_value", "refine", "solve", "solver_arrays", "varpro"]
 
 PAD = 32            # runs are padded to a multiple of this (zero weight) to share compilations
 SCREEN_STEPS = 8       # damped Newton steps every start takes before the best are refined
@@ -39,97 +45,42 @@ MAXSTEP = 10.0     # longest step in any parameter (log-scale or exponent units)
 ANALYTIC = True
 
 
-@dataclass(frozen=True, eq=False)
-class Problem:
-    """One fit: a law, an objective and the data as arrays.
+def objective_fns(problem: Problem):
+    """(value, vgh) of the problem's objective: the analytic log-sum-exp derivatives for the
+    built-in laws (see ANALYTIC), jax autodiff through ``law.log_predict`` otherwise."""
+    if problem.law.analytic and ANALYTIC:
+        return full_objective(problem.objective)
+    return autodiff_objective(problem.law, problem.objective)
 
-    ``slots`` (N, P) maps each run's P law parameters into the full vector
-    ``phi = concat(free, fixed)``: a plain fit has ``slots[i] = range(P)``; a joint fit gives runs of
-    different subsets different slots for their own parameters and the same slots for shared ones;
-    frozen parameters point into ``fixed``.
-    """
-    law: Law
-    objective: Objective
-    log_vars: np.ndarray            # (N, V) log of the law's variables
-    y: np.ndarray                   # (N,) observed loss
-    slots: np.ndarray               # (N, P) int
-    n_free: int
-    fixed: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    weights: np.ndarray | None = None  # (N,) base weights (1 when None)
 
-    @classmethod
-    def simple(cls, law: Law, objective: Objective, log_vars, y, weights=None) -> "Problem":
-        n = len(y)
-        return cls(law, objective, np.asarray(log_vars, np.float64), np.asarray(y, np.float64),
-                   np.tile(np.arange(law.n_params), (n, 1)), law.n_params, np.zeros(0), weights)
-
-    @property
-    def n(self) -> int:
-        return len(self.y)
-
-    def fns(self):
-        """(value, vgh) of this problem's objective: the analytic log-sum-exp derivatives for the
-        built-in laws (see ANALYTIC), jax autodiff through ``law.log_predict`` otherwise."""
-        if self.law.analytic and ANALYTIC:
-            return full_objective(self.objective)
-        return autodiff_objective(self.law, self.objective)
-
-    def design(self):
-        """(T, c): log L = logsumexp_k(T[n, k] @ free + c[n, k]) for every run n.
-
-        The law's terms are scattered through ``slots`` into the full parameter vector, then the
-        frozen parameters are folded into the offset c.
-        """
-        t = np.asarray(self.law.terms_fn(jnp.asarray(self.log_vars)))      # (N, K, P)
-        n, k, p = t.shape
-        full = np.zeros((n, k, self.n_free + len(self.fixed)))
-        for j in range(p):   # unbuffered: two law parameters may share a slot
-            np.add.at(full, (np.arange(n)[:, None], np.arange(k)[None, :], self.slots[:, [j]]),
-                      t[:, :, j])
-        return full[:, :, : self.n_free], full[:, :, self.n_free:] @ self.fixed
-
-    def lower_bounds(self) -> np.ndarray:
-        """(F,) lower bounds of the free parameters: scale parameters (fitted as logs) may not fall
-        below 1e-11 of the smallest loss (there a term no longer changes any prediction, so the
-        optimum is "at its bound", effectively 0); exponents are unbounded."""
-        lb = np.full(self.n_free, -np.inf)
-        floor = np.log(np.min(self.y)) - 25.0
-        for j, p in enumerate(self.law.params):
-            for slot in np.unique(self.slots[:, j]):
-                if slot < self.n_free and p in self.law.log_params:
-                    # a jax law's scale parameter: 1e-11 of the bottom of its plausible range
-                    lb[slot] = (np.log(self.law.ranges[p][0]) - 25.0 if p in self.law.ranges
-                                else floor)
-        return lb
-
-    def arrays(self):
-        """Solver data padded with zero-weight runs to a multiple of PAD (to share compilations),
-        and the base weights."""
-        n = self.n
-        m = max(PAD, int(math.ceil(n / PAD)) * PAD)
-        if not (self.law.analytic and ANALYTIC):
-            lv = np.zeros((m, self.log_vars.shape[1]))       # padding: variables = 1, loss = 1
-            lv[:n] = self.log_vars
-            slots = np.zeros((m, self.slots.shape[1]), np.int32)
-            slots[:n] = self.slots
-            slots[n:] = self.slots[0]
-            y = np.ones(m)
-            y[:n] = self.y
-            w = np.zeros(m)
-            w[:n] = 1.0 if self.weights is None else self.weights
-            return (jnp.asarray(lv), jnp.asarray(y), jnp.asarray(slots),
-                    jnp.asarray(np.asarray(self.fixed, np.float64))), w
-        t, c = self.design()
-        tp = np.zeros((m,) + t.shape[1:])
-        tp[:n] = t
-        cp = np.zeros((m, c.shape[1]))
-        cp[:n] = c
+def solver_arrays(problem: Problem):
+    """Solver data of a problem, padded with zero-weight runs to a multiple of PAD (to share
+    compilations), and the base weights: ``(data, w)``."""
+    n = problem.n
+    m = max(PAD, int(math.ceil(n / PAD)) * PAD)
+    if not (problem.law.analytic and ANALYTIC):
+        lv = np.zeros((m, problem.log_vars.shape[1]))       # padding: variables = 1, loss = 1
+        lv[:n] = problem.log_vars
+        slots = np.zeros((m, problem.slots.shape[1]), np.int32)
+        slots[:n] = problem.slots
+        slots[n:] = problem.slots[0]
         y = np.ones(m)
-        y[:n] = self.y
+        y[:n] = problem.y
         w = np.zeros(m)
-        w[:n] = 1.0 if self.weights is None else self.weights
-        o1 = np.einsum("nkp,nkq->nkpq", tp, tp).reshape(m * tp.shape[1], -1)
-        return tuple(map(jnp.asarray, (tp, cp, y, o1))), w
+        w[:n] = 1.0 if problem.weights is None else problem.weights
+        return (jnp.asarray(lv), jnp.asarray(y), jnp.asarray(slots),
+                jnp.asarray(np.asarray(problem.fixed, np.float64))), w
+    t, c = problem.design()
+    tp = np.zeros((m,) + t.shape[1:])
+    tp[:n] = t
+    cp = np.zeros((m, c.shape[1]))
+    cp[:n] = c
+    y = np.ones(m)
+    y[:n] = problem.y
+    w = np.zeros(m)
+    w[:n] = 1.0 if problem.weights is None else problem.weights
+    o1 = np.einsum("nkp,nkq->nkpq", tp, tp).reshape(m * tp.shape[1], -1)
+    return tuple(map(jnp.asarray, (tp, cp, y, o1))), w
 
 
 # --- objective functions: value, and (value, gradient, Hessian) ------------------------------
@@ -333,14 +284,20 @@ def _run(fns, theta0, W, data, lb, max_steps):
 
 
 def objective_value(problem: Problem, free) -> float:
-    data, w = problem.arrays()
-    return float(problem.fns()[0](jnp.asarray(free, jnp.float64), w, data))
+    data, w = solver_arrays(problem)
+    return float(objective_fns(problem)[0](jnp.asarray(free, jnp.float64), w, data))
 
 
 # --- multi-start -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class MultiStart:
+class LsqFit:
+    """Result of the least-squares engine.
+
+    ``multistart``/``refine``/``varpro`` fill the solver fields; :func:`solve` adds the fit's
+    ``status`` and ``warnings`` (see :func:`lsq_status`), and an IRLS fit (lawfit.robust) its
+    stages in ``info``.
+    """
     theta: np.ndarray          # (F,) best converged (or best, if none converged)
     value: float
     converged: bool
@@ -348,6 +305,9 @@ class MultiStart:
     n_at_optimum: int          # starts (of those refined) that reached the optimum
     candidates: np.ndarray     # (k, F) distinct converged local optima, best first
     steps: int
+    status: Status | None = None          # set by solve(): converged, at_bound, grid_edge, ...
+    warnings: tuple[str, ...] = ()
+    info: dict = field(default_factory=dict)   # solver details (e.g. robust.solve's IRLS stages)
 
 
 def _distinct(thetas, values, k, rtol=1e-6):
@@ -362,10 +322,10 @@ def _distinct(thetas, values, k, rtol=1e-6):
 
 
 def multistart(problem: Problem, starts: np.ndarray, *, screen_steps: int = SCREEN_STEPS,
-               keep: int | None = None, max_steps: int = MAX_STEPS) -> MultiStart:
+               keep: int | None = None, max_steps: int = MAX_STEPS) -> LsqFit:
     """Minimise the problem's objective from every start (S, F); see the module docstring."""
-    fun = problem.fns()
-    data, w = problem.arrays()
+    fun = objective_fns(problem)
+    data, w = solver_arrays(problem)
     lb = problem.lower_bounds()
     starts = np.asarray(starts, np.float64)
     s = len(starts)
@@ -383,11 +343,11 @@ def multistart(problem: Problem, starts: np.ndarray, *, screen_steps: int = SCRE
     fbest = f2[i]
     at_opt = int(np.sum(conv2 & (np.abs(f2 - fbest) <= 1e-9 * max(abs(fbest), 1e-300))))
     cands = _distinct(theta2[pool], f2[pool], 4)
-    return MultiStart(theta=theta2[i], value=float(fbest), converged=bool(conv2[i]),
+    return LsqFit(theta=theta2[i], value=float(fbest), converged=bool(conv2[i]),
                       n_starts=s, n_at_optimum=at_opt, candidates=cands, steps=steps1 + steps2)
 
 
-def refine(problem: Problem, starts: np.ndarray, max_steps: int = MAX_STEPS) -> MultiStart:
+def refine(problem: Problem, starts: np.ndarray, max_steps: int = MAX_STEPS) -> LsqFit:
     """Iterate a few starts to convergence (no screening): for joint fits started from
     per-subset optima."""
     return multistart(problem, starts, screen_steps=0, keep=len(starts), max_steps=max_steps)
@@ -395,7 +355,7 @@ def refine(problem: Problem, starts: np.ndarray, max_steps: int = MAX_STEPS) -> 
 
 # --- variable projection ---------------------------------------------------------------------
 
-def varpro(problem: Problem, exponent_starts: np.ndarray) -> tuple[MultiStart, np.ndarray]:
+def varpro(problem: Problem, exponent_starts: np.ndarray) -> tuple[LsqFit, np.ndarray]:
     """Squared error in loss space: search the exponents, solve the linear parameters exactly.
 
     Returns the result of polishing the projected optimum on the full objective (so that status
@@ -405,7 +365,7 @@ def varpro(problem: Problem, exponent_starts: np.ndarray) -> tuple[MultiStart, n
     """
     law = problem.law
     fun = _varpro_objective(law)
-    (_, _, y, _), w = problem.arrays()
+    (_, _, y, _), w = solver_arrays(problem)
     lv = np.zeros((len(w), problem.log_vars.shape[1]))
     lv[: problem.n] = problem.log_vars
     data = (jnp.asarray(lv), y)
@@ -422,6 +382,121 @@ def varpro(problem: Problem, exponent_starts: np.ndarray) -> tuple[MultiStart, n
     start = law.to_internal({p: (max(v, floor) if p in law.linear else v)
                              for p, v in natural.items()})
     return refine(problem, start[None, :]), coef
+
+
+# --- a group's fit: multi-start, variable projection or joint refinement, and its status -----
+
+def solve(group: GroupProblem, starts: str | int = "grid", solver: str = "newton",
+          rng: np.random.Generator | None = None) -> LsqFit:
+    """Least-squares fit of a group: multi-start from the start grid (or variable projection),
+    or, for a joint layout, each subset alone first and the joint problem refined from their
+    optima.
+
+    Parameters
+    ----------
+    group : GroupProblem
+        From :func:`lawfit.problem.group_problem`.
+    starts : "grid" or int
+        Start grid, or a count of random starts within its span (lawfit.problem.grid_starts).
+    solver : {"newton", "varpro"}
+        "varpro": variable projection (squared error, linear parameters solved exactly).
+    rng : numpy Generator, optional
+        For random starts.
+
+    Returns
+    -------
+    LsqFit
+        With ``status`` and ``warnings`` from :func:`lsq_status` (a joint fit starts from its
+        subsets' optima, not from the grid, so it is not checked against the grid's span).
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    problem, layout, law = group.problem, group.layout, group.law
+    warnings: list[str] = []
+    if not layout.joint:
+        if solver == "varpro":
+            if not law.analytic:
+                raise DataError(f"solver varpro needs a law with linear parameters; "
+                                f"{law.name!r} is a jax law: use solver newton")
+            if problem.objective.name != "mse" or layout.fixed.size:
+                raise DataError("solver varpro needs objective mse and no frozen parameters "
+                                "(the linear parameters are solved exactly in squared error)")
+            exps = grid_starts(law, build_layout(law, fixed={p: 1.0 for p in law.linear}),
+                               starts, rng)
+            fit, coef = varpro(problem, exps)
+            if (coef <= 0).any():
+                warnings.append(f"variable projection gave non-positive {law.linear}: "
+                                f"{coef.tolist()}")
+        else:
+            fit = multistart(problem, grid_starts(law, layout, starts, rng))
+    else:
+        fit = refine(problem, _joint_starts(group, starts, rng))
+    status, more = lsq_status(fit, group, check_grid=not layout.joint)
+    return replace(fit, status=status, warnings=tuple(warnings + more))
+
+
+def _joint_starts(group: GroupProblem, starts, rng) -> np.ndarray:
+    """Start vectors of a joint fit: each subset's own optimum, and their mean, for the shared
+    parameters (geometric mean for scales); each subset's own parameters from its optimum."""
+    law, layout = group.law, group.layout
+    plain = build_layout(law)
+    sub_opt = np.array([law.to_natural(multistart(sp, grid_starts(law, plain, starts, rng)).theta)
+                        for sp in group.sub_problems])          # (n_subsets, P) natural
+    cands = []
+    for source in [*range(len(sub_opt)), "mean"]:
+        free = np.empty(len(layout.free))
+        for j, fp in enumerate(layout.free):
+            k = law.params.index(fp.param)
+            if fp.subset is None:                               # shared
+                vals = sub_opt[:, k] if source == "mean" else sub_opt[[source], k]
+                nat = (np.exp(np.mean(np.log(vals))) if fp.param in law.log_params
+                       else np.mean(vals))
+            else:
+                nat = sub_opt[layout.subsets.index(fp.subset), k]
+            free[j] = np.log(nat) if fp.param in law.log_params else nat
+        cands.append(free)
+    return np.array(cands)
+
+
+def lsq_status(fit: LsqFit, group: GroupProblem,
+               check_grid: bool = True) -> tuple[Status, list[str]]:
+    """Status of a least-squares fit and its warnings: not converged, a scale parameter at its
+    floor, or (for fits started from the grid) an optimum outside the grid's span.
+
+    Parameters
+    ----------
+    fit : LsqFit
+    group : GroupProblem
+    check_grid : bool
+        Check the optimum against the span of the law's start grid.
+
+    Returns
+    -------
+    (Status, list of str)
+    """
+    law, layout = group.law, group.layout
+    if not fit.converged:
+        return Status.NOT_CONVERGED, ["no start converged: the estimate is the best point found"]
+    # within a factor e^2 of the floor a scale term is below 1e-10 of every loss: effectively 0
+    at = [n for n, t, b in zip(layout.free_names, fit.theta, group.problem.lower_bounds())
+          if t <= b + 2.0]
+    if at:
+        return Status.AT_BOUND, [f"{', '.join(at)} at the lower bound (effectively 0): the data "
+                                 "do not support a positive value"]
+    if not check_grid:
+        return Status.CONVERGED, []
+    grid = law.grid()
+    lo, hi = grid.min(axis=0), grid.max(axis=0)
+    edge = []
+    for j, p in enumerate(layout.free_params):
+        k = law.params.index(p)
+        span = hi[k] - lo[k]
+        if fit.theta[j] < lo[k] - 1e-9 * span or fit.theta[j] > hi[k] + 1e-9 * span:
+            edge.append(layout.free_names[j])
+    if edge:
+        return Status.GRID_EDGE, [f"optimum outside the start grid in {', '.join(edge)}: another "
+                                  "optimum may lie beyond the grid; widen it or ask for random "
+                                  "starts (starts=N)"]
+    return Status.CONVERGED, []
 
 
 # --- bootstrap -------------------------------------------------------------------------------
@@ -441,8 +516,8 @@ def bootstrap(problem: Problem, candidates: np.ndarray, weights: np.ndarray, *,
 
     Returns (draws (B, F), converged (B,)). ``progress(done, total)`` is called between chunks.
     """
-    fun = problem.fns()
-    data, w0 = problem.arrays()
+    fun = objective_fns(problem)
+    data, w0 = solver_arrays(problem)
     lb = problem.lower_bounds()
     b, n = weights.shape
     m = len(candidates)

@@ -16,6 +16,7 @@ import pandas as pd
 from .data import DataError
 from .laws import Law
 from .objectives import Objective
+from .problem import Status
 
 
 # A bootstrap whose refits fail is biased towards the resamples that are easy to fit: its interval
@@ -58,21 +59,12 @@ def bootstrap_health(n_resamples: int, n_failed: int,
             "message": msg}
 
 
-class Status:
-    CONVERGED = "converged"
-    NOT_CONVERGED = "not_converged"
-    GRID_EDGE = "grid_edge"          # converged, but outside the span of the start grid
-    AT_BOUND = "at_bound"            # converged with a scale parameter at its floor (effectively 0)
-    NOT_IDENTIFIED = "not_identified"  # the runs cannot identify an exponent (see the warnings)
-    POOR_FIT = "poor_fit"            # converged, but the law does not describe the runs (quality.py)
-
-
 @dataclass(frozen=True)
 class GroupFit:
     key: dict                      # group (and subset) column values
     law: Law
     n_points: int
-    status: str
+    status: Status
     objective_value: float
     estimate: np.ndarray           # (P,) natural parameters
     draws: np.ndarray              # (B, P) natural parameters (B may be 0)

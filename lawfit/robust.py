@@ -37,6 +37,9 @@ import numpy as np
 
 from . import lsq
 from .objectives import Objective, make_objective
+from .problem import Problem
+
+__all__ = ["needs_irls", "residuals", "solve"]
 
 FTOL = 1e-6          # relative decrease per IRLS step that hands a stage to the Newton polish
 GTOL = 1e-5           # max |gradient| / total gradient magnitude, per parameter
@@ -52,18 +55,18 @@ def needs_irls(objective: Objective) -> bool:
                                       and objective.delta < SMALL_DELTA)
 
 
-def _weighted_ls(problem: lsq.Problem) -> Objective:
+def _weighted_ls(problem: Problem) -> Objective:
     return make_objective("mse-log" if problem.objective.space == "log" else "mse")
 
 
-def residuals(problem: lsq.Problem, free: np.ndarray) -> np.ndarray:
+def residuals(problem: Problem, free: np.ndarray) -> np.ndarray:
     """Residuals (N,) of the problem's runs in its objective's space at free parameters."""
     phi = jnp.concatenate([jnp.asarray(free, jnp.float64),
                            jnp.asarray(problem.fixed, jnp.float64)])
     return np.asarray(_residual_fn(problem)(phi[jnp.asarray(problem.slots)]))
 
 
-def _residual_fn(problem: lsq.Problem):
+def _residual_fn(problem: Problem):
     law, log_space = problem.law, problem.objective.space == "log"
     lv, y = jnp.asarray(problem.log_vars), jnp.asarray(problem.y)
 
@@ -78,11 +81,11 @@ def _huber(r, delta):
     return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
-def _base_weights(problem: lsq.Problem) -> np.ndarray:
+def _base_weights(problem: Problem) -> np.ndarray:
     return np.ones(problem.n) if problem.weights is None else np.asarray(problem.weights, float)
 
 
-def _gradient_check(problem: lsq.Problem, free: np.ndarray, delta: float, w: np.ndarray) -> float:
+def _gradient_check(problem: Problem, free: np.ndarray, delta: float, w: np.ndarray) -> float:
     """max_j |dF/dtheta_j| / sum_i |w_i rho'(r_i) dr_i/dtheta_j| for F = sum w Huber_delta."""
     slots = jnp.asarray(problem.slots)
     fixed = jnp.asarray(problem.fixed, jnp.float64)
@@ -133,20 +136,24 @@ def _stage(problem, theta, delta, w0, max_iter, polish):
     return theta, f, newton or ratio <= GTOL, steps, ratio
 
 
-def solve(problem: lsq.Problem, theta0: np.ndarray, *, max_iter: int = MAX_ITER) -> tuple:
+def solve(problem: Problem, theta0: np.ndarray, *, max_iter: int = MAX_ITER) -> lsq.LsqFit:
     """Minimise the problem's ``l1`` (or small-delta ``huber``) objective from ``theta0``.
 
     Parameters
     ----------
-    problem : the fit, its objective ``l1``/``l1-log`` or ``huber``/``huber-log``.
-    theta0 : (F,) start, e.g. the Huber(1e-3) optimum.
+    problem : Problem
+        The fit, its objective ``l1``/``l1-log`` or ``huber``/``huber-log``.
+    theta0 : array (F,)
+        Start, e.g. the Huber(1e-3) optimum.
+    max_iter : int
+        IRLS steps per stage.
 
     Returns
     -------
-    (lsq.MultiStart, info)
-        ``MultiStart`` with the final free parameters, the problem's own objective there (sum of
-        |r| for l1) and the convergence flag of the final stage; ``info`` lists the stages
-        (delta, IRLS steps, gradient ratio, converged) and, for l1, ``l1_gap_bound``.
+    lsq.LsqFit
+        The final free parameters, the problem's own objective there (sum of |r| for l1) and the
+        convergence flag of the final stage; ``info`` lists the stages (delta, IRLS steps,
+        gradient ratio, converged) and, for l1, ``l1_gap_bound``.
     """
     w0 = _base_weights(problem)
     theta = np.asarray(theta0, np.float64)
@@ -177,7 +184,6 @@ def solve(problem: lsq.Problem, theta0: np.ndarray, *, max_iter: int = MAX_ITER)
     info = {"solver": "irls", "stages": stages}
     if problem.objective.kind == "l1":
         info["l1_gap_bound"] = float(np.sum(w0) * final)
-    ms = lsq.MultiStart(theta=theta, value=value, converged=bool(conv), n_starts=1,
-                        n_at_optimum=1, candidates=theta[None, :], steps=steps)
-    return ms, info
+    return lsq.LsqFit(theta=theta, value=value, converged=bool(conv), n_starts=1,
+                      n_at_optimum=1, candidates=theta[None, :], steps=steps, info=info)
 

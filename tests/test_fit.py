@@ -82,7 +82,7 @@ def test_sum_objective_avoids_the_mean_trap():
     reached = {}
     for red in ("sum", "mean"):
         prob = lsq.Problem.simple(law, Objective("huber-log", 1e-3, red), lv, y)
-        data, w = prob.arrays()
+        data, w = lsq.solver_arrays(prob)
         value = lsq.full_objective(prob.objective)[0]
         f = jax.jit(lambda t: value(t, w, data))
         g = jax.jit(jax.grad(lambda t: value(t, w, data)))
@@ -217,6 +217,6 @@ def test_convergence_flag_is_never_faked():
     assert not short.converged
     full = lsq.multistart(prob, far, screen_steps=0)
     assert full.converged and full.value < short.value
-    from lawfit.fit import _layout, _status
-    status, warnings = _status(short, law, _layout(law, (None,), (), {}), prob)
+    from lawfit.problem import GroupProblem, build_layout
+    status, warnings = lsq.lsq_status(short, GroupProblem(prob, build_layout(law)))
     assert status == "not_converged" and "no start converged" in warnings[0]

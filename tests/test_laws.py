@@ -54,7 +54,7 @@ def test_exact_gradient_and_hessian_match_autodiff_and_finite_differences(name, 
     y = y * np.exp(rng.normal(0, 0.01, len(y)))
     obj = make_objective(objective, 0.003)
     prob = lsq.Problem.simple(law, obj, np.log(v), y)
-    data, w = prob.arrays()
+    data, w = lsq.solver_arrays(prob)
     value, vgh = lsq.full_objective(obj)
     theta = jnp.asarray(law.to_internal(NAT[name]) + rng.normal(0, 0.05, law.n_params))
     f, g, h = vgh(theta, w, data)

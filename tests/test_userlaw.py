@@ -96,12 +96,12 @@ def test_autodiff_path_matches_the_analytic_derivatives(name):
     y = np.exp(np.asarray(law.log_predict(jnp.asarray(theta), jnp.log(v)))) * 1.01
     obj = make_objective("huber", 0.003)
     prob = lsq.Problem.simple(law, obj, np.log(v), y)
-    data, w = prob.arrays()
+    data, w = lsq.solver_arrays(prob)
     f1, g1, h1 = lsq.full_objective(obj)[1](jnp.asarray(theta), w, data)
     generic = lsq.autodiff_objective(law, obj)
     lsq.ANALYTIC = False
     try:
-        data2, w2 = prob.arrays()
+        data2, w2 = lsq.solver_arrays(prob)
     finally:
         lsq.ANALYTIC = True
     f2, g2, h2 = generic[1](jnp.asarray(theta), w2, data2)
