@@ -46,7 +46,7 @@ def run_case(argv, cwd, watch=None) -> dict:
 
 
 def _run(argv, cwd) -> dict:
-    from lawfit.cli import main
+    from lawfit.cli.main import main
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
     pid = os.fork()
@@ -96,9 +96,9 @@ def main() -> None:
     import jax  # noqa: F401  (imported, not initialised: the children start their own backends)
     import lawfit.cli
     lawfit.cli.build_parser()          # import the subcommand plugins once, before forking
-    import lawfit.backtest  # noqa: F401  (the heavy imports of every subcommand, once)
+    import lawfit.analysis.backtest  # noqa: F401  (the heavy imports of every subcommand, once)
     import lawfit.bayes  # noqa: F401
-    import lawfit.critical  # noqa: F401
+    import lawfit.analysis.critical  # noqa: F401
     import lawfit.plot  # noqa: F401
     from jax._src import xla_bridge
     assert not xla_bridge._backends, "a jax backend started before forking"
