@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .data import DataError
+from .errors import DataError
 from .laws import Law
 from .objectives import Objective
 from .problem import GroupProblem, Problem, Status, build_layout, grid_starts

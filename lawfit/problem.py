@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .data import DataError
+from .errors import DataError
 from .laws import Law, check_params
 from .objectives import Objective
 
