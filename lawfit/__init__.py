@@ -1,8 +1,8 @@
-"""lawfit: fit scaling laws to training runs and extrapolate them with honest uncertainty."""
-import jax
+"""lawfit: fit scaling laws to training runs and extrapolate them with honest uncertainty.
 
-jax.config.update("jax_enable_x64", True)
-
+lawfit computes in float64 inside its own functions (lawfit/numerics.py) and leaves jax's
+process-wide ``jax_enable_x64`` setting alone.
+"""
 __version__ = "0.1.0"
 
 from lawfit.errors import DataError  # noqa: E402

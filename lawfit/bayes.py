@@ -56,8 +56,7 @@ import numpy as np
 from . import lsq
 from lawfit.errors import DataError
 from .problem import Status
-
-jax.config.update("jax_enable_x64", True)
+from .numerics import float64
 
 import numpyro  # noqa: E402
 import numpyro.distributions as dist  # noqa: E402
@@ -136,6 +135,7 @@ class Priors:
                 for s, d, src in zip(self.sites, self.dists, self.sources)}
 
 
+@float64
 def resolve_priors(law, free_names, free_params, priors: Mapping | None,
                    likelihood: str = "student", nu=None) -> Priors:
     """Priors for every site: a user's entry keyed by the free name (``A[model_params]``) wins,
@@ -171,6 +171,7 @@ def resolve_priors(law, free_names, free_params, priors: Mapping | None,
     return Priors(tuple(sites), tuple(dists), tuple(sources))
 
 
+@float64
 def read_priors(path: str | Path) -> dict:
     """Read a priors TOML file into ``{name: numpyro distribution}``.
 
@@ -332,6 +333,7 @@ def _free_params(problem: lsq.Problem) -> tuple:
     return tuple(out)
 
 
+@float64
 def build_model(problem: lsq.Problem, free_names, *, priors=None, likelihood="student",
                 nu=None, weights=None) -> Model:
     """The numpyro model of ``problem``; see the module docstring for priors and likelihood."""
@@ -527,6 +529,7 @@ def pointwise(model: Model, samples: Samples, seed: int):
             np.asarray(rep)[:, :n].reshape(c, n_draws, n))
 
 
+@float64
 def fit_problem(group, *, rng: np.random.Generator | None = None,
                 progress: Callable[[str], None] | None = None, priors: Mapping | None = None,
                 likelihood: str = "student", nu: float | None = None, weights=None,

@@ -1,8 +1,11 @@
 """``lawfit.fit``: runs table in, :class:`~lawfit.result.FitResult` out.
 
-Validates the table, splits it into groups, builds one :class:`~lawfit.lsq.Problem` per group
-(a joint problem when subsets share parameters), and hands it to a fitter: least squares with
-bootstrap draws, or the Bayesian fitter with posterior draws. Pure: no printing, no files; long
+Validates the table (lawfit/table.py), splits it into groups, builds one
+:class:`~lawfit.problem.GroupProblem` per group (a joint problem when subsets share parameters,
+lawfit/problem.py), and hands it to a fitter: least squares with bootstrap draws (lawfit/lsq.py,
+lawfit/robust.py), or the Bayesian fitter with posterior draws (lawfit/bayes.py); every group's
+fit is checked for quality (lawfit/quality.py). How each group is fitted travels in one
+:class:`FitOptions`. Pure: no printing, no files; long
 work reports through an optional ``progress(message)`` callback.
 """
 from __future__ import annotations
@@ -15,17 +18,19 @@ import numpy as np
 import pandas as pd
 
 from . import lsq, quality, robust
-from lawfit.table import (CONFIG_COLUMNS, average_seeds, default_by, duplicate_rows, frame_sha256,
-    loss_trend, numeric_column, require_columns)
+from lawfit.table import (CONFIG_COLUMNS, average_seeds, column_for, column_values, default_by,
+                          duplicate_rows, frame_sha256, is_per_row, loss_trend, numeric_column,
+                          referenced_columns, require_columns, resolve_columns, spec_column)
 from lawfit.errors import DataError
 from .expr import Expr, filter_with_record
-from .laws import Law, check_params
+from .laws import Law
 from .userlaw import resolve as resolve_law
 from .objectives import Objective, make_objective
 from .problem import GroupProblem, Layout, Status, build_layout, group_problem
+from .numerics import float64
 from .result import FitResult, GroupFit, bootstrap_health
 
-__all__ = ["FitOptions", "fit", "variable_values"]
+__all__ = ["FitOptions", "fit"]
 
 
 @dataclass(frozen=True)
@@ -42,46 +47,6 @@ class FitOptions:
     fitter: str = "lsq"
     solver: str = "newton"
     bayes_options: Mapping = field(default_factory=dict)
-
-
-def _resolve_columns(frame, law: Law, x, d, y, joint):
-    cols = dict(law.default_columns)
-    given = {"x": x, "d": d}
-    for role in law.variables:
-        if given.get(role):
-            cols[role] = given[role]
-    cols["y"] = y
-    needed = [c for c in cols.values() if not c.startswith("@")]
-    needed += [c[1:] for c in cols.values() if c.startswith("@")]
-    if joint:
-        needed.append(joint)
-    require_columns(frame, needed)
-    return cols
-
-
-def variable_values(frame: pd.DataFrame, spec: str, zero_ok: bool = False) -> np.ndarray:
-    """Values of a variable column; ``@COL`` reads, per row, the column named in COL (so that a
-    joint fit's subsets can each use their own X, as the paper's model-size / pretraining-size /
-    PET-size series do). ``zero_ok``: the law is defined at 0 (the rectified law's base-model row);
-    negative values are refused all the same."""
-    if not spec.startswith("@"):
-        return _values(frame, spec, zero_ok)
-    names = frame[spec[1:]].astype(str)
-    require_columns(frame, sorted(set(names)), what=f"column (named in {spec[1:]!r})")
-    out = np.empty(len(frame))
-    for name in set(names):
-        m = (names == name).to_numpy()
-        out[m] = _values(frame.loc[m], name, zero_ok)
-    return out
-
-
-def _values(frame, col, zero_ok):
-    if not zero_ok:
-        return numeric_column(frame, col, positive=True)
-    arr = numeric_column(frame, col, positive=False)
-    if (arr < 0).any():
-        numeric_column(frame.loc[arr < 0], col, positive=True)     # raises today's message
-    return arr
 
 
 def _residual_scale(law, obj, theta_rows, log_vars, y, n_seeds, n_free) -> dict:
@@ -110,10 +75,10 @@ def _power_phase_runs(gdf: pd.DataFrame, law: Law, cols: dict, method: str, join
     from . import prepower
     d_role = _d_role(law)
     dcol = cols[d_role]
-    if dcol.startswith("@"):
+    if is_per_row(dcol):
         raise DataError("the pre-power phase needs a plain D column, not @COL")
     others = [cols[r] for r in law.variables if r != d_role] + ([joint] if joint else [])
-    others = [c[1:] if c.startswith("@") else c for c in others]
+    others = [spec_column(c) for c in others]
     keep = np.zeros(len(gdf), bool)
     curves = []
     for ckey, cdf in (gdf.groupby(others, sort=True, dropna=False) if others else [((), gdf)]):
@@ -134,6 +99,7 @@ def _power_phase_runs(gdf: pd.DataFrame, law: Law, cols: dict, method: str, join
                                               "n_excluded": n_out}, note
 
 
+@float64
 def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None = None,
         d: str | None = None, y: str = "loss", by: Sequence[str] | None = None,
         objective: str | Objective | None = None, delta: float | None = None,
@@ -146,19 +112,65 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         fixed_draws: Callable[[dict], Mapping[str, np.ndarray]] | None = None) -> FitResult:
     """Fit ``law`` to the runs in ``frame``, per group of ``by`` columns.
 
-    x, d, y: columns of the law's variables and of the loss (``@COL``: per row, the column named in
-    COL). joint: a column whose values are subsets fitted together with the ``share``d parameters
-    in common and the others per subset (Zhang et al. 2024 share E and beta across the model-size
-    and pretraining-size runs). fixed: parameters frozen at given values (a mapping, or a function
-    of the group key returning one). seeds: "average" runs that differ only in seed (default) or
-    "keep" them as separate runs (the bootstrap then resamples configurations). bootstrap: number
-    of resamples (least squares). fitter: "lsq" or "bayes". pre_power: "validate" (lawfit's) or
-    "ats" (Lin et al. 2024) finds each curve's pre-power phase (lawfit.prepower) and fits the law
-    on the power phase only (base-model rows D = 0 are dropped with it); what was excluded is in
-    each group's ``info["pre_power"]`` and warnings. Intervals are conditional on that choice.
-    fixed_draws: per group key, arrays (B,) of values of the ``fixed`` parameters, one per bootstrap resample (a two-stage recipe's
-    first-stage draws): the bootstrap then takes B resamples and refits resample b with the frozen
-    values of draw b, so that their uncertainty propagates (least squares only).
+    Parameters
+    ----------
+    frame : DataFrame
+        The runs table (lawfit/table.py: one row per run).
+    law : str or Law
+        A registered law, ``MODULE:FUNCTION`` (lawfit/userlaw.py) or a :class:`Law`.
+    x, d, y : str, optional
+        Columns of the law's variables and of the loss (``@COL``: per row, the column named in
+        COL); the law's default columns otherwise.
+    by : sequence of str, optional
+        Grouping columns (default: task and method where present).
+    objective, delta : str or Objective, float, optional
+        The objective (lawfit/objectives.py; default: the law's) and a Huber threshold.
+    starts : "grid" or int
+        The law's start grid, or that many random starts within its span.
+    bootstrap : int
+        Number of bootstrap resamples (least squares); 0 for none.
+    seed : int
+        Seed of every random choice (starts, resamples, chains).
+    fitter : {"lsq", "bayes"}
+        Least squares (lawfit/lsq.py) or the Bayesian fitter (lawfit/bayes.py).
+    solver : {"newton", "varpro"}
+        Least-squares solver (varpro: squared error only).
+    joint : str, optional
+        A column whose values are subsets fitted together with the ``share``d parameters in common
+        and the others per subset (Zhang et al. 2024 share E and beta across the model-size and
+        pretraining-size runs).
+    share : sequence of str
+        Parameters shared by the subsets of a joint fit.
+    fixed : mapping or callable, optional
+        Parameters frozen at given values (a mapping, or a function of the group key returning one).
+    seeds : {"average", "keep"}
+        Average runs that differ only in seed (default) or keep them as separate runs (the
+        bootstrap then resamples configurations).
+    where : str or Expr, optional
+        Row filter (lawfit/expr.py), recorded in the result.
+    level : float
+        Interval level.
+    source : dict, optional
+        Provenance of ``frame`` (path, sha256, rows); its hash otherwise.
+    progress : callable, optional
+        Called with one-line messages during long work.
+    bayes_options : dict, optional
+        Options of the Bayesian fitter (priors, likelihood, chains, warmup, draws, ...).
+    pre_power : {"validate", "ats"}, optional
+        Find each curve's pre-power phase (lawfit/prepower.py) and fit the law on the power phase
+        only (base-model rows D = 0 are dropped with it); what was excluded is in each group's
+        ``info["pre_power"]`` and warnings. Intervals are conditional on that choice.
+    fixed_draws : callable, optional
+        Per group key, arrays (B,) of values of the ``fixed`` parameters, one per bootstrap
+        resample (a two-stage recipe's first-stage draws): the bootstrap then takes B resamples
+        and refits resample b with the frozen values of draw b, so that their uncertainty
+        propagates (least squares only).
+
+    Returns
+    -------
+    FitResult
+        One :class:`GroupFit` per group (per subset of a joint fit), each with its status,
+        estimate, draws, warnings and diagnostics.
     """
     law = resolve_law(law)
     obj = objective if isinstance(objective, Objective) else make_objective(objective, delta, law)
@@ -169,42 +181,45 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     if not 0 < level < 1:
         raise DataError(f"level must be between 0 and 1, got {level}")
     if bootstrap < 0:
-        raise DataError(f"--bootstrap must be >= 0, got {bootstrap}")
+        raise DataError(f"bootstrap must be >= 0, got {bootstrap}", option="bootstrap")
     if seeds not in ("average", "keep"):
         raise DataError(f"seeds must be 'average' or 'keep', got {seeds!r}")
     if fixed_draws is not None and fitter != "lsq":
         raise DataError("fixed_draws (paired frozen values per resample) needs the lsq fitter")
     if share and not joint:
-        raise DataError("sharing parameters needs a joint fit: name the subset column with --joint")
+        raise DataError("sharing parameters needs a joint fit: name the subset column (joint)",
+                        option="share")
     if solver == "varpro" and (obj.name != "mse" or (fixed and not callable(fixed))):
-        raise DataError("--solver varpro needs --objective mse and no frozen parameters (the "
+        raise DataError("solver 'varpro' needs objective 'mse' and no frozen parameters (the "
                         "linear parameters are solved exactly in squared error)")
     if fitter == "bayes" and obj.kind == "l1":
-        raise DataError(f"--objective {obj.name} is a least-squares estimator: the Bayesian fitter's "
-                        "likelihood is --likelihood student or normal (use huber or huber-log)")
+        raise DataError(f"objective {obj.name!r} is a least-squares estimator: the Bayesian "
+                        "fitter's likelihood is student or normal (use objective huber or "
+                        "huber-log)", option="objective")
     if bootstrap and fitter == "lsq" and robust.needs_irls(obj):
-        raise DataError(f"bootstrap intervals are not offered for --objective {obj.name}"
-                        + (f" --delta {obj.delta:g}" if obj.delta else "") + " (an IRLS fit per "
-                        "resample does not yet converge reliably): use --bootstrap 0 for the point "
-                        "estimate, or huber-log / --fitter bayes for intervals")
+        raise DataError(f"bootstrap intervals are not offered for objective {obj.name!r}"
+                        + (f" with delta {obj.delta:g}" if obj.delta else "") + " (an IRLS fit "
+                        "per resample does not yet converge reliably): use bootstrap 0 for the "
+                        "point estimate, or objective huber-log / fitter 'bayes' for intervals",
+                        option="bootstrap")
     src = source or {"path": None, "sha256": frame_sha256(frame), "rows": len(frame)}
     frame, where_record = filter_with_record(frame, where)
     if len(frame) == 0:
         raise DataError("the runs table has no rows")
-    cols = _resolve_columns(frame, law, x, d, y, joint)
+    cols = resolve_columns(frame, law.variables, law.default_columns, {"x": x, "d": d}, y,
+                           joint)
     by = list(default_by(frame) if by is None else by)
     require_columns(frame, by)
     # validate every column before any fitting
     zero_roles = set(law.zero_ok) | ({_d_role(law)} if pre_power else set())
     for role in law.variables:
-        variable_values(frame, cols[role], role in zero_roles)
+        column_values(frame, cols[role], role in zero_roles)
     numeric_column(frame, y, positive=True)
     var_cols = [c for c in (cols[r] for r in law.variables)]
-    flat = [c[1:] if c.startswith("@") else c for c in var_cols]
+    flat = [spec_column(c) for c in var_cols]
     if seeds == "average":
-        referenced = [n for c in var_cols if c.startswith("@") for n in frame[c[1:]].astype(str)]
         work = average_seeds(frame, y, [*flat, *by, *([joint] if joint else []),
-                                        *dict.fromkeys(referenced)])
+                                        *referenced_columns(frame, var_cols)])
     else:
         work = frame.reset_index(drop=True).copy()
         work["n_seeds"] = 1
@@ -225,7 +240,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         n_free = len(layout.free_names)
         if len(gdf) < n_free:
             raise DataError(f"group {key} has {len(gdf)} runs but the fit has {n_free} free "
-                            "parameters: add runs, fix parameters, or group more coarsely (--by)")
+                            "parameters: add runs, fix parameters, or group more coarsely (by)")
         n_dup = int(dup[row_keys == "\x1f".join(str(key[c]) for c in by)].sum()) if by \
             else int(dup.sum())
         notes = _data_warnings(gdf, key, layout, law, cols, joint, share, n_dup,
@@ -292,7 +307,7 @@ def _data_warnings(gdf, key, layout, law, cols, joint, share, n_dup, averaged) -
         notes.append(f"{len(gdf)} runs for {n_free} free parameters: the law passes through every "
                      "run, nothing is left to estimate the error, and intervals mean nothing; add "
                      "runs or fix parameters (--fix)")
-    values = np.stack([variable_values(gdf, cols[r], r in law.zero_ok) for r in law.variables], axis=-1)
+    values = np.stack([column_values(gdf, cols[r], r in law.zero_ok) for r in law.variables], axis=-1)
     for j, role in enumerate(law.variables):
         exp = _EXPONENT.get(role, "its exponent")
         if np.unique(values[:, j]).size == 1 and exp in law.params:
@@ -329,7 +344,7 @@ def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str
     """Fit one group's runs ``gdf`` (a joint layout: one GroupFit per subset)."""
     law, obj, cols, joint = opts.law, opts.objective, opts.columns, opts.joint
     subsets = layout.subsets
-    variables = np.stack([variable_values(gdf, cols[r], r in law.zero_ok) for r in law.variables],
+    variables = np.stack([column_values(gdf, cols[r], r in law.zero_ok) for r in law.variables],
                          axis=-1)
     yv = gdf[cols["y"]].to_numpy(np.float64)
     labels = gdf[joint].astype(str).to_numpy() if joint else None
@@ -447,8 +462,7 @@ def _fit_quality(gdf, variables, y, law, obj, theta, cols, n_params, seeds, join
         log_pred = np.asarray(law.log_predict(np.asarray(theta), np.log(variables)))
     log_space = obj.space == "log"
     r = log_pred - np.log(y) if log_space else np.exp(log_pred) - y
-    names = [str(gdf[c[1:]].iloc[0]) if c.startswith("@") else c
-             for c in (cols[role] for role in law.variables)]
+    names = [column_for(cols[role], gdf.iloc[0]) for role in law.variables]
     id_cols = [c for c in ("run_id", "model", "family") if c in gdf.columns]
     runs = [({c: gdf[c].iloc[i] for c in id_cols}
              | {nm: float(v) for nm, v in zip(names, variables[i])}) for i in range(len(y))]

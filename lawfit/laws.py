@@ -30,9 +30,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+from lawfit.errors import DataError
+from .numerics import float64
+
+__all__ = ["GRID_BUDGET", "LAWS", "Law", "ROLES", "check_params", "get_law", "law", "register",
+           "source_hash"]
+
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: laws are registry singletons
 class Law:
+    """A scaling law: ``log_predict(theta, log_vars)`` and what fitting it needs (parameters, the
+    ones fitted as logs, a start grid, default columns and objective). Identity is structural:
+    ``multiplicative_form`` marks A * X^-alpha * D^-beta + E (critical data sizes have Zhang et al.'s
+    closed form there), never the formula text."""
     name: str
     formula: str
     variables: tuple[str, ...]          # roles, in the order of the columns of log_vars
@@ -52,6 +62,7 @@ class Law:
 
     @property
     def n_params(self) -> int:
+        """Number of parameters."""
         return len(self.params)
 
     @property
@@ -61,6 +72,7 @@ class Law:
 
     @property
     def nonlinear(self) -> tuple[str, ...]:
+        """Parameters that are not linear given the others (variable projection's search)."""
         return tuple(p for p in self.params if p not in self.linear)
 
     def log_predict(self, theta, log_vars):
@@ -85,6 +97,7 @@ class Law:
         return arr
 
     def to_natural(self, theta) -> np.ndarray:
+        """Internal vector(s) (..., P) -> natural parameters (exp of the log-scale ones)."""
         arr = np.array(theta, dtype=np.float64, copy=True)
         mask = np.array([p in self.log_params for p in self.params])
         arr[..., mask] = np.exp(arr[..., mask])
@@ -96,6 +109,7 @@ class Law:
         mesh = np.meshgrid(*axes, indexing="ij")
         return np.stack([m.ravel() for m in mesh], axis=-1)
 
+    @float64
     def predict(self, natural: Mapping[str, float], **variables) -> np.ndarray:
         """Loss at natural parameters, variables given by role name, e.g. ``x=1e9, d=1e5``."""
         theta = jnp.asarray(self.to_internal(natural))
@@ -158,6 +172,17 @@ LAWS: dict[str, Law] = {}
 
 
 def register(law: Law) -> Law:
+    """Add ``law`` to the registry under its name (``lawfit fit --law NAME``, ``get_law``).
+
+    Parameters
+    ----------
+    law : Law
+
+    Returns
+    -------
+    Law
+        The same law (so that ``register`` can wrap a definition).
+    """
     LAWS[law.name] = law
     return law
 
@@ -224,6 +249,7 @@ def _formula_text(fn: Callable) -> str:
     return rets[0] if len(rets) == 1 else fn.__name__
 
 
+@float64
 def _accepts_zero(fn, names, log_names, grid, n_vars, i) -> bool:
     """True when f is finite and positive with variable i = 0 (others 1) at every start."""
     theta = jnp.asarray(grid)
@@ -272,7 +298,6 @@ def law(params: Mapping[str, tuple[float, float]], variables: tuple[str, ...] | 
     ... def rectified(p, D):
     ...     return p["B"] / (p["Dl"] + D ** p["beta"]) + p["E"]
     """
-    from lawfit.errors import DataError
     names = tuple(params)
     cols = tuple(variables)
     if not names or not cols:
@@ -327,9 +352,17 @@ register(rectified)
 
 
 def check_params(law: Law, params: Mapping, what: str = "parameter") -> None:
-    """DataError unless every value is a finite number and every scale parameter (fitted as its
-    log: A, B, E) is positive."""
-    from lawfit.errors import DataError
+    """Raise DataError unless every value is a finite number and every scale parameter (fitted as
+    its log: A, B, E) is positive.
+
+    Parameters
+    ----------
+    law : Law
+    params : mapping
+        Parameter name -> natural value.
+    what : str
+        How the message names the values (e.g. "fixed parameter").
+    """
     for p, v in params.items():
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
             raise DataError(f"{what} {p}={v!r} is not a number")
@@ -340,7 +373,17 @@ def check_params(law: Law, params: Mapping, what: str = "parameter") -> None:
 
 
 def get_law(name: str) -> Law:
-    from lawfit.errors import DataError
+    """The registered law called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        ``multiplicative``, ``additive``, ``chinchilla``, ``power``, ``rectified``, ...
+
+    Returns
+    -------
+    Law
+    """
     if not isinstance(name, str) or name not in LAWS:
         raise DataError(f"unknown law {name!r}: choose one of {', '.join(LAWS)}, or a law of your "
                         "own as MODULE:FUNCTION")

@@ -27,6 +27,7 @@ import numpy as np
 from .errors import DataError
 from .laws import Law
 from .objectives import Objective
+from .numerics import float64
 from .problem import GroupProblem, Problem, Status, build_layout, grid_starts
 
 __all__ = ["LsqFit", "Problem", "bootstrap", "bootstrap_frozen", "bootstrap_weights",
@@ -53,6 +54,7 @@ def objective_fns(problem: Problem):
     return autodiff_objective(problem.law, problem.objective)
 
 
+@float64
 def solver_arrays(problem: Problem):
     """Solver data of a problem, padded with zero-weight runs to a multiple of PAD (to share
     compilations), and the base weights: ``(data, w)``."""
@@ -283,6 +285,7 @@ def _run(fns, theta0, W, data, lb, max_steps):
     return np.asarray(theta), np.asarray(f), np.asarray(conv), int(steps)
 
 
+@float64
 def objective_value(problem: Problem, free) -> float:
     data, w = solver_arrays(problem)
     return float(objective_fns(problem)[0](jnp.asarray(free, jnp.float64), w, data))
@@ -321,6 +324,7 @@ def _distinct(thetas, values, k, rtol=1e-6):
     return np.array(out)
 
 
+@float64
 def multistart(problem: Problem, starts: np.ndarray, *, screen_steps: int = SCREEN_STEPS,
                keep: int | None = None, max_steps: int = MAX_STEPS) -> LsqFit:
     """Minimise the problem's objective from every start (S, F); see the module docstring."""
@@ -347,6 +351,7 @@ def multistart(problem: Problem, starts: np.ndarray, *, screen_steps: int = SCRE
                       n_starts=s, n_at_optimum=at_opt, candidates=cands, steps=steps1 + steps2)
 
 
+@float64
 def refine(problem: Problem, starts: np.ndarray, max_steps: int = MAX_STEPS) -> LsqFit:
     """Iterate a few starts to convergence (no screening): for joint fits started from
     per-subset optima."""
@@ -355,6 +360,7 @@ def refine(problem: Problem, starts: np.ndarray, max_steps: int = MAX_STEPS) -> 
 
 # --- variable projection ---------------------------------------------------------------------
 
+@float64
 def varpro(problem: Problem, exponent_starts: np.ndarray) -> tuple[LsqFit, np.ndarray]:
     """Squared error in loss space: search the exponents, solve the linear parameters exactly.
 
@@ -386,6 +392,7 @@ def varpro(problem: Problem, exponent_starts: np.ndarray) -> tuple[LsqFit, np.nd
 
 # --- a group's fit: multi-start, variable projection or joint refinement, and its status -----
 
+@float64
 def solve(group: GroupProblem, starts: str | int = "grid", solver: str = "newton",
           rng: np.random.Generator | None = None) -> LsqFit:
     """Least-squares fit of a group: multi-start from the start grid (or variable projection),
@@ -416,10 +423,11 @@ def solve(group: GroupProblem, starts: str | int = "grid", solver: str = "newton
         if solver == "varpro":
             if not law.analytic:
                 raise DataError(f"solver varpro needs a law with linear parameters; "
-                                f"{law.name!r} is a jax law: use solver newton")
+                                f"{law.name!r} is a jax law: use solver newton", option="solver")
             if problem.objective.name != "mse" or layout.fixed.size:
                 raise DataError("solver varpro needs objective mse and no frozen parameters "
-                                "(the linear parameters are solved exactly in squared error)")
+                                "(the linear parameters are solved exactly in squared error)",
+                                option="solver")
             exps = grid_starts(law, build_layout(law, fixed={p: 1.0 for p in law.linear}),
                                starts, rng)
             fit, coef = varpro(problem, exps)
@@ -509,6 +517,7 @@ def bootstrap_weights(n_boot: int, clusters: np.ndarray, rng: np.random.Generato
     return counts[:, inverse].astype(np.float64)
 
 
+@float64
 def bootstrap(problem: Problem, candidates: np.ndarray, weights: np.ndarray, *,
               chunk: int = 250, max_steps: int = MAX_STEPS, progress=None):
     """Refit every resample (rows of ``weights``, (B, N)) from each candidate optimum of the full
@@ -542,6 +551,7 @@ def bootstrap(problem: Problem, candidates: np.ndarray, weights: np.ndarray, *,
     return draws, ok
 
 
+@float64
 def bootstrap_frozen(problem: Problem, candidates: np.ndarray, weights: np.ndarray,
                      fixed_draws: np.ndarray, *, chunk: int = 32, max_steps: int = MAX_STEPS,
                      progress=None):

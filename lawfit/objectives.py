@@ -3,7 +3,12 @@ absolute: ``l1``/``l1-log``, least absolute deviation, the estimator behind Epoc
 Chinchilla-replication point; solved by IRLS in robust.py).
 
 Always a weighted *sum* over runs, never a mean: with a mean the objective and its gradient shrink
-by 1/N and a solver's absolute tolerances stop it early (tests/test_lsq.py shows the trap).
+by 1/N and a solver's absolute tolerances stop it early (tests/test_fit.py,
+``test_sum_objective_avoids_the_mean_trap``, shows the trap).
+
+Adding an objective: a name in ``NAMES`` and its penalty in :meth:`Objective.derivatives` (value,
+first and second derivative in the residual); the solvers, the bootstrap and fit.json take it from
+there (an objective without curvature is solved by IRLS: see ``lawfit.robust.needs_irls``).
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 
 from lawfit.errors import DataError
+
+__all__ = ["NAMES", "Objective", "make_objective"]
 
 NAMES = ("huber", "huber-log", "mse", "mse-log", "l1", "l1-log")
 
@@ -65,8 +72,22 @@ class Objective:
 
 
 def make_objective(name: str | None, delta: float | None = None, law=None) -> Objective:
-    """Objective by DESIGN.md name; ``None`` takes the law's default (huber for the finetuning laws
-    as Zhang et al., huber-log for chinchilla as Hoffmann et al. / Epoch AI)."""
+    """The objective named ``name`` (one of ``NAMES``).
+
+    Parameters
+    ----------
+    name : str or None
+        ``None`` takes the law's default (huber for the finetuning laws as Zhang et al., huber-log
+        for chinchilla as Hoffmann et al. / Epoch AI).
+    delta : float, optional
+        Huber threshold (default 1e-3; ignored by the other objectives).
+    law : Law, optional
+        Whose default objective ``None`` means.
+
+    Returns
+    -------
+    Objective
+    """
     if name is None:
         name = law.default_objective if law is not None else "huber"
     if name not in NAMES:
@@ -76,6 +97,6 @@ def make_objective(name: str | None, delta: float | None = None, law=None) -> Ob
     if name.startswith("huber"):
         delta = 1e-3 if delta is None else float(delta)
         if not delta > 0:
-            raise DataError(f"--delta must be positive, got {delta}")
+            raise DataError(f"delta must be positive, got {delta}", option="delta")
         return Objective(name, delta)
     return Objective(name, None)

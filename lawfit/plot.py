@@ -24,7 +24,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lawfit.errors import DataError  # noqa: E402
-from lawfit.table import select_recorded
+from lawfit.problem import Status
+from lawfit.table import column_for, rows_matching, select_recorded
 
 FORMATS = ("png", "pdf")
 PANELS_PER_PAGE = 12
@@ -64,15 +65,11 @@ def _sci(v: float) -> str:
 
 
 def _group_rows(frame: pd.DataFrame, key: dict) -> np.ndarray:
-    m = np.ones(len(frame), bool)
-    for k, v in key.items():
-        if k in frame.columns:
-            m &= frame[k].astype(str).to_numpy() == str(v)
-    return m
+    return rows_matching(frame, {k: v for k, v in key.items() if k in frame.columns})
 
 
 def _column(frame: pd.DataFrame, spec: str, key: dict) -> np.ndarray:
-    col = str(key.get(spec[1:], "")) if spec.startswith("@") else spec
+    col = column_for(spec, key)
     if col not in frame.columns:
         return np.full(len(frame), np.nan)
     return pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
@@ -125,7 +122,7 @@ def _fit_panel(ax, g, xcol: str, dcol: str, ycol: str, frame: pd.DataFrame | Non
     ax.set_xscale("log")
     ax.set_xlabel(dcol)
     ax.set_ylabel(ycol)
-    extra = "" if g.status == "converged" else f" [{g.status}]"
+    extra = "" if g.status == Status.CONVERGED else f" [{g.status}]"
     if g.frozen:      # frozen parameters are labelled, never shown as estimated
         extra += "\nfrozen: " + ", ".join(f"{k}={v:.4g}" for k, v in g.frozen.items())
     ax.set_title(_title(g.key) + extra, fontsize=9)
@@ -365,7 +362,7 @@ def plot_backtest(bt, out_dir, *, name: str = "backtest", formats=FORMATS,
         for g in res.groups:
             m = _group_rows(frame, g.key)
             for spec, src in ((xcol, "x"), (dcol, "d")):
-                col = str(g.key.get(spec[1:])) if spec.startswith("@") else spec
+                col = column_for(spec, g.key)
                 if col not in frame.columns:
                     frame[col] = np.nan
                 frame.loc[m, col] = r.loc[m, src]

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = ["ATS_DELTA", "METHODS", "MIN_RUNS", "ORIGINS", "PowerPhase", "power_phase"]
+
 METHODS = ("validate", "ats")
 MIN_RUNS = 3          # the fewest runs a power phase (and any line fitted here) may have
 ATS_DELTA = 5.0       # Lin et al.'s threshold, in residual standard deviations

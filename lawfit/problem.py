@@ -247,10 +247,12 @@ def grid_starts(law: Law, layout: Layout, starts: str | int,
     lo, hi = grid.min(axis=0), grid.max(axis=0)
     if isinstance(starts, (int, np.integer)) and not isinstance(starts, bool):
         if starts < 1:
-            raise DataError(f"starts must be 'grid' or a positive count, got {starts}")
+            raise DataError(f"starts must be 'grid' or a positive count, got {starts}",
+                            option="starts")
         return rng.uniform(lo[free_idx], hi[free_idx], size=(int(starts), len(free_idx)))
     if starts != "grid":
-        raise DataError(f"starts must be 'grid' or a positive count, got {starts!r}")
+        raise DataError(f"starts must be 'grid' or a positive count, got {starts!r}",
+                        option="starts")
     return np.unique(grid[:, free_idx], axis=0)
 
 

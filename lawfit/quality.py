@@ -35,6 +35,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+__all__ = ["MIN_RUNS_TEST", "P_LACK_OF_FIT", "P_STRUCTURE", "assess", "lack_of_fit", "runs_test",
+           "warning_text"]
+
 P_STRUCTURE = 1e-3          # family-wise one-sided level of the runs tests
 P_LACK_OF_FIT = 1e-3        # level of the lack-of-fit F test (seeds repeat)
 MIN_RUNS_TEST = 10          # residuals needed (and at least 2 of each sign) for a runs test

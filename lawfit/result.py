@@ -1,8 +1,8 @@
 """Fit results and everything derived from parameter draws.
 
 Bootstrap replicates and posterior samples are the same thing here: a (n_draws, P) array of natural
-parameters per group. Intervals, predictions and (in critical.py) crossings are computed from draws
-by one code path, whichever fitter produced them.
+parameters per group. Intervals, predictions and (in lawfit/analysis/critical.py) crossings are
+computed from draws by one code path, whichever fitter produced them.
 """
 from __future__ import annotations
 
@@ -14,9 +14,14 @@ import numpy as np
 import pandas as pd
 
 from lawfit.errors import DataError
+from lawfit.table import column_for, is_per_row, key_matches, rows_matching
 from .laws import Law
 from .objectives import Objective
+from .numerics import float64
 from .problem import Status
+
+__all__ = ["FitResult", "GroupFit", "INTERVALS", "MAX_FAILED_SHARE", "NEW_RUN_NOISE_DRAWS", "Status",
+           "bootstrap_health"]
 
 
 # A bootstrap whose refits fail is biased towards the resamples that are easy to fit: its interval
@@ -61,6 +66,9 @@ def bootstrap_health(n_resamples: int, n_failed: int,
 
 @dataclass(frozen=True)
 class GroupFit:
+    """The fit of one group (one subset of a joint fit): status, estimate, parameter draws
+    (bootstrap replicates or posterior samples), warnings and diagnostics, and predictions from
+    them."""
     key: dict                      # group (and subset) column values
     law: Law
     n_points: int
@@ -76,6 +84,7 @@ class GroupFit:
 
     @property
     def params(self) -> dict:
+        """Estimate as name -> natural value."""
         return dict(zip(self.law.params, map(float, self.estimate)))
 
     @property
@@ -104,6 +113,7 @@ class GroupFit:
             lo[self.law.params.index(name)] = hi[self.law.params.index(name)] = np.nan
         return lo, hi
 
+    @float64
     def log_loss(self, natural: np.ndarray, variables: np.ndarray) -> np.ndarray:
         """log L for natural parameters (..., P) at variables (N, V) -> (..., N)."""
         theta = jnp.asarray(self.law.to_internal(natural))[..., None, :]
@@ -144,6 +154,8 @@ class GroupFit:
 
 @dataclass(frozen=True)
 class FitResult:
+    """What :func:`lawfit.fit` returns: every group's :class:`GroupFit`, the settings and the
+    provenance of the runs table; tables (``params``, ``draws``) and ``predict``."""
     law: Law
     objective: Objective
     fitter: str
@@ -155,8 +167,25 @@ class FitResult:
     level: float = 0.95
 
     # --- lookup --------------------------------------------------------------------------
+    def matching(self, key: Mapping) -> list[GroupFit]:
+        """The groups whose key has every given column value (compared as text:
+        :func:`lawfit.table.key_matches`).
+
+        Parameters
+        ----------
+        key : mapping
+            Column -> value, e.g. ``{"method": "lora"}``.
+
+        Returns
+        -------
+        list of GroupFit
+        """
+        return [g for g in self.groups if key_matches(g.key, key)]
+
     def group(self, **key) -> GroupFit:
-        hits = [g for g in self.groups if all(str(g.key.get(k)) == str(v) for k, v in key.items())]
+        """The one group with the given column values, e.g. ``result.group(method="lora")``;
+        DataError unless exactly one group matches."""
+        hits = self.matching(key)
         if len(hits) != 1:
             raise DataError(f"{len(hits)} groups match {key}: groups are "
                             f"{[g.key for g in self.groups]}")
@@ -190,6 +219,7 @@ class FitResult:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     # --- predictions ---------------------------------------------------------------------
+    @float64
     def predict(self, frame: pd.DataFrame | Mapping, level: float | None = None,
                 interval: str = "new-run") -> pd.DataFrame:
         """Predicted loss with an interval, for every row of ``frame`` (columns: the law's
@@ -224,8 +254,8 @@ class FitResult:
         keys = [k for k in self.by if k in frame.columns]
         for role in self.law.variables:
             spec = self.columns[role]
-            if spec.startswith("@"):
-                names = sorted({str(g.key.get(spec[1:])) for g in self.groups})
+            if is_per_row(spec):
+                names = sorted({column_for(spec, g.key) for g in self.groups})
                 if not any(n in frame.columns for n in names):
                     raise DataError(f"prediction needs the {role} column, one of "
                                     f"{', '.join(names)} (the fit reads {role} from the column "
@@ -237,15 +267,12 @@ class FitResult:
         match = np.zeros((len(self.groups), len(frame)), bool)
         group_cols = []
         for i, g in enumerate(self.groups):
-            cols = [self.columns[r] if not self.columns[r].startswith("@")
-                    else str(g.key.get(self.columns[r][1:])) for r in self.law.variables]
+            cols = [column_for(self.columns[r], g.key) for r in self.law.variables]
             group_cols.append(cols)
             if not all(c in frame.columns for c in cols):
                 continue
-            m = frame[cols].notna().all(axis=1).to_numpy().copy()
-            for k in keys:
-                m &= frame[k].astype(str).to_numpy() == str(g.key.get(k))
-            match[i] = m
+            match[i] = (frame[cols].notna().all(axis=1).to_numpy()
+                        & rows_matching(frame, {k: g.key.get(k) for k in keys}))
         several = match.sum(axis=0) > 1
         if several.any():
             row = int(np.flatnonzero(several)[0])

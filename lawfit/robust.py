@@ -37,6 +37,7 @@ import numpy as np
 
 from . import lsq
 from .objectives import Objective, make_objective
+from .numerics import float64
 from .problem import Problem
 
 __all__ = ["needs_irls", "residuals", "solve"]
@@ -59,6 +60,7 @@ def _weighted_ls(problem: Problem) -> Objective:
     return make_objective("mse-log" if problem.objective.space == "log" else "mse")
 
 
+@float64
 def residuals(problem: Problem, free: np.ndarray) -> np.ndarray:
     """Residuals (N,) of the problem's runs in its objective's space at free parameters."""
     phi = jnp.concatenate([jnp.asarray(free, jnp.float64),
@@ -136,6 +138,7 @@ def _stage(problem, theta, delta, w0, max_iter, polish):
     return theta, f, newton or ratio <= GTOL, steps, ratio
 
 
+@float64
 def solve(problem: Problem, theta0: np.ndarray, *, max_iter: int = MAX_ITER) -> lsq.LsqFit:
     """Minimise the problem's ``l1`` (or small-delta ``huber``) objective from ``theta0``.
 

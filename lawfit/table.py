@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from lawfit.errors import DataError
+
+__all__ = ["CANONICAL", "CONFIG_COLUMNS", "GROUP_COLUMNS", "average_seeds", "check_selection_record",
+           "column_for", "column_values", "default_by", "duplicate_rows", "frame_sha256",
+           "is_per_row", "key_matches", "loss_trend", "numeric_column", "referenced_columns",
+           "require_columns", "resolve_columns", "rows_matching", "select_recorded",
+           "selection_record", "spec_column"]
 
 CANONICAL = ("task", "method", "model_params", "pretrain_tokens", "finetune_examples",
              "pet_params", "seed", "loss", "run_id")
@@ -34,7 +41,7 @@ def require_columns(frame: pd.DataFrame, columns, what: str = "column") -> None:
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise DataError(f"missing {what} {col!r}: {hint}the table has "
                             f"{', '.join(map(str, frame.columns))}; name another with the matching "
-                            "option (--x, --d, --y, --by)")
+                            "option (x, d, y, by)")
 
 
 def _rows(index, limit: int = 5) -> str:
@@ -65,13 +72,13 @@ def numeric_column(frame: pd.DataFrame, col: str, positive: bool) -> np.ndarray:
     if nonfinite.any():
         raise DataError(f"column {col!r} has missing, NaN or infinite values in rows "
                         f"{_rows(frame.index[nonfinite])}: fix them or exclude the rows with "
-                        f"--where '{col} == {col}'")
+                        f"where '{col} == {col}'")
     if positive and (arr <= 0).any():
         rows = frame.index[arr <= 0]
         extra = (" (D_f = 0 is the base model before finetuning, outside every power law)"
                  if col == "finetune_examples" else "")
         raise DataError(f"column {col!r} must be positive but {len(rows)} rows are <= 0 (rows "
-                        f"{_rows(rows)}){extra}: exclude them with --where '{col} > 0'")
+                        f"{_rows(rows)}){extra}: exclude them with where '{col} > 0'")
     return arr
 
 
@@ -163,5 +170,143 @@ def loss_trend(variables: np.ndarray, y: np.ndarray) -> str | None:
 
 
 def default_by(frame: pd.DataFrame) -> list[str]:
-    """DESIGN.md: ``--by`` defaults to every present column among task and method."""
+    """The default grouping (``by``): every present column among task and method."""
     return [c for c in GROUP_COLUMNS if c in frame.columns]
+
+
+# --- column specs: a column name, or ``@COL`` (per row, the column named in COL) ----------------
+# Zhang et al. 2024's model-size, pretraining-size and PET-size series each use their own X: a
+# joint fit reads X, per row, from the column that row's COL names.
+
+def is_per_row(spec: str) -> bool:
+    """True for an ``@COL`` spec (the column is named per row in COL)."""
+    return spec.startswith("@")
+
+
+def spec_column(spec: str) -> str:
+    """The column a spec reads directly: ``COL`` for ``@COL``, else the spec itself."""
+    return spec[1:] if is_per_row(spec) else spec
+
+
+def column_for(spec: str, key: Mapping) -> str:
+    """The column a spec reads for one group: for ``@COL`` the column named by the group's value
+    of COL (``key[COL]``), else the spec itself.
+
+    Parameters
+    ----------
+    spec : str
+        Column name or ``@COL``.
+    key : mapping
+        A group's key (column -> value), e.g. ``GroupFit.key``.
+
+    Returns
+    -------
+    str
+    """
+    return str(key.get(spec[1:], spec)) if is_per_row(spec) else spec
+
+
+def resolve_columns(frame: pd.DataFrame, variables: Sequence[str],
+                    default_columns: Mapping[str, str], given: Mapping[str, str | None],
+                    y: str = "loss", joint: str | None = None) -> dict:
+    """Columns of a law's variables (role -> column spec) and of the loss (``"y"``), checked to
+    exist in ``frame``.
+
+    Parameters
+    ----------
+    frame : DataFrame
+    variables : sequence of str
+        The law's variable roles (``Law.variables``).
+    default_columns : mapping
+        The law's default column of each role (``Law.default_columns``).
+    given : mapping
+        Role -> column asked for (None or "" keeps the default).
+    y : str
+        Loss column.
+    joint : str, optional
+        Subset column of a joint fit (checked too).
+
+    Returns
+    -------
+    dict
+        Role -> column spec (``@COL`` kept), and ``"y"``.
+    """
+    cols = dict(default_columns)
+    for role in variables:
+        if given.get(role):
+            cols[role] = given[role]
+    cols["y"] = y
+    require_columns(frame, [spec_column(c) for c in cols.values()] + ([joint] if joint else []))
+    return cols
+
+
+def column_values(frame: pd.DataFrame, spec: str, zero_ok: bool = False) -> np.ndarray:
+    """Values of a variable column as float64, checked positive and finite.
+
+    Parameters
+    ----------
+    frame : DataFrame
+    spec : str
+        Column name, or ``@COL``: per row, the column named in COL.
+    zero_ok : bool
+        The law is defined at 0 (the rectified law's base-model row); negative values are refused
+        all the same.
+
+    Returns
+    -------
+    array (N,)
+    """
+    if not is_per_row(spec):
+        return _variable(frame, spec, zero_ok)
+    names = frame[spec[1:]].astype(str)
+    require_columns(frame, sorted(set(names)), what=f"column (named in {spec[1:]!r})")
+    out = np.empty(len(frame))
+    for name in set(names):
+        m = (names == name).to_numpy()
+        out[m] = _variable(frame.loc[m], name, zero_ok)
+    return out
+
+
+def _variable(frame, col, zero_ok):
+    if not zero_ok:
+        return numeric_column(frame, col, positive=True)
+    arr = numeric_column(frame, col, positive=False)
+    if (arr < 0).any():
+        numeric_column(frame.loc[arr < 0], col, positive=True)     # raises the one message
+    return arr
+
+
+def referenced_columns(frame: pd.DataFrame, specs: Sequence[str]) -> list[str]:
+    """The columns that the ``@COL`` specs among ``specs`` name in ``frame``'s rows (in order of
+    first appearance, no repeats)."""
+    return list(dict.fromkeys(n for c in specs if is_per_row(c)
+                              for n in frame[c[1:]].astype(str)))
+
+
+# --- group keys: values compared as text (a key read back from JSON is text, a table's is not) --
+
+def key_matches(key: Mapping, wanted: Mapping) -> bool:
+    """True when a group's ``key`` has every ``wanted`` column value (compared as text, so that
+    ``1`` matches ``"1"`` and a key read back from fit.json matches the table's).
+
+    Parameters
+    ----------
+    key : mapping
+        A group's key, e.g. ``GroupFit.key``.
+    wanted : mapping
+        Column -> value to match.
+
+    Returns
+    -------
+    bool
+    """
+    return all(str(key.get(k)) == str(v) for k, v in wanted.items())
+
+
+def rows_matching(frame: pd.DataFrame, wanted: Mapping) -> np.ndarray:
+    """(N,) True for the rows of ``frame`` whose columns have the ``wanted`` values (compared as
+    text, like :func:`key_matches`)."""
+    m = np.ones(len(frame), bool)
+    for k, v in wanted.items():
+        m &= frame[k].astype(str).to_numpy() == str(v)
+    return m

@@ -18,6 +18,8 @@ from pathlib import Path
 from lawfit.errors import DataError
 from .laws import LAWS, Law, get_law
 
+__all__ = ["BUILTIN_MODULE", "for_artefact", "is_user_law", "provenance", "resolve"]
+
 BUILTIN_MODULE = "lawfit.laws"
 
 
@@ -41,14 +43,15 @@ def resolve(spec: str | Law) -> Law:
         return get_law(spec)
     module, _, func = spec.rpartition(":")
     if not module or not func.isidentifier():
-        raise DataError(f"--law {spec!r}: give MODULE:FUNCTION, e.g. my_laws:rectified")
+        raise DataError(f"law {spec!r}: give MODULE:FUNCTION, e.g. my_laws:rectified",
+                        option="law")
     mod = _import(module, spec)
     obj = getattr(mod, func, None)
     if obj is None:
-        raise DataError(f"--law {spec!r}: {module} has no {func!r}")
+        raise DataError(f"law {spec!r}: {module} has no {func!r}", option="law")
     if not isinstance(obj, Law):
-        raise DataError(f"--law {spec!r}: {func} is not a law; decorate it with "
-                        "@lawfit.law(params=..., variables=...)")
+        raise DataError(f"law {spec!r}: {func} is not a law; decorate it with "
+                        "@lawfit.law(params=..., variables=...)", option="law")
     if obj.fn is None:           # a built-in re-exported by the user's module
         return obj
     return replace(obj, name=spec, source=dict(obj.source or {}) | {"spec": spec, "module": module})
@@ -65,15 +68,15 @@ def _import(module: str, spec: str):
             loader.loader.exec_module(mod)
             return mod
         if module.endswith(".py") or "/" in module:
-            raise DataError(f"--law {spec!r}: no file {path}")
+            raise DataError(f"law {spec!r}: no file {path}", option="law")
         return importlib.import_module(module)
     except DataError:
         raise
     except ModuleNotFoundError as exc:
-        raise DataError(f"--law {spec!r}: cannot import {module} ({exc}); give a file "
-                        "path (my_laws.py) or an importable module") from None
+        raise DataError(f"law {spec!r}: cannot import {module} ({exc}); give a file "
+                        "path (my_laws.py) or an importable module", option="law") from None
     except Exception as exc:     # noqa: BLE001  the user's module failed: say so in one line
-        raise DataError(f"--law {spec!r}: importing {module} failed: "
+        raise DataError(f"law {spec!r}: importing {module} failed: "
                         f"{type(exc).__name__}: {exc}") from None
 
 
@@ -103,7 +106,7 @@ def for_artefact(doc: dict, given: str | Law | None) -> Law:
         return law
     if given is None:
         raise DataError(f"this fit is of the user law {recorded.get('spec', name)!r}: give "
-                        f"--law {recorded.get('spec', name)} again (loading a fit never imports "
+                        f"the law {recorded.get('spec', name)} again (loading a fit never imports "
                         "code by itself)")
     law = resolve(given)
     have = (law.source or {}).get("sha256")

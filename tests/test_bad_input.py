@@ -143,7 +143,7 @@ CASES = [
      "drop --fix"),
     ("fit-bootstrap-negative", ["fit", "runs.csv", "--bootstrap", "-1"], "--bootstrap must be"),
     ("fit-fitter", ["fit", "runs.csv", "--fitter", "nope"], "invalid choice"),
-    ("fit-solver-varpro-huber", ["fit", "runs.csv", "--solver", "varpro"], "--objective mse"),
+    ("fit-solver-varpro-huber", ["fit", "runs.csv", "--solver", "varpro"], "objective 'mse'"),
     ("fit-joint-missing", ["fit", "runs.csv", "--joint", "nope"], "missing column 'nope'"),
     ("fit-share-without-joint", ["fit", "runs.csv", "--share", "E"], "needs a joint fit"),
     ("fit-share-unknown", ["fit", "runs.csv", "--joint", "task", "--share", "Q"],

@@ -20,6 +20,7 @@ from lawfit import bayes
 from lawfit.cli.main import main
 from lawfit.errors import DataError
 from lawfit.simulate import simulate
+from lawfit.numerics import float64
 
 from conftest import require_reference as reference
 
@@ -157,6 +158,7 @@ def test_compare_ranks_the_true_law_first(tmp_path, capsys):
     assert all("pareto_k_max" in r for r in rows)
 
 
+@float64     # computes with jax directly: in float64, as lawfit does (lawfit/numerics.py)
 def test_priors_override_and_toml(tmp_path):
     import numpyro.distributions as dist
     law = lawfit.get_law("multiplicative")
@@ -235,6 +237,7 @@ def _problem():
     return lsq.Problem.simple(law, lawfit.make_objective("huber"), lv, f["loss"].to_numpy())
 
 
+@float64     # computes with jax directly: in float64, as lawfit does (lawfit/numerics.py)
 def test_weights_scale_the_noise_and_log_space_likelihood():
     p = _problem()
     law = p.law

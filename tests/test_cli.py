@@ -55,7 +55,7 @@ def test_zero_size_rows_are_rejected_with_the_fix(capsys):
     path = require_reference("lin2024", "lin2024_gigaword.csv")
     code, out, err = cli(capsys, "fit", path, "--by", "family")
     assert code == 2
-    assert "finetune_examples" in err and "--where 'finetune_examples > 0'" in err
+    assert "finetune_examples" in err and "where 'finetune_examples > 0'" in err
     assert len(err.strip().splitlines()) == 1
 
 

@@ -11,6 +11,7 @@ from lawfit.errors import DataError
 from lawfit.laws import get_law
 from lawfit.objectives import Objective
 from lawfit.simulate import paper_grid, simulate
+from lawfit.numerics import float64
 
 CHIN = dict(A=406.4, B=410.7, E=1.69, alpha=0.34, beta=0.28)
 
@@ -70,6 +71,7 @@ def test_bootstrap_intervals_cover_the_truth():
     assert (hits >= 4).all(), dict(zip(law.params, hits))
 
 
+@float64     # computes with jax directly: in float64, as lawfit does (lawfit/numerics.py)
 def test_sum_objective_avoids_the_mean_trap():
     """With a mean, objective and gradient shrink by 1/N and L-BFGS-B's default tolerances stop it
     early; the same solver on the sum gets much further; lawfit (a sum, and its own convergence
@@ -139,7 +141,7 @@ def test_varpro_reaches_the_same_optimum_as_newton():
     assert b.status == "converged"
     assert np.isclose(a.objective_value, b.objective_value, rtol=1e-9)
     assert np.allclose(a.estimate, b.estimate, rtol=1e-4)
-    with pytest.raises(DataError, match="varpro needs --objective mse"):
+    with pytest.raises(DataError, match="varpro' needs objective 'mse'"):
         lawfit.fit(df, law, solver="varpro")
 
 
@@ -158,6 +160,28 @@ def test_joint_fit_shares_parameters_and_recovers_table4():
     assert abs(m.params["alpha"] - 0.36) < 0.05
     assert abs(p.params["alpha"] - 0.18) < 0.05
     assert m.ranges["x"] == (1e9, 16e9) and p.ranges["x"][0] == 84e9
+    # the joint layout is (parameter, subset) pairs; "A[model_params]" is their display name only
+    assert m.info["joint"]["free"] == ["E", "beta", "A[model_params]", "alpha[model_params]",
+                                       "A[pretrain_tokens]", "alpha[pretrain_tokens]"]
+
+
+def test_layout_pairs_and_status_enum():
+    """A subset label with brackets is never parsed back out of a name; Status is a str enum whose
+    JSON is the plain string."""
+    import json
+
+    from lawfit.problem import FreeParam, Status, build_layout
+    law = get_law("multiplicative")
+    lay = build_layout(law, ("a]b", "c[d"), share=("E",), fixed={"beta": 0.1})
+    assert lay.free == (FreeParam("E"), FreeParam("A", "a]b"), FreeParam("alpha", "a]b"),
+                        FreeParam("A", "c[d"), FreeParam("alpha", "c[d"))
+    assert lay.free_names[1] == "A[a]b]" and lay.free_params == ("E", "A", "alpha", "A", "alpha")
+    theta = np.arange(5.0)
+    internal = lay.internal(theta)                       # (subsets, P) in law order A E alpha beta
+    assert internal[0, :3].tolist() == [1.0, 0.0, 2.0] and internal[1, :3].tolist() == [3.0, 0.0, 4.0]
+    assert np.allclose(internal[:, 3], 0.1)
+    assert Status("grid_edge") is Status.GRID_EDGE and Status.CONVERGED == "converged"
+    assert json.dumps([Status.AT_BOUND]) == '["at_bound"]' and f"{Status.POOR_FIT}" == "poor_fit"
 
 
 def test_frozen_parameters_stay_frozen():
@@ -220,3 +244,18 @@ def test_convergence_flag_is_never_faked():
     from lawfit.problem import GroupProblem, build_layout
     status, warnings = lsq.lsq_status(short, GroupProblem(prob, build_layout(law)))
     assert status == "not_converged" and "no start converged" in warnings[0]
+
+
+def test_column_specs_and_group_matching_are_one_code_path():
+    """``@COL`` reads, per row, the column named in COL; a group's key matches a table's rows and a
+    caller's values as text (fit.json keys are text)."""
+    from lawfit.table import column_for, column_values, key_matches, rows_matching
+    df = pd.DataFrame({"factor": ["n", "d", "n"], "n": [1.0, 9.0, 3.0], "d": [7.0, 5.0, 8.0],
+                       "seed": [1, 2, 3]})
+    assert column_values(df, "@factor").tolist() == [1.0, 5.0, 3.0]
+    assert column_for("@factor", {"factor": "d"}) == "d" and column_for("n", {}) == "n"
+    assert key_matches({"seed": 2, "factor": "d"}, {"seed": "2"})
+    assert not key_matches({"seed": 2}, {"seed": "3"})
+    assert rows_matching(df, {"seed": "3", "factor": "n"}).tolist() == [False, False, True]
+    with pytest.raises(DataError, match="named in 'factor'"):
+        column_values(df.assign(factor=["n", "zz", "n"]), "@factor")

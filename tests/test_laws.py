@@ -4,11 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import lawfit  # noqa: F401  (float64)
+import lawfit  # noqa: F401
 from lawfit import lsq
 from lawfit.laws import LAWS, get_law
 from lawfit.objectives import NAMES, Objective, make_objective
 from lawfit.errors import DataError
+from lawfit.numerics import float64
 
 NAT = {"multiplicative": dict(A=2.1e3, E=0.62, alpha=0.36, beta=0.081),
        "additive": dict(A=50.0, B=8.0, E=0.6, alpha=0.2, beta=0.3),
@@ -46,6 +47,7 @@ def test_hoffmann_grid_has_4500_starts():
 
 @pytest.mark.parametrize("name", [n for n, law in LAWS.items() if law.analytic])
 @pytest.mark.parametrize("objective", NAMES)
+@float64     # computes with jax directly: in float64, as lawfit does (lawfit/numerics.py)
 def test_exact_gradient_and_hessian_match_autodiff_and_finite_differences(name, objective):
     law = get_law(name)
     rng = np.random.default_rng(1)
@@ -67,6 +69,7 @@ def test_exact_gradient_and_hessian_match_autodiff_and_finite_differences(name, 
     assert np.allclose(g, fd, rtol=1e-4, atol=1e-8)
 
 
+@float64     # computes with jax directly: in float64, as lawfit does (lawfit/numerics.py)
 def test_huber_is_summed_and_quadratic_then_linear():
     obj = Objective("huber", 0.1)
     r = jnp.array([0.05, -0.3])

@@ -39,10 +39,10 @@ def _result(p):
 @pytest.mark.slow
 def test_x64_process_trains_float32_and_checkpoints_move_between_device_counts(tmp_path):
     a, b, c = tmp_path / "two", tmp_path / "one_x64", tmp_path / "one"
-    # stage 1: a fresh 2-device run through eval; the same 1-device job with lawfit imported
-    # (jax_enable_x64 on) and without
+    # stage 1: a fresh 2-device run through eval; the same 1-device job with lawfit imported and
+    # jax_enable_x64 switched on for the process (as a user's float64 program would), and without
     p1 = _start("--pretrain", a, "--finetune", a, devices=2)
-    p2 = _start("--lawfit", "--pretrain", b, "--finetune", b)
+    p2 = _start("--lawfit", "--x64", "--pretrain", b, "--finetune", b)
     p3 = _start("--pretrain", c, "--finetune", c)
     two, x64, ref = _result(p1), _result(p2), _result(p3)
     assert two["device"]["device_count"] == 2 and x64["device"]["device_count"] == 1

@@ -13,6 +13,7 @@ from lawfit import lsq, prepower
 from lawfit.errors import DataError
 from lawfit.laws import LAWS, get_law
 from lawfit.objectives import make_objective
+from lawfit.numerics import float64
 
 from conftest import run_cli
 
@@ -88,6 +89,7 @@ def test_user_law_bootstrap_intervals_cover_the_truth():
 
 
 @pytest.mark.parametrize("name", [n for n, law in LAWS.items() if law.analytic])
+@float64     # computes with jax directly: in float64, as lawfit does (lawfit/numerics.py)
 def test_autodiff_path_matches_the_analytic_derivatives(name):
     law = get_law(name)
     rng = np.random.default_rng(3)
@@ -179,7 +181,7 @@ def test_user_law_module_on_the_command_line_with_its_source_hash(tmp_path):
     assert len(doc["law_source"]["sha256"]) == 64
     at = ["--at", "finetune_examples=1e7"]
     r = run_cli("predict", "fit", *at, cwd=tmp_path)             # never imports by itself
-    assert r.returncode == 2 and "--law my_laws:rectified" in r.stderr
+    assert r.returncode == 2 and "law my_laws:rectified" in r.stderr
     assert "Traceback" not in r.stderr
     r = run_cli("predict", "fit", *at, "--law", "my_laws:rectified", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

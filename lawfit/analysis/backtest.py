@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 
 from lawfit.errors import DataError
-from lawfit.table import average_seeds, default_by, require_columns
+from lawfit.table import (average_seeds, column_values, default_by, referenced_columns,
+                          require_columns, rows_matching, spec_column)
 from lawfit.expr import Expr, filter_frame
-from lawfit.fit import variable_values, fit
+from lawfit.fit import fit
 from lawfit.userlaw import resolve as resolve_law
 from lawfit.result import FitResult
 
@@ -63,7 +64,7 @@ def holdout_mask(frame: pd.DataFrame, spec, *, x: str, d: str, by: Sequence[str]
     largest X or largest D; ``largest-x`` / ``largest-d`` one of them; a dict: runs whose column
     equals any listed value (relative tolerance 1e-9)."""
     spec = parse_holdout(spec)
-    xv, dv = variable_values(frame, x), variable_values(frame, d)
+    xv, dv = column_values(frame, x), column_values(frame, d)
     mask = np.zeros(len(frame), bool)
     if isinstance(spec, dict):
         for col, vals in spec.items():
@@ -141,13 +142,11 @@ def _evaluate(result: FitResult, table: pd.DataFrame, heldout: np.ndarray, law_n
     q = (1 - level) / 2
     summary, runs = [], []
     for g in result.groups:
-        m = np.ones(len(table), bool)
-        for k, v in g.key.items():
-            m &= table[k].astype(str).to_numpy() == str(v)
+        m = rows_matching(table, g.key)
         sub = table.loc[m]
         if not len(sub):
             continue
-        v = np.column_stack([variable_values(sub, cols[r]) for r in result.law.variables])
+        v = np.column_stack([column_values(sub, cols[r]) for r in result.law.variables])
         y = sub[cols["y"]].to_numpy(np.float64)
         h = heldout[m]
         pred = g.loss(v)
@@ -209,9 +208,8 @@ def backtest(frame: pd.DataFrame, laws: Sequence[str] = ("multiplicative", "addi
     require_columns(frame, [*by, y])
     joint = fit_options.get("joint")
     group_cols = [*by, *([joint] if joint else [])]
-    flat = [c[1:] if c.startswith("@") else c for c in (x, d)]
-    referenced = ([n for c in (x, d) if c.startswith("@") for n in frame[c[1:]].astype(str)])
-    table = average_seeds(frame, y, [*flat, *group_cols, *dict.fromkeys(referenced)])
+    flat = [spec_column(c) for c in (x, d)]
+    table = average_seeds(frame, y, [*flat, *group_cols, *referenced_columns(frame, (x, d))])
     table = table.reset_index(drop=True)
     heldout = holdout_mask(table, spec, x=x, d=d, by=group_cols)
     if heldout.all():

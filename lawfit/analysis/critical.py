@@ -54,6 +54,8 @@ import pandas as pd
 from scipy.optimize import brentq, minimize_scalar
 
 from lawfit.errors import DataError
+from lawfit.numerics import float64
+from lawfit.table import column_for, key_matches
 from lawfit.result import FitResult, GroupFit
 
 D_RANGE = (1.0, 1e12)
@@ -412,6 +414,7 @@ def _closed_form_entry(ga: GroupFit, gb: GroupFit, x: float) -> dict | None:
             "E_a": pa["E"], "E_b": pb["E"], "gap_constant": bool(pa["E"] == pb["E"])}
 
 
+@float64
 def crossings(ga: GroupFit, gb: GroupFit, x: float, *, names=("a", "b"),
               d_range=D_RANGE, points_per_e: int = POINTS_PER_E, level: float = 0.95,
               key: dict | None = None, x_name: str = "x") -> CriticalRow:
@@ -483,6 +486,7 @@ def crossings(ga: GroupFit, gb: GroupFit, x: float, *, names=("a", "b"),
                        closed_form=_closed_form_entry(ga, gb, x), draw_roots=draw_roots)
 
 
+@float64
 def superiority(ga: GroupFit, gb: GroupFit, x: float, d_grid, *, names=("a", "b"),
                 key: dict | None = None, level: float = 0.95) -> pd.DataFrame:
     """Probability of superiority over a grid of D: the share of paired draws in which method a
@@ -513,10 +517,10 @@ def superiority(ga: GroupFit, gb: GroupFit, x: float, d_grid, *, names=("a", "b"
 
 
 def _x_name(result: FitResult, g: GroupFit) -> str:
-    col = result.columns["x"]
-    return str(g.key.get(col[1:], col)) if col.startswith("@") else col
+    return column_for(result.columns["x"], g.key)
 
 
+@float64
 def critical(result: FitResult | tuple, between, *, at: dict | None = None,
              method_column: str = "method", d_range=D_RANGE, points_per_e: int = POINTS_PER_E,
              superiority_points: int = 61, x_values: dict | None = None,
@@ -555,8 +559,8 @@ def critical(result: FitResult | tuple, between, *, at: dict | None = None,
     def rest(g):
         return tuple(sorted((k, str(v)) for k, v in g.key.items() if k != method_column))
 
-    ga_by = {rest(g): g for g in groups if str(g.key.get(method_column)) == a}
-    gb_by = {rest(g): g for g in groups if str(g.key.get(method_column)) == b}
+    ga_by = {rest(g): g for g in groups if key_matches(g.key, {method_column: a})}
+    gb_by = {rest(g): g for g in groups if key_matches(g.key, {method_column: b})}
     common = [k for k in ga_by if k in gb_by]
     if not common:
         raise DataError(f"no group has both {a} and {b} (groups: "

@@ -54,7 +54,8 @@ from lawfit.errors import DataError
 from lawfit.table import frame_sha256, select_recorded
 from lawfit.expr import filter_frame
 from lawfit.fit import fit as fit_runs
-from lawfit.fit import variable_values
+from lawfit.table import column_values, rows_matching
+from lawfit.numerics import float64
 from lawfit.result import FitResult, GroupFit
 
 COST_DEFAULT = "model_params * finetune_examples"
@@ -356,8 +357,7 @@ def evaluate_cost(candidates: pd.DataFrame, cost: str | None) -> np.ndarray:
 # --- the suggestion ------------------------------------------------------------------------------
 
 def _match_group(result: FitResult, key: Mapping) -> list:
-    return [g for g in result.groups
-            if all(str(g.key.get(k)) == str(v) for k, v in key.items() if k in result.by)]
+    return result.matching({k: v for k, v in key.items() if k in result.by})
 
 
 def _one_group(result: FitResult, key: Mapping, what: str) -> GroupFit:
@@ -370,6 +370,7 @@ def _one_group(result: FitResult, key: Mapping, what: str) -> GroupFit:
     return hits[0]
 
 
+@float64
 def suggest(frame: pd.DataFrame, target, *, candidates: pd.DataFrame | Mapping | None = None,
             n: int | None = None, budget: float | None = None, cost: str | None = None,
             law: str = "multiplicative", bootstrap: int = 200, seed: int = 0,
@@ -571,11 +572,8 @@ def suggest(frame: pd.DataFrame, target, *, candidates: pd.DataFrame | Mapping |
     # information of the runs measured so far, per group and draw
     noise, inv, owners_key = {}, [], []
     for gi, g in enumerate(groups):
-        m = np.ones(len(work), bool)
-        for kk, v in g.key.items():
-            m &= work[kk].astype(str).to_numpy() == str(v)
-        sub = work[m]
-        lvm = np.log(np.column_stack([variable_values(sub, xcol), variable_values(sub, dcol)]))
+        sub = work[rows_matching(work, g.key)]
+        lvm = np.log(np.column_stack([column_values(sub, xcol), column_values(sub, dcol)]))
         y = sub[result.columns["y"]].to_numpy(np.float64)
         pred = g.loss(np.exp(lvm))
         r = (np.log(pred) - np.log(y)) if space == "log" else (pred - y)
@@ -598,13 +596,10 @@ def suggest(frame: pd.DataFrame, target, *, candidates: pd.DataFrame | Mapping |
     cand = _candidates(candidates, result, work, target, groups, xcol, dcol)
     costs = evaluate_cost(cand, cost)
     cand = cand.assign(cost=costs)
-    lvc = np.log(np.column_stack([variable_values(cand, xcol), variable_values(cand, dcol)]))
+    lvc = np.log(np.column_stack([column_values(cand, xcol), column_values(cand, dcol)]))
     owner = np.full(len(cand), -1)
     for gi, g in enumerate(groups):
-        m = np.ones(len(cand), bool)
-        for kk, v in g.key.items():
-            m &= cand[kk].astype(str).to_numpy() == str(v)
-        owner[m] = gi
+        owner[rows_matching(cand, g.key)] = gi
     if (owner < 0).all():
         raise DataError("no candidate belongs to a group the target depends on "
                         f"({[g.key for g in groups]}): check --candidates")
@@ -735,10 +730,7 @@ def _candidates(candidates, result: FitResult, work: pd.DataFrame, target, group
     if xcol not in given:
         xs = set()
         for g in groups:
-            m = np.ones(len(work), bool)
-            for k, v in g.key.items():
-                m &= work[k].astype(str).to_numpy() == str(v)
-            xs |= set(variable_values(work[m], xcol).tolist())
+            xs |= set(column_values(work[rows_matching(work, g.key)], xcol).tolist())
         if isinstance(target, CrossingTarget):
             xs.add(float(target.x))
         elif isinstance(target, PredictionTarget):
@@ -747,10 +739,7 @@ def _candidates(candidates, result: FitResult, work: pd.DataFrame, target, group
     if dcol not in given:
         ds = set()
         for g in groups:
-            m = np.ones(len(work), bool)
-            for k, v in g.key.items():
-                m &= work[k].astype(str).to_numpy() == str(v)
-            ds |= set(variable_values(work[m], dcol).tolist())
+            ds |= set(column_values(work[rows_matching(work, g.key)], dcol).tolist())
         defaults[dcol] = sorted(ds)
     if table is None:
         table = candidate_grid({**given, **defaults})

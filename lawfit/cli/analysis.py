@@ -96,7 +96,8 @@ def cmd_critical(args) -> int:
     from lawfit.analysis import recipes
     from lawfit.io import artefacts
     from lawfit.analysis.critical import check_series, critical
-    from lawfit.fit import variable_values, fit
+    from lawfit.fit import fit
+    from lawfit.table import column_for, column_values, rows_matching
     between = _pair(args.between)
     at = parse_at(args.at)
     d_range = _d_range(args.d_range)
@@ -161,12 +162,8 @@ def cmd_critical(args) -> int:
                 fframe = filter_frame(frame, opts["where"])
             rest_cols = [c for c in result.by if c != mc]
             for g in result.groups:
-                m = np.ones(len(fframe), bool)
-                for c in rest_cols:
-                    m &= fframe[c].astype(str).to_numpy() == str(g.key[c])
-                spec = result.columns["x"]
-                xcol = str(g.key.get(spec[1:])) if spec.startswith("@") else spec
-                xs = variable_values(fframe.loc[m], xcol)
+                m = rows_matching(fframe, {c: g.key[c] for c in rest_cols})
+                xs = column_values(fframe.loc[m], column_for(result.columns["x"], g.key))
                 k = tuple(sorted((c, str(g.key[c])) for c in g.key if c != mc))
                 x_values[k] = sorted(set(x_values.get(k, [])) | set(xs.tolist()))
         if args.out:

@@ -41,10 +41,12 @@ def _compare_add(p):
 
 def _holdout(frame, law, opts, common, fitter, bayes_options):
     """Mean |prediction - loss| on the runs at the largest D of each group, fitted without them."""
-    from lawfit.fit import _resolve_columns, fit
+    from lawfit.fit import fit
+    from lawfit.table import resolve_columns
     from lawfit.userlaw import resolve
     law_obj = resolve(law)
-    cols = _resolve_columns(frame, law_obj, opts["x"], opts["d"], opts["y"], None)
+    cols = resolve_columns(frame, law_obj.variables, law_obj.default_columns,
+                           {"x": opts["x"], "d": opts["d"]}, opts["y"])
     dcol = cols["d"] if "d" in law_obj.variables else cols[law_obj.variables[-1]]
     if dcol.startswith("@"):
         raise DataError("the held-out check needs a plain D column (not @COL)")
@@ -80,6 +82,7 @@ def _diag_text(g) -> str:
             _compare_add)
 def cmd_compare(args) -> int:
     from lawfit import bayes
+    from lawfit.problem import Status
     from lawfit.io import artefacts
     from lawfit.fit import fit
     from lawfit.userlaw import resolve
@@ -163,7 +166,7 @@ def cmd_compare(args) -> int:
             for w in fits[name].groups[gi].warnings:
                 lines.append(f"  warning: {name}: {w}")
         bad = [(name, fits[name].groups[gi]) for name in laws
-               if fits[name].groups[gi].status == "not_converged"]
+               if fits[name].groups[gi].status == Status.NOT_CONVERGED]
         for r in rows[-len(laws):]:
             r["comparable"] = not bad
         if bad:

@@ -18,6 +18,7 @@ import pandas as pd
 
 from lawfit import __version__
 from lawfit.errors import DataError
+from lawfit.table import key_matches
 from lawfit.userlaw import for_artefact, provenance
 from lawfit.objectives import make_objective
 from lawfit.result import FitResult, GroupFit, Status
@@ -227,7 +228,7 @@ def write_fit(result: FitResult, out: str | Path, overwrite: bool = False) -> Pa
     return out
 
 
-_STATUSES = frozenset(v for k, v in vars(Status).items() if k.isupper() and isinstance(v, str))
+_STATUSES = frozenset(s.value for s in Status)
 
 
 def _bad(fj, what: str) -> DataError:
@@ -396,7 +397,7 @@ def load_fit(path: str | Path, law=None) -> FitResult:
     groups = []
     for g in doc["groups"]:
         post = next((p for k, p in posteriors
-                     if all(str(g["key"].get(c)) == str(v) for c, v in k.items())), None)
+                     if key_matches(g["key"], k)), None)
         est = np.array([g["params"][n]["estimate"] for n in law.params], dtype=np.float64)
         sel = draws
         for k, v in g["key"].items():
@@ -409,7 +410,7 @@ def load_fit(path: str | Path, law=None) -> FitResult:
             raise DataError(f"{fj.parent / 'draws.parquet'} holds {len(d)} draws of group "
                             f"{g['key']} but fit.json says {g['interval']['draws']}: the two files "
                             "do not belong together")
-        groups.append(GroupFit(key=g["key"], law=law, n_points=g["n_points"], status=g["status"],
+        groups.append(GroupFit(key=g["key"], law=law, n_points=g["n_points"], status=Status(g["status"]),
                                objective_value=(float("nan") if g["objective_value"] is None
                                                 else g["objective_value"]),
                                estimate=est, draws=d, interval_method=g["interval"]["method"],
