@@ -25,6 +25,7 @@ import tomllib
 from pathlib import Path
 
 from .schema import METHODS, Ladder, SweepError, SweepFile, validate
+from .tasks import CORPUS_FORMATS, companion, get_task
 
 RUNNER_VERSION = 2  # 2: resolved dtype in run ids and checkpoint keys, evaluation batch size
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -133,7 +134,7 @@ def _task_spec(spec, base_dir: Path, key: str):
     if isinstance(spec, str):
         return {"name": spec}
     spec = dict(spec)
-    for k in ("tsv", "ding"):
+    for k in CORPUS_FORMATS:  # a corpus file: relative to the sweep file's directory
         if k in spec:
             p = Path(spec[k])
             spec[k] = str(p if p.is_absolute() else (base_dir / p).resolve())
@@ -143,8 +144,7 @@ def _task_spec(spec, base_dir: Path, key: str):
 
 
 def _vocab_size(spec: dict, key: str) -> int:
-    # the synthetic vocabulary is tiny and fixed by its seed; corpora need the tokenizer (lazy import)
-    from .tasks import get_task
+    # the synthetic vocabulary is tiny and fixed by its seed; corpora train their tokenizer here
     try:
         return get_task(spec).vocab_size
     except (ValueError, TypeError, OSError) as e:
@@ -190,7 +190,7 @@ def load_plan(sweep_path, out=None, *, executor: str = "local", device: str | No
         ckpt_dir = base / ckpt_dir
     task = _task_spec(sw.task, base, "sweep.task")
     if sw.zero_shot_task is None:
-        zs = {"synth_translate": "synth_summarise", "synth_summarise": "synth_translate"}.get(task.get("name"))
+        zs = companion(task.get("name"))
     else:
         zs = sw.zero_shot_task or None
     zs = _task_spec(zs, base, "sweep.zero_shot_task") if zs else None
