@@ -1,8 +1,21 @@
-"""Model configurations and closed-form parameter counts (no jax import: the sweep driver uses it)."""
+"""Configurations of the runners' jobs, in one place: the finetuning methods and their default
+learning rates, the model (with closed-form parameter counts and the size ladder), and the
+pretraining and finetuning hyperparameters with their defaults. The sweep file's schema
+(runners/sweep/schema.py) takes its defaults from here. No jax import: the sweep driver uses it.
+"""
 from __future__ import annotations
 
 import dataclasses
 import math
+
+__all__ = ["DEFAULT_LR", "METHODS", "FinetuneConfig", "ModelConfig", "PretrainConfig", "adapter_param_count",
+           "ladder", "param_count"]
+
+METHODS = ("fmt", "prompt", "lora")
+# Per-method default learning rates (Adam). PET methods train few, freshly initialised
+# parameters and take larger steps than full-model tuning, as in the literature
+# (prompt tuning: ~0.3 with Adafactor in Lester et al.; LoRA: ~1e-4..1e-3 at scale vs FMT lower).
+DEFAULT_LR = {"fmt": 1e-3, "prompt": 3e-2, "lora": 3e-3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,3 +88,40 @@ def ladder(vocab_size: int, n: int, *, d_min: int = 16, ratio: float = 2.0, n_la
         used.add(best[1].d_model)
         out.append(dataclasses.replace(best[1], name=f"L{n_layers}-d{best[1].d_model}"))
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    """Pretraining hyperparameters (runners/pretrain.py); `checkpoints` are the steps kept."""
+    steps: int = 1000
+    batch_size: int = 32
+    seq_len: int = 64
+    lr: float = 3e-3
+    warmup: int = 50
+    weight_decay: float = 0.01
+    checkpoints: tuple[int, ...] = ()  # steps to keep; the last step is always kept
+    seed: int = 0
+    dtype: str = "auto"
+
+    def ckpt_steps(self) -> list[int]:
+        """The steps whose checkpoints are kept, sorted (the last step always)."""
+        return sorted({int(s) for s in self.checkpoints if 0 < s <= self.steps} | {self.steps})
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Finetuning hyperparameters (runners/finetune.py); `lr` None takes DEFAULT_LR[method]."""
+    steps: int = 300
+    batch_size: int = 16
+    lr: float | None = None  # None: DEFAULT_LR[method]
+    warmup: int = 20
+    weight_decay: float = 0.0
+    eval_every: int = 50
+    dev_examples: int = 128
+    lora_alpha: float | None = None  # None: alpha = rank (scale 1)
+    dtype: str = "auto"
+    eval_batch_size: int = 64  # rows per dev-loss step (a multiple of the device count)
+
+    def lr_for(self, method: str) -> float:
+        """The learning rate of `method`: `lr` if set, else DEFAULT_LR[method]."""
+        return self.lr if self.lr is not None else DEFAULT_LR[method]

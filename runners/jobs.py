@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 from . import rows
+from .config import FinetuneConfig, ModelConfig, PretrainConfig, adapter_param_count, param_count
 from .evaluate import mean_nll, translation_scores
-from .finetune import FinetuneConfig, build_model, finetune
-from .model import ModelConfig, adapter_param_count, param_count
-from .pretrain import PretrainConfig, load_base, pretrain
+from .finetune import build_model, finetune
+from .pretrain import load_base, pretrain
 from .tasks import get_task
 
 log = logging.getLogger(__name__)

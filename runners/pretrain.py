@@ -22,8 +22,9 @@ import jax
 import numpy as np
 from flax import nnx
 
+from .config import ModelConfig, PretrainConfig, param_count
 from .device import float32_scope
-from .model import ModelConfig, Transformer, param_count
+from .model import Transformer
 from .train import (
     batches,
     compute_dtype,
@@ -36,21 +37,7 @@ from .train import (
     train_step,
 )
 
-
-@dataclasses.dataclass(frozen=True)
-class PretrainConfig:
-    steps: int = 1000
-    batch_size: int = 32
-    seq_len: int = 64
-    lr: float = 3e-3
-    warmup: int = 50
-    weight_decay: float = 0.01
-    checkpoints: tuple[int, ...] = ()  # steps to keep; the last step is always kept
-    seed: int = 0
-    dtype: str = "auto"
-
-    def ckpt_steps(self) -> list[int]:
-        return sorted({int(s) for s in self.checkpoints if 0 < s <= self.steps} | {self.steps})
+__all__ = ["PretrainConfig", "RESUME_DIR", "is_complete", "load_base", "pretrain"]
 
 
 def _manager(path: Path, max_to_keep=None):

@@ -13,11 +13,11 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
                       field_validator, model_validator)
 
-METHODS = ("fmt", "prompt", "lora")
-DEVICES = ("auto", "cpu", "gpu")
-DTYPES = ("auto", "float32", "bfloat16")
+from .config import DEFAULT_LR, METHODS, FinetuneConfig, PretrainConfig
+from .device import DEVICES, DTYPES
+
 DTYPE_ALIASES = {"bf16": "bfloat16", "fp32": "float32", "f32": "float32"}
-DEFAULT_LR = {"fmt": 1e-3, "prompt": 3e-2, "lora": 3e-3}  # = finetune.DEFAULT_LR (no jax import here)
+_PRE, _FT = PretrainConfig(), FinetuneConfig()  # the defaults of [pretrain] and [finetune]
 
 
 class SweepError(ValueError):
@@ -40,7 +40,7 @@ PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
-Dtype = Annotated[Literal["auto", "float32", "bfloat16"], BeforeValidator(_dtype)]
+Dtype = Annotated[Literal[DTYPES], BeforeValidator(_dtype)]
 PosInts = Annotated[list[PosInt], Field(min_length=1), AfterValidator(_unique_sorted)]
 
 
@@ -62,13 +62,13 @@ class Sweep(_Table):
     checkpoint_dir: str | None = None
     task: Any = "synth_translate"
     zero_shot_task: Any = None  # absent: the task's companion; "" or false: none
-    methods: Annotated[list[Literal["fmt", "prompt", "lora"]], Field(min_length=1)] = list(METHODS)
+    methods: Annotated[list[Literal[METHODS]], Field(min_length=1)] = list(METHODS)
     finetune_examples: PosInts = [100]
     seeds: Annotated[list[NonNegInt], Field(min_length=1), AfterValidator(_unique_sorted)] = [0]
     prompt_lengths: PosInts = [8]
     lora_ranks: PosInts = [4]
     train_pool: PosInt | None = None
-    device: Literal["auto", "cpu", "gpu"] = "auto"
+    device: Literal[DEVICES] = "auto"
 
     @field_validator("task")
     @classmethod
@@ -125,15 +125,15 @@ class Models(_Table):
 
 
 class Pretrain(_Table):
-    steps: PosInt = 1000
-    batch_size: PosInt = 32
-    seq_len: PosInt = 64
-    lr: PosFloat = 3e-3
-    warmup: NonNegInt = 50
-    weight_decay: NonNegFloat = 0.01
+    steps: PosInt = _PRE.steps
+    batch_size: PosInt = _PRE.batch_size
+    seq_len: PosInt = _PRE.seq_len
+    lr: PosFloat = _PRE.lr
+    warmup: NonNegInt = _PRE.warmup
+    weight_decay: NonNegFloat = _PRE.weight_decay
     checkpoints: PosInts | None = None  # default: [steps]
-    seed: NonNegInt = 0
-    dtype: Dtype = "auto"
+    seed: NonNegInt = _PRE.seed
+    dtype: Dtype = _PRE.dtype
 
     @model_validator(mode="after")
     def check_checkpoints(self):
@@ -143,15 +143,15 @@ class Pretrain(_Table):
 
 
 class Finetune(_Table):
-    steps: PosInt = 300
-    batch_size: PosInt = 16
+    steps: PosInt = _FT.steps
+    batch_size: PosInt = _FT.batch_size
     lr: Any = None  # a positive number, or a table per method; default DEFAULT_LR
-    warmup: NonNegInt = 20
-    weight_decay: NonNegFloat = 0.0
-    eval_every: PosInt = 50
-    dev_examples: PosInt = 128
-    lora_alpha: PosFloat | None = None
-    dtype: Dtype = "auto"
+    warmup: NonNegInt = _FT.warmup
+    weight_decay: NonNegFloat = _FT.weight_decay
+    eval_every: PosInt = _FT.eval_every
+    dev_examples: PosInt = _FT.dev_examples
+    lora_alpha: PosFloat | None = _FT.lora_alpha
+    dtype: Dtype = _FT.dtype
 
     @field_validator("lr")
     @classmethod
@@ -179,7 +179,7 @@ class Finetune(_Table):
 class Eval(_Table):
     test_examples: PosInt = 256
     decode_examples: NonNegInt = 32
-    batch_size: PosInt = 64  # evaluation batch (rows per eval step; must divide by the devices)
+    batch_size: PosInt = _FT.eval_batch_size  # evaluation batch (rows per eval step; must divide by the devices)
 
 
 class Local(_Table):
