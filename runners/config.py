@@ -20,6 +20,7 @@ DEFAULT_LR = {"fmt": 1e-3, "prompt": 3e-2, "lora": 3e-3}
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
+    """A decoder-only Transformer's shape (runners/model.py); `d_ff` None is 4 * d_model."""
     vocab_size: int
     d_model: int = 32
     n_layers: int = 2
@@ -30,6 +31,7 @@ class ModelConfig:
 
     @property
     def ff(self) -> int:
+        """The MLP width."""
         return self.d_ff if self.d_ff is not None else 4 * self.d_model
 
     def __post_init__(self):
@@ -39,6 +41,7 @@ class ModelConfig:
             raise ValueError("head dimension must be even for rotary embeddings")
 
     def to_dict(self) -> dict:
+        """The fields as a dict, `d_ff` resolved (what a run's configuration records)."""
         d = dataclasses.asdict(self)
         d["d_ff"] = self.ff
         return d
@@ -49,13 +52,38 @@ def param_count(cfg: ModelConfig) -> int:
 
     embedding V*d; per layer: 2 RMSNorm scales (2d), q,k,v,o (4 d^2), MLP up+down (2 d ff);
     final RMSNorm (d).
+
+    Parameters
+    ----------
+    cfg
+        The model.
+
+    Returns
+    -------
+    int
+        The parameter count (the runs table's `model_params`).
     """
     d, f = cfg.d_model, cfg.ff
     return cfg.vocab_size * d + cfg.n_layers * (4 * d * d + 2 * d * f + 2 * d) + d
 
 
 def adapter_param_count(cfg: ModelConfig, method: str, pet_size: int | None) -> int:
-    """Trainable parameters added by a PET method (0 for fmt)."""
+    """Trainable parameters added by a PET method.
+
+    Parameters
+    ----------
+    cfg
+        The model.
+    method
+        "fmt", "prompt" or "lora".
+    pet_size
+        The prompt length or the LoRA rank (ignored for fmt).
+
+    Returns
+    -------
+    int
+        The adapter's parameters (0 for fmt).
+    """
     if method == "lora":
         d, f, r = cfg.d_model, cfg.ff, pet_size
         per_layer = 4 * (d * r + r * d) + (d * r + r * f) + (f * r + r * d)
@@ -71,6 +99,21 @@ def ladder(vocab_size: int, n: int, *, d_min: int = 16, ratio: float = 2.0, n_la
 
     Depth is fixed and width is searched (in multiples of `d_step`) for the count closest, in log
     space, to d_min's count times ratio^i, like the paper's 1B..16B family (each ~2x the previous).
+
+    Parameters
+    ----------
+    vocab_size
+        The task's vocabulary size.
+    n
+        How many sizes.
+    d_min, ratio, n_layers, head_dim, d_step
+        The smallest width, the growth factor of the parameter count, the fixed depth, the head
+        dimension (heads = d_model / head_dim) and the width step.
+
+    Returns
+    -------
+    list of ModelConfig
+        The ladder, smallest first, named `L<layers>-d<width>`.
     """
     base = ModelConfig(vocab_size, d_min, n_layers, max(1, d_min // head_dim))
     target0 = param_count(base)

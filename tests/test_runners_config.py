@@ -11,9 +11,10 @@ import pytest
 
 pytest.importorskip("pydantic")
 
-from runners import plan as plan_mod  # noqa: E402
-from runners.plan import SweepError, load_plan  # noqa: E402
-from runners.sweep import RunBatch, pack, worker_env  # noqa: E402
+from runners.sweep import plan as plan_mod  # noqa: E402
+from runners.sweep.local import worker_env  # noqa: E402
+from runners.sweep.plan import SweepError, load_plan  # noqa: E402
+from runners.sweep.slurm import RunBatch, pack  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,18 +3,31 @@
 Validated completely (pydantic v2, strict types: `steps = "20"` is refused, not converted) before
 anything runs; `validate(doc, path)` returns a `SweepFile` or raises `SweepError` with one line that
 names the key, e.g. ``sweep.toml: pretrain.steps: expected an integer (got 'twenty')``. Rules that
-need the devices (batch sizes divisible by the device count) are checked by the plan (plan.py),
+need the devices (batch sizes divisible by the device count) are checked by the plan
+(runners/sweep/plan.py),
 which knows them. No jax import.
 """
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
-                      field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from .config import DEFAULT_LR, METHODS, FinetuneConfig, PretrainConfig
-from .device import DEVICES, DTYPES
+from ..config import DEFAULT_LR, METHODS, FinetuneConfig, PretrainConfig
+from ..device import DEVICES, DTYPES
+
+__all__ = ["DTYPE_ALIASES", "TABLES", "Eval", "Finetune", "Ladder", "Local", "ModelEntry", "Models", "Pretrain",
+           "Slurm", "Sweep", "SweepError", "SweepFile", "validate"]
 
 DTYPE_ALIASES = {"bf16": "bfloat16", "fp32": "float32", "f32": "float32"}
 _PRE, _FT = PretrainConfig(), FinetuneConfig()  # the defaults of [pretrain] and [finetune]
@@ -57,6 +70,7 @@ def _task(v):
 
 
 class Sweep(_Table):
+    """[sweep]: the grid (task, methods, data sizes, seeds, PET sizes), output and devices."""
     name: str | None = None
     out: str | None = None
     checkpoint_dir: str | None = None
@@ -96,6 +110,7 @@ class Sweep(_Table):
 
 
 class Ladder(_Table):
+    """[models] ladder: `n` sizes whose parameter counts grow by `ratio` (runners/config.py `ladder`)."""
     n: PosInt = 2
     d_min: PosInt = 16
     ratio: Annotated[float, Field(gt=1)] = 2.0
@@ -105,6 +120,7 @@ class Ladder(_Table):
 
 
 class ModelEntry(_Table):
+    """One model of [models] configs."""
     d_model: PosInt
     n_layers: PosInt = 2
     n_heads: PosInt = 2
@@ -114,6 +130,7 @@ class ModelEntry(_Table):
 
 
 class Models(_Table):
+    """[models]: a ladder or a list of configs (not both)."""
     ladder: Ladder | None = None
     configs: Annotated[list[ModelEntry], Field(min_length=1)] | None = None
 
@@ -125,6 +142,7 @@ class Models(_Table):
 
 
 class Pretrain(_Table):
+    """[pretrain]: the pretraining hyperparameters and kept checkpoints (defaults: runners/config.py)."""
     steps: PosInt = _PRE.steps
     batch_size: PosInt = _PRE.batch_size
     seq_len: PosInt = _PRE.seq_len
@@ -143,6 +161,7 @@ class Pretrain(_Table):
 
 
 class Finetune(_Table):
+    """[finetune]: the finetuning hyperparameters (defaults: runners/config.py)."""
     steps: PosInt = _FT.steps
     batch_size: PosInt = _FT.batch_size
     lr: Any = None  # a positive number, or a table per method; default DEFAULT_LR
@@ -169,6 +188,7 @@ class Finetune(_Table):
         raise ValueError(f"expected a positive number or a table per method (got {v!r})")
 
     def lrs(self) -> dict:
+        """The learning rate of each method: `lr` for all, a table per method, or DEFAULT_LR."""
         if self.lr is None:
             return dict(DEFAULT_LR)
         if isinstance(self.lr, dict):
@@ -177,12 +197,14 @@ class Finetune(_Table):
 
 
 class Eval(_Table):
+    """[eval]: test examples, decoded examples (BLEU / chrF), evaluation batch."""
     test_examples: PosInt = 256
     decode_examples: NonNegInt = 32
     batch_size: PosInt = _FT.eval_batch_size  # evaluation batch (rows per eval step; must divide by the devices)
 
 
 class Local(_Table):
+    """[local]: the local executor's workers."""
     jobs: PosInt = 1
     threads_per_job: PosInt | None = None
     gpus_per_job: PosInt = 1
@@ -190,6 +212,7 @@ class Local(_Table):
 
 
 class Slurm(_Table):
+    """[slurm]: the SLURM executor's jobs (submitit parameters)."""
     partition: str | None = None
     gpus_per_node: NonNegInt = 1
     cpus_per_task: PosInt = 4
@@ -201,6 +224,7 @@ class Slurm(_Table):
 
 
 class SweepFile(_Table):
+    """A whole sweep file."""
     sweep: Sweep
     models: Models = Models()
     pretrain: Pretrain = Pretrain()
@@ -281,8 +305,21 @@ def _message(err: dict) -> tuple[str, str]:
     return key, f"{key}: {msg}{shown}"
 
 
-def validate(doc: dict, path) -> SweepFile:
-    """The parsed TOML `doc` as a SweepFile; raises SweepError naming the first bad key(s)."""
+def validate(doc: dict, path: str | os.PathLike) -> SweepFile:
+    """Validate a parsed sweep file.
+
+    Parameters
+    ----------
+    doc
+        The parsed TOML.
+    path
+        The file, named in messages.
+
+    Returns
+    -------
+    SweepFile
+        The validated file, defaults filled in; raises SweepError naming the first bad key(s).
+    """
     try:
         return SweepFile.model_validate(doc)
     except ValidationError as e:
