@@ -7,7 +7,7 @@ Two kinds of entry, each added by one decorator next to the code it registers:
   max_len = 64}`); `companion` is the default zero-shot task of a sweep on it;
 - a corpus format (`@register_corpus_format("tsv")`): a factory called with the file named by
   that key (`task = {name = "de_en", tsv = "pairs.tsv"}`) and the table's other options. The plan
-  (runners/plan.py) resolves such paths against the sweep file's directory.
+  (runners/sweep/plan.py) resolves such paths against the sweep file's directory.
 """
 from __future__ import annotations
 
