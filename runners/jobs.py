@@ -1,4 +1,5 @@
-"""The two kinds of job a sweep runs, executed inside a worker (imports jax; sweep.py does not).
+"""The two kinds of job a sweep runs, executed inside a worker (imports jax; the sweep driver,
+runners/sweep/run.py, does not).
 
 A pretraining job trains one model size and writes its orbax checkpoints; a finetuning job loads
 one checkpoint, finetunes with one method / PET size / data subset / seed, evaluates, and writes
