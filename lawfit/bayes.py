@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import lsq
-from .data import DataError
+from lawfit.errors import DataError
 
 jax.config.update("jax_enable_x64", True)
 

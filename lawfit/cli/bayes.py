@@ -14,9 +14,10 @@ import sys
 
 import numpy as np
 
-from .cli import (Progress, _csv, add_data_arguments, check_target_accept, fit_options, load,
-                  subcommand)
-from .data import DataError, default_by
+from lawfit.cli.main import (Progress, _csv, add_data_arguments, check_target_accept, fit_options,
+    load, subcommand)
+from lawfit.errors import DataError
+from lawfit.table import default_by
 
 
 def _compare_add(p):
@@ -40,8 +41,8 @@ def _compare_add(p):
 
 def _holdout(frame, law, opts, common, fitter, bayes_options):
     """Mean |prediction - loss| on the runs at the largest D of each group, fitted without them."""
-    from .fit import _resolve_columns, fit
-    from .userlaw import resolve
+    from lawfit.fit import _resolve_columns, fit
+    from lawfit.userlaw import resolve
     law_obj = resolve(law)
     cols = _resolve_columns(frame, law_obj, opts["x"], opts["d"], opts["y"], None)
     dcol = cols["d"] if "d" in law_obj.variables else cols[law_obj.variables[-1]]
@@ -78,9 +79,10 @@ def _diag_text(g) -> str:
 @subcommand("compare", "rank laws per group by PSIS-LOO (Bayesian fits) and held-out error",
             _compare_add)
 def cmd_compare(args) -> int:
-    from . import bayes, report
-    from .fit import fit
-    from .userlaw import resolve
+    from lawfit import bayes
+    from lawfit.io import artefacts
+    from lawfit.fit import fit
+    from lawfit.userlaw import resolve
     laws = _csv(args.laws) or []
     if args.law:
         raise DataError("compare takes --laws LAW,LAW,... (not --law)")
@@ -99,10 +101,10 @@ def cmd_compare(args) -> int:
     if args.priors:
         bayes_options["priors"] = bayes.read_priors(args.priors)
     if args.out:
-        report.check_out_dir(args.out, ["compare.json"], args.overwrite, runs=args.runs)
+        artefacts.check_out_dir(args.out, ["compare.json"], args.overwrite, runs=args.runs)
     frame, source = load(args)
-    from .critical import check_series
-    from .expr import filter_frame
+    from lawfit.analysis.critical import check_series
+    from lawfit.expr import filter_frame
     check_series(filter_frame(frame, opts.get("where")), opts["by"], opts.get("x"))
     progress = Progress(args.quiet)
     common = dict(source=source, progress=progress)
@@ -187,8 +189,8 @@ def cmd_compare(args) -> int:
                "holdout": {"rule": "largest D per group", "fitter": args.holdout_fitter},
                "bayes": {k: v for k, v in bayes_options.items() if k != "priors"},
                "data": source, "rows": rows, "not_compared": uncompared}
-        out = report.prepare_out(args.out, ["compare.json"], args.overwrite)
-        report.write_json(report._jsonable(doc), out / "compare.json")
+        out = artefacts.prepare_out(args.out, ["compare.json"], args.overwrite)
+        artefacts.write_json(artefacts._jsonable(doc), out / "compare.json")
         print(f"wrote {out / 'compare.json'}", file=sys.stderr)
     return 0
 
