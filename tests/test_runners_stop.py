@@ -14,10 +14,10 @@ import pytest
 pytest.importorskip("flax")
 pytest.importorskip("pydantic")
 
-from runners import rows  # noqa: E402
-from runners.sweep import claims, load_plan  # noqa: E402
 from sweep_helpers import REPO, run_sweep_cli, start_sweep, sweep_env, sweep_toml  # noqa: E402
 
+from runners import rows  # noqa: E402
+from runners.sweep import claims, load_plan  # noqa: E402
 
 
 def toml(tmp: Path, ckpt: Path, *, name="t", sizes=(8, 16, 24), steps=150, methods=("fmt",), jobs=1):

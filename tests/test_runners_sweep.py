@@ -10,10 +10,11 @@ import pytest
 pytest.importorskip("flax")
 pq = pytest.importorskip("pyarrow.parquet")
 
+from sweep_helpers import run_sweep_cli as cli  # noqa: E402
+from sweep_helpers import start_sweep, sweep_env, sweep_toml  # noqa: E402
+
 from runners import rows  # noqa: E402
 from runners.sweep import load_plan  # noqa: E402
-from sweep_helpers import start_sweep, sweep_env, sweep_toml  # noqa: E402
-from sweep_helpers import run_sweep_cli as cli  # noqa: E402
 
 CANON = ["task", "method", "model_params", "pretrain_tokens", "finetune_examples", "pet_params", "seed",
          "loss", "run_id"]
