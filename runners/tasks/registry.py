@@ -24,6 +24,12 @@ CORPUS_FORMATS: dict[str, TaskFactory] = {}
 _COMPANIONS: dict[str, str] = {}
 
 
+def _add(table: dict[str, TaskFactory], key: str, factory: TaskFactory) -> None:
+    if key in TASKS or key in CORPUS_FORMATS:  # one namespace: a task name is never a corpus key
+        raise ValueError(f"{key!r} is registered twice (task names and corpus formats share one namespace)")
+    table[key] = factory
+
+
 def register_task(name: str, *, companion: str | None = None) -> Callable[[TaskFactory], TaskFactory]:
     """Decorator: register a factory `f(**options) -> Task` under the task name `name`.
 
@@ -40,9 +46,7 @@ def register_task(name: str, *, companion: str | None = None) -> Callable[[TaskF
         The decorator; it returns the factory unchanged.
     """
     def deco(factory: TaskFactory) -> TaskFactory:
-        if name in TASKS or name in CORPUS_FORMATS:
-            raise ValueError(f"task {name!r} is registered twice")
-        TASKS[name] = factory
+        _add(TASKS, name, factory)
         if companion is not None:
             _COMPANIONS[name] = companion
         return factory
@@ -63,9 +67,7 @@ def register_corpus_format(key: str) -> Callable[[TaskFactory], TaskFactory]:
         The decorator; it returns the factory unchanged.
     """
     def deco(factory: TaskFactory) -> TaskFactory:
-        if key in CORPUS_FORMATS or key in TASKS:
-            raise ValueError(f"corpus format {key!r} is registered twice")
-        CORPUS_FORMATS[key] = factory
+        _add(CORPUS_FORMATS, key, factory)
         return factory
     return deco
 
