@@ -76,7 +76,11 @@ class Law:
         return tuple(p for p in self.params if p not in self.linear)
 
     def log_predict(self, theta, log_vars):
-        """log L at internal parameters ``theta`` (..., P) and log variables (..., V)."""
+        """log L at internal parameters ``theta`` (..., P) and log variables (..., V).
+
+        Computes in the caller's jax precision (it is traced inside the solvers); lawfit's entry
+        points run it in float64 (lawfit/numerics.py). Called directly, wrap the call in
+        ``lawfit.numerics.float64`` or use :meth:`predict`."""
         if self.terms_fn is None:
             theta, log_vars = jnp.asarray(theta), jnp.asarray(log_vars)
             p = {name: (jnp.exp(theta[..., j]) if name in self.log_params else theta[..., j])

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax.numpy as jnp
-
 from lawfit.errors import DataError
 
 __all__ = ["NAMES", "Objective", "make_objective"]
@@ -38,9 +36,11 @@ class Objective:
         return self.name.split("-")[0]
 
     def residuals(self, log_pred, y):
+        import jax.numpy as jnp     # jax on first use: the registry itself is light
         return log_pred - jnp.log(y) if self.space == "log" else jnp.exp(log_pred) - y
 
     def penalty(self, r):
+        import jax.numpy as jnp
         if self.kind == "l1":
             return jnp.abs(r)
         if self.kind == "huber":
@@ -52,6 +52,7 @@ class Objective:
     def derivatives(self, r):
         """Per-run penalty and its first and second derivative in the residual (``l1`` has no
         curvature: it is solved by IRLS in robust.py, never by Newton)."""
+        import jax.numpy as jnp
         if self.kind == "l1":
             return jnp.abs(r), jnp.sign(r), jnp.zeros_like(r)
         if self.kind == "huber":
@@ -63,6 +64,7 @@ class Objective:
 
     def value(self, log_pred, y, w):
         """Weighted sum (or, for the demonstration only, mean) of per-run penalties."""
+        import jax.numpy as jnp
         total = jnp.sum(w * self.penalty(self.residuals(log_pred, y)))
         return total / jnp.sum(w) if self.reduction == "mean" else total
 

@@ -12,6 +12,7 @@ import time
 
 from lawfit import __version__
 from lawfit.errors import DataError
+from lawfit.objectives import NAMES as OBJECTIVES
 
 SUBCOMMANDS: dict[str, tuple] = {}
 
@@ -116,7 +117,7 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep rows where a condition holds, e.g. \"finetune_examples > 0 and "
                    "method in ['fmt', 'lora']\" (lawfit's own grammar, see README; never run as "
                    "code)")
-    p.add_argument("--objective", default=None, choices=["huber", "huber-log", "mse", "mse-log", "l1", "l1-log"],
+    p.add_argument("--objective", default=None, choices=OBJECTIVES,
                    help="default huber (finetuning laws), huber-log (chinchilla); l1/l1-log: least "
                    "absolute deviation (Epoch AI's published estimator), solved by IRLS")
     p.add_argument("--delta", type=float, default=None, help="Huber delta (default 1e-3)")
