@@ -5,8 +5,8 @@ Validates the table (lawfit/table.py), splits it into groups, builds one
 lawfit/problem.py), and hands it to a fitter: least squares with bootstrap draws (lawfit/lsq.py,
 lawfit/robust.py), or the Bayesian fitter with posterior draws (lawfit/bayes.py); every group's
 fit is checked for quality (lawfit/quality.py). How each group is fitted travels in one
-:class:`FitOptions`. Pure: no printing, no files; long
-work reports through an optional ``progress(message)`` callback.
+:class:`FitOptions`. Pure: no printing, no files; long work reports through an optional
+``progress(message)`` callback. Computes in float64 (lawfit/numerics.py).
 """
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ import pytest
 
 from lawfit import batch, lsq
 from lawfit.laws import get_law
+from lawfit.numerics import float64
 from lawfit.objectives import make_objective
 
 MULT = get_law("multiplicative")
@@ -68,6 +69,7 @@ def test_batched_and_one_by_one_give_the_same_optimum(mixed):
         assert b.n_starts == len(s) and len(b.theta) == p.n_free
 
 
+@float64     # calls law.log_predict directly: in float64, as lawfit does (lawfit/numerics.py)
 def test_padding_never_leaks_into_a_result(mixed):
     """A group's fit is unchanged by adding other groups of different sizes to the call, and by the
     zero-weight runs that pad it to the bucket's size."""
