@@ -159,6 +159,7 @@ def cmd_suggest(args) -> int:
     if args.out:
         out = Path(args.out)
         artefacts.write_json(res.to_dict(), out / "suggest.json")
+        from lawfit.plot import plot_suggestion
         paths = [out / "suggest.json"] + plot_suggestion(res, out)
         print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
     if args.emit_toml:
@@ -230,59 +231,6 @@ def _print(res) -> None:
           f"({res.cost_expr})")
     for note in res.notes:
         print(f"note: {note}", file=sys.stderr)
-
-
-def plot_suggestion(res, out: Path) -> list:
-    """suggest.png: the expected width as the batch grows, and where the candidates and picks lie
-    (X against D per method, colour: expected width after adding that run alone)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from lawfit.io.artefacts import atomic_write
-    cols = res.settings["columns"]
-    xcol, dcol = cols["x"], cols["d"]
-    groups = list(dict.fromkeys(tuple((k, str(v)) for k, v in row.items())
-                                for row in res.candidates[list(res.settings["by"])]
-                                .to_dict("records")))
-    fig, axes = plt.subplots(1, 1 + max(len(groups), 1), figsize=(4.2 * (1 + len(groups)), 3.8))
-    ax = axes[0]
-    steps = np.arange(len(res.runs) + 1)
-    widths = [res.width_now, *res.runs["width_after"].tolist()]
-    ax.plot(steps, widths, "o-")
-    ax.set_xlabel("runs added (in the order picked)")
-    ax.set_ylabel(f"expected {res.level:.0%} interval width ({res.unit})")
-    ax.set_ylim(bottom=0)
-    ax.set_title("expected width")
-    cand = res.candidates
-    vmin, vmax = float(cand["width_alone"].min()), float(cand["width_alone"].max())
-    for ax, key in zip(axes[1:], groups):
-        m = np.ones(len(cand), bool)
-        for k, v in key:
-            m &= cand[k].astype(str).to_numpy() == v
-        c = cand[m]
-        sc = ax.scatter(c[dcol], c[xcol], c=c["width_alone"], cmap="viridis_r", vmin=vmin,
-                        vmax=vmax if vmax > vmin else vmin + 1e-12, s=30)
-        r = res.runs
-        mr = np.ones(len(r), bool)
-        for k, v in key:
-            mr &= r[k].astype(str).to_numpy() == v
-        for _, row in r[mr].iterrows():
-            ax.scatter([row[dcol]], [row[xcol]], s=160, facecolors="none", edgecolors="red")
-            ax.annotate(str(int(row["order"])), (row[dcol], row[xcol]), color="red",
-                        xytext=(5, 5), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(dcol)
-        ax.set_ylabel(xcol)
-        ax.set_title(", ".join(v for _, v in key), fontsize=9)
-        fig.colorbar(sc, ax=ax, label="width after this run alone")
-    fig.suptitle(f"lawfit suggest: {res.target['kind']} target (picks circled, in order)",
-                 fontsize=10)
-    fig.tight_layout()
-    path = out / "suggest.png"
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    return [path]
 
 
 # --- the batch as runners sweep files -------------------------------------------------------------
