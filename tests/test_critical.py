@@ -16,7 +16,8 @@ import lawfit
 from lawfit.cli.main import main
 
 from conftest import require_reference as reference
-from lawfit.analysis.critical import closed_form, critical, crossings, roots_of, superiority
+from lawfit.analysis.critical import closed_form, critical, crossings, superiority
+from lawfit.analysis.roots import Root, find_crossings, find_roots, find_roots_batch, log_grid, match_roots
 from lawfit.laws import get_law
 from lawfit.result import GroupFit
 from lawfit.simulate import paper_grid
@@ -208,9 +209,41 @@ def test_near_tangent_pair_is_not_missed(table4):
 
 def test_roots_of_generic():
     f = lambda u: (u - 1.0) * (u - 1.5) * (u - 4.0)
-    r = roots_of(f, np.linspace(0, 5, 51))
+    r = find_roots(f, np.linspace(0, 5, 51))
     np.testing.assert_allclose([x for x, _ in r], [1.0, 1.5, 4.0], atol=1e-10)
     assert [d for _, d in r] == [1, -1, 1]     # sign of f above each root
+    assert all(isinstance(x, Root) for x in r)
+
+
+def test_root_finder_every_root_or_none():
+    """The pure root finder: two curves' crossings, a pair closer than the grid spacing, no
+    crossing as an empty result, and the batch form agreeing with the scalar one."""
+    grid = np.linspace(0.0, 10.0, 21)                      # spacing 0.5
+    # curve a - curve b = (t - 3.1)(t - 3.3): two crossings between two grid points
+    a = lambda t: (t - 3.1) * (t - 3.3) + 1.0
+    b = lambda t: 1.0 + 0.0 * t
+    r = find_crossings(a, b, grid)
+    np.testing.assert_allclose([x.t for x in r], [3.1, 3.3], atol=1e-9)
+    assert [x.direction for x in r] == [-1, 1]
+    assert find_crossings(lambda t: t * t + 1.0, lambda t: 0.0 * t, grid) == ()
+    # batch: rows with 0, 1, 2 roots and a near-tangent pair
+    shifts = np.array([-1.0, 0.0, 4.0, 7.0])
+    f_rows = lambda rows, t: (np.asarray(t) - 5.25) ** 2 - 0.0001 - shifts[rows] * \
+        (shifts[rows] > 0) + 2.0 * (shifts[rows] < 0)
+    vals = np.stack([f_rows(np.full(len(grid), i), grid) for i in range(len(shifts))])
+    batch = find_roots_batch(f_rows, grid, vals)
+    for i, got in enumerate(batch):
+        one = find_roots(lambda u, i=i: float(f_rows(np.array([i]), np.array([u]))[0]), grid)
+        assert len(got) == len(one)
+        np.testing.assert_allclose([x.t for x in got], [x.t for x in one], atol=1e-9)
+    assert [len(x) for x in batch] == [0, 2, 2, 2]
+    np.testing.assert_allclose([x.t for x in batch[1]], [5.24, 5.26], atol=1e-9)   # between points
+    # matching by direction: the nearest root of the same direction, each used once
+    ref = (Root(1.0, 1), Root(2.0, -1))
+    assert match_roots(ref, (Root(2.1, -1), Root(1.2, 1))) == [1.2, 2.1]
+    assert match_roots(ref, (Root(1.9, 1),)) == [1.9, None]
+    g = log_grid(1.0, 1e12)
+    assert g[0] == 0.0 and math.isclose(g[-1], math.log(1e12)) and len(g) > 1700
 
 
 # --- draws and intervals ----------------------------------------------------------------------

@@ -51,14 +51,14 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq, minimize_scalar
 
+from lawfit.analysis.roots import BISECT_TOL, POINTS_PER_E, find_roots, find_roots_batch, \
+    log_grid, match_roots
 from lawfit.errors import DataError
 from lawfit.result import FitResult, GroupFit
 
 D_RANGE = (1.0, 1e12)
-POINTS_PER_E = 64          # grid points per unit of log D (~147 per decade)
-BISECT_TOL = 1e-12         # in log D, for draw roots
+# POINTS_PER_E (grid points per unit of log D) and BISECT_TOL (draw roots, in log D): roots.py
 SERIES_COLUMN = "factor"   # the column naming each run's series (the zhang2024 recipe's)
 # X columns whose meaning depends on the method: prompt length (prompt tuning) vs rank (LoRA)
 METHOD_DEPENDENT_X = ("pet_params",)
@@ -79,14 +79,10 @@ def closed_form(A1: float, alpha1: float, beta1: float, A2: float, alpha2: float
     return h, (alpha2 - alpha1) / db
 
 
-# --- root finding ------------------------------------------------------------------------------
+# --- root finding (lawfit/analysis/roots.py) ----------------------------------------------------
 
 def _grid(d_range, points_per_e=POINTS_PER_E) -> np.ndarray:
-    lo, hi = d_range
-    if not (0 < lo < hi and math.isfinite(hi)):
-        raise DataError(f"the D search range must satisfy 0 < lo < hi < inf, got {d_range}")
-    n = max(int(math.ceil((math.log(hi) - math.log(lo)) * points_per_e)) + 1, 16)
-    return np.linspace(math.log(lo), math.log(hi), n)
+    return log_grid(d_range[0], d_range[1], points_per_e)
 
 
 def _variables(x: float, log_d: np.ndarray) -> np.ndarray:
@@ -97,94 +93,6 @@ def _check_law(g: GroupFit) -> None:
     if g.law.variables != ("x", "d"):
         raise DataError(f"critical data sizes need a law of X and D; law {g.law.name!r} has "
                         f"variables {g.law.variables}")
-
-
-def roots_of(f, t: np.ndarray, values: np.ndarray | None = None, xtol: float = 1e-13) -> list:
-    """Every root of a scalar function ``f(t)`` on the grid ``t`` (ascending), as a sorted list of
-    (root, direction) with direction = sign of f above the root (+1 or -1).
-
-    Sign changes between grid points are refined by brentq. Where |f| has an interior local
-    minimum on the grid without a sign change, the minimum of f (or of -f) over the two adjacent
-    intervals is located by a bounded minimisation; if f changes sign there, both roots are
-    bracketed and refined. A grid point where f is exactly zero is a root.
-    """
-    v = np.array([f(ti) for ti in t]) if values is None else np.asarray(values, np.float64)
-    s = np.sign(v)
-    out = []
-    for i in range(len(t) - 1):
-        if s[i] == 0:
-            out.append((t[i], int(np.sign(v[i + 1])) or 1))
-        elif s[i] * s[i + 1] < 0:
-            out.append((brentq(f, t[i], t[i + 1], xtol=xtol, rtol=4 * np.finfo(float).eps,
-                               maxiter=200), int(s[i + 1])))
-    if s[-1] == 0:
-        out.append((t[-1], int(-np.sign(v[-2])) or 1))
-    # near-tangencies: |f| dips between two grid points without a sign change
-    for i in np.nonzero(_dips(t, v))[0] + 1:
-        sign = s[i]
-        res = minimize_scalar(lambda u: sign * f(u), bounds=(t[i - 1], t[i + 1]),
-                              method="bounded", options={"xatol": 1e-12})
-        if sign * res.fun < 0:
-            m = res.x
-            out.append((brentq(f, t[i - 1], m, xtol=xtol), int(-sign)))
-            out.append((brentq(f, m, t[i + 1], xtol=xtol), int(sign)))
-    return sorted(out)
-
-
-def _dips(t: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """(..., N-2) True at interior grid points where |f| has a local minimum without a sign change
-    and the parabola through the three points dips below a tenth of |f| there: a pair of roots
-    may hide between grid points. A smooth minimum well away from zero is not a dip."""
-    s, a = np.sign(v), np.abs(v)
-    m = ((s[..., :-2] == s[..., 1:-1]) & (s[..., 1:-1] == s[..., 2:]) & (s[..., 1:-1] != 0)
-         & (a[..., 1:-1] <= a[..., :-2]) & (a[..., 1:-1] <= a[..., 2:]))
-    h = t[1] - t[0]
-    curv = (a[..., :-2] - 2 * a[..., 1:-1] + a[..., 2:]) / h ** 2          # uniform grid
-    grad = (a[..., 2:] - a[..., :-2]) / (2 * h)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        low = a[..., 1:-1] - np.where(curv > 0, grad ** 2 / (2 * curv), 0.0)
-    return m & (low < 0.1 * a[..., 1:-1])
-
-
-def _draw_roots(diff_fn, t: np.ndarray, values: np.ndarray) -> list[list]:
-    """Roots of each row of ``values`` (B, N) on grid ``t``, refined by vectorised bisection of
-    ``diff_fn(rows, t_points) -> f`` over all brackets at once. Returns per draw a list of
-    (root, direction)."""
-    s = np.sign(values)
-    rows, cols = np.nonzero(s[:, :-1] * s[:, 1:] < 0)
-    lo, hi = t[cols].copy(), t[cols + 1].copy()
-    f_lo = values[rows, cols]
-    while len(rows) and np.max(hi - lo) > BISECT_TOL:
-        mid = 0.5 * (lo + hi)
-        fm = diff_fn(rows, mid)
-        left = np.sign(fm) == np.sign(f_lo)
-        lo = np.where(left, mid, lo)
-        f_lo = np.where(left, fm, f_lo)
-        hi = np.where(left, hi, mid)
-    roots = 0.5 * (lo + hi)
-    out = [[] for _ in range(len(values))]
-    for r, c, root in zip(rows, cols, roots):
-        out[r].append((float(root), int(s[r, c + 1])))
-    # exact zeros on the grid and near-tangencies between grid points, handled exactly per draw
-    zero_rows = np.nonzero((s == 0).any(axis=1))[0]
-    dip = _dips(t, values)
-    for r in sorted(set(zero_rows) | set(np.nonzero(dip.any(axis=1))[0])):
-        out[r] = roots_of(lambda u, r=r: float(diff_fn(np.array([r]), np.array([u]))[0]), t,
-                          values[r])
-    return out
-
-
-def _match(est_roots: list, draw_roots: list) -> list:
-    """Match each estimate root to one draw root of the same direction (nearest in log D,
-    greedy by distance, each draw root used once). Returns per estimate root a draw root or None."""
-    pairs = sorted((abs(dr - er), i, j) for i, (er, ed) in enumerate(est_roots)
-                   for j, (dr, dd) in enumerate(draw_roots) if dd == ed)
-    out, used = [None] * len(est_roots), set()
-    for _, i, j in pairs:
-        if out[i] is None and j not in used:
-            out[i] = draw_roots[j][0]
-            used.add(j)
-    return out
 
 
 # --- what may be compared --------------------------------------------------------------------
@@ -238,6 +146,7 @@ class Crossing:
     extrapolated: bool             # outside the D range of either method's runs
     p_exists: float                # share of paired draws in which this crossing was found
     slope: float                   # d(L_a - L_b)/d log D at the root (how sharply they cross)
+    direction: int = 0             # sign of L_a - L_b just above the root (+1: b better above)
 
     def as_dict(self) -> dict:
         return {"d": self.d, "lo": _fin(self.lo) if self.lo != 0 else None, "hi": _fin(self.hi),
@@ -427,7 +336,7 @@ def crossings(ga: GroupFit, gb: GroupFit, x: float, *, names=("a", "b"),
     est_a, est_b = ga.estimate[None], gb.estimate[None]
     f_scalar = (lambda u: float(_diff_fn(ga, gb, x, est_a, est_b)(np.array([0]),
                                                                  np.array([u]))[0]))
-    est = roots_of(f_scalar, t, f_est)
+    est = find_roots(f_scalar, t, f_est)
     lo_a, hi_a = ga.ranges["d"]
     lo_b, hi_b = gb.ranges["d"]
     # method better below/above: f = L_a - L_b > 0 means b has the lower loss
@@ -440,12 +349,12 @@ def crossings(ga: GroupFit, gb: GroupFit, x: float, *, names=("a", "b"),
     if n:
         fn = _diff_fn(ga, gb, x, da, db)
         vals = _loss_grid(ga.law, da, v) - _loss_grid(gb.law, db, v)
-        per_draw = _draw_roots(fn, t, vals)
+        per_draw = find_roots_batch(fn, t, vals, BISECT_TOL)
         draw_roots = [[float(np.exp(r)) for r, _ in dr] for dr in per_draw]
         p_no = float(np.mean([len(dr) == 0 for dr in per_draw]))
         matched = np.empty((len(est), n))
         for i, dr in enumerate(per_draw):
-            m = _match(est, dr)
+            m = match_roots(est, dr)
             for j, (root, direction) in enumerate(est):
                 if m[j] is not None:
                     matched[j, i] = m[j]
@@ -470,7 +379,7 @@ def crossings(ga: GroupFit, gb: GroupFit, x: float, *, names=("a", "b"),
                             better_above=better[direction],
                             extrapolated=not (lo_a * (1 - 1e-12) <= d <= hi_a * (1 + 1e-12)
                                               and lo_b * (1 - 1e-12) <= d <= hi_b * (1 + 1e-12)),
-                            p_exists=p_exists, slope=float(slope)))
+                            p_exists=p_exists, slope=float(slope), direction=int(direction)))
     everywhere = None
     if not est:
         everywhere = better[int(np.sign(np.median(f_est)))] if np.any(f_est != 0) else None

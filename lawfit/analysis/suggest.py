@@ -218,13 +218,6 @@ def _info_inverse(grads: np.ndarray, noise_var: float) -> np.ndarray:
 
 # --- target values on draws -------------------------------------------------------------
 
-@jax.jit
-def _lse_terms(theta, terms):
-    """log L = logsumexp(terms @ theta): theta (M, P), terms (G, K, P) -> (M, G)."""
-    z = jnp.einsum("gkp,mp->mgk", terms, theta)
-    return jax.scipy.special.logsumexp(z, axis=-1)
-
-
 def _terms(law, x: float, log_d: np.ndarray) -> jnp.ndarray:
     lv = np.column_stack([np.full(len(log_d), math.log(x)), log_d])
     return law.terms_fn(jnp.asarray(lv))
@@ -281,25 +274,21 @@ class _CrossingEval:
     stays a continuous function of the draws (and may exceed the range: then it is an
     extrapolation, flagged in the result)."""
 
-    def __init__(self, ga: GroupFit, gb: GroupFit, x: float, root: float, direction: int,
-                 d_range):
+    def __init__(self, ga: GroupFit, gb: GroupFit, x: float, crossing, d_range):
+        """``crossing``: the point estimate's :class:`lawfit.analysis.critical.Crossing` (its
+        root, direction and slope come from critical.py's root finder)."""
         self.la, self.lb, self.x = ga.law, gb.law, x
-        self.t0, self.direction = root, direction
+        root = math.log(crossing.d)
+        self.t0, self.direction = root, crossing.direction
         self.lo, self.hi = math.log(d_range[0]), math.log(d_range[1])
         n = max(int((self.hi - self.lo) * GRID_POINTS_PER_E) + 1, 32)
         self.t = np.linspace(self.lo, self.hi, n)
         self.ta, self.tb = _terms(self.la, x, self.t), _terms(self.lb, x, self.t)
         self.ta0 = _terms(self.la, x, np.array([root]))
         self.tb0 = _terms(self.lb, x, np.array([root]))
-        h = 1e-4
-        ea = jnp.asarray(ga.law.to_internal(ga.estimate)[None])
-        eb = jnp.asarray(gb.law.to_internal(gb.estimate)[None])
-        fp = [float(np.exp(_lse_terms(ea, _terms(self.la, x, np.array([u]))))[0, 0]
-                    - np.exp(_lse_terms(eb, _terms(self.lb, x, np.array([u]))))[0, 0])
-              for u in (root - h, root + h)]
-        self.slope = (fp[1] - fp[0]) / (2 * h)            # d(L_a - L_b)/d log D at the root
-        if not self.slope * direction > 0:                # a tangency: no finite displacement
-            self.slope = direction * 1e-300
+        self.slope = crossing.slope                       # d(L_a - L_b)/d log D at the root
+        if not self.slope * self.direction > 0:           # a tangency: no finite displacement
+            self.slope = self.direction * 1e-300
 
     def values(self, tha: np.ndarray, thb: np.ndarray) -> np.ndarray:
         """(M,) log D of each row's crossing."""
@@ -485,10 +474,10 @@ def suggest(frame: pd.DataFrame, target, *, candidates: pd.DataFrame | Mapping |
                          f"{xcol}={target.x:g}; the target is crossing {target.crossing + 1} "
                          f"(D = {row.crossings[target.crossing].d:.4g})")
         cr = row.crossings[target.crossing]
-        direction = 1 if cr.better_above == b else -1    # sign of L_a - L_b above the root
+        direction = cr.direction                         # sign of L_a - L_b above the root
         groups = [ga, gb]
         thetas = _paired_internal(groups)
-        ev = _CrossingEval(ga, gb, target.x, math.log(cr.d), direction, target.d_range)
+        ev = _CrossingEval(ga, gb, target.x, cr, target.d_range)
         t = ev.values(thetas[0], thetas[1])                               # ln D per draw
         inside = (t >= ev.lo) & (t <= ev.hi)
         lv = np.stack([np.full(len(t), math.log(target.x)), np.where(inside, t, ev.t0)], -1)
