@@ -19,7 +19,7 @@ Table 2). Pure: no printing, no files.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -105,6 +105,7 @@ class Backtest:
     columns: dict                  # x, d, y column specs
     group_columns: tuple
     level: float
+    source: dict = field(default_factory=dict)   # provenance of the runs table ("data")
 
     def comparison(self, metric: str = "delta_h") -> pd.DataFrame:
         """Wide table: one row per group, one column per law (the paper's Table 2 layout)."""
@@ -132,7 +133,8 @@ class Backtest:
                                         "fitted curve (parameter uncertainty only)",
                             "coverage_predictive": "the same with the fitted residual scatter "
                                                    "added (Gaussian)"},
-                "summary": rec(self.summary), "comparison": rec(self.comparison())}
+                "summary": rec(self.summary), "comparison": rec(self.comparison()),
+                "data": dict(self.source)}
 
 
 def _evaluate(result: FitResult, table: pd.DataFrame, heldout: np.ndarray, law_name: str,
@@ -190,7 +192,8 @@ def _evaluate(result: FitResult, table: pd.DataFrame, heldout: np.ndarray, law_n
 def backtest(frame: pd.DataFrame, laws: Sequence[str] = ("multiplicative", "additive"), *,
              holdout="largest", x: str | None = None, d: str | None = None, y: str = "loss",
              by: Sequence[str] | None = None, where: str | Expr | None = None, bootstrap: int = 100,
-             seed: int = 0, level: float = 0.95, progress=None, **fit_options) -> Backtest:
+             seed: int = 0, level: float = 0.95, progress=None, source: dict | None = None,
+             **fit_options) -> Backtest:
     """Hold out runs, fit each law on the rest, report Delta_e, Delta_h and interval coverage per
     group and law. ``fit_options`` go to :func:`lawfit.fit` (objective, delta, starts, joint,
     share, fixed, fitter, ...). ``by`` defaults to task and method, as for ``lawfit fit``."""
@@ -240,4 +243,4 @@ def backtest(frame: pd.DataFrame, laws: Sequence[str] = ("multiplicative", "addi
                     summary=pd.DataFrame(summary),
                     runs=pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(),
                     fits=fits, columns={"x": x, "d": d, "y": y}, group_columns=tuple(group_cols),
-                    level=level)
+                    level=level, source=dict(source or {}))

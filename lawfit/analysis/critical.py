@@ -196,7 +196,8 @@ class CriticalResult:
         """The critical.json document (DESIGN.md schema plus documented extra keys)."""
         x_names = sorted({r.x_name for r in self.rows})
         sup = self.superiority.replace({np.nan: None}).to_dict("records")
-        return {"between": list(self.between), "x_name": self.x_name, "d_name": self.d_name,
+        return {"between": list(self.between), "method_column": self.method_column,
+                "x_name": self.x_name, "d_name": self.d_name,
                 "x_names": x_names, "level": self.level, "search": self.search,
                 "pairing": "draw i of method a with draw i of method b",
                 "closed_form_note": "D_c = H * X^gamma of Zhang et al. 2024 Eq. 3, which assumes "
@@ -523,3 +524,108 @@ def critical(result: FitResult | tuple, between, *, at: dict | None = None,
                                   "refinement": "brentq on sign changes (estimate), bisection "
                                                 "to 1e-12 in log D (draws), bounded "
                                                 "minimisation at near-tangencies"})
+
+
+# --- from a runs table ---------------------------------------------------------------------------
+
+def measured_x_values(result: FitResult, frame: pd.DataFrame, method_column: str = "method",
+                      where=None) -> dict:
+    """The X values at which runs were measured, per comparison: the ``x_values`` of
+    :func:`critical` that ``lawfit critical`` uses by default (both methods' values pooled).
+
+    Parameters
+    ----------
+    result : FitResult
+        The fit of ``frame`` (its ``by`` includes ``method_column``).
+    frame : pandas.DataFrame
+        The runs table it was fitted on.
+    method_column : str
+        The column naming the method.
+    where : str or lawfit.expr.Expr, optional
+        The row filter the fit used.
+
+    Returns
+    -------
+    dict
+        Group key without the method (a sorted tuple of (column, text) pairs) -> ascending X values.
+    """
+    from lawfit.expr import filter_frame
+    from lawfit.fit import variable_values
+    fframe = filter_frame(frame, where) if where is not None else frame
+    rest_cols = [c for c in result.by if c != method_column]
+    x_values: dict = {}
+    for g in result.groups:
+        m = np.ones(len(fframe), bool)
+        for c in rest_cols:
+            m &= fframe[c].astype(str).to_numpy() == str(g.key[c])
+        xs = variable_values(fframe.loc[m], _x_name(result, g))
+        k = tuple(sorted((c, str(g.key[c])) for c in g.key if c != method_column))
+        x_values[k] = sorted(set(x_values.get(k, [])) | set(xs.tolist()))
+    return x_values
+
+
+def critical_from_runs(frame: pd.DataFrame, between, *, law=None, recipe: str | None = None,
+                       method_column: str = "method", at: dict | None = None, d_range=D_RANGE,
+                       bootstrap: int = 200, level: float = 0.95, source: dict | None = None,
+                       progress=None, **fit_options) -> tuple[CriticalResult, FitResult]:
+    """Fit the two methods' runs and find their critical data sizes: ``lawfit critical RUNS``.
+
+    Only the runs of the two methods are fitted, grouped by ``by`` (default: task where present)
+    plus the method column; a table of several series (``factor``) is refused unless the fit
+    keeps them apart (:func:`check_series`). Without ``at`` the crossings are sought at the
+    measured X values of both methods (:func:`measured_x_values`).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The runs table.
+    between : (str, str)
+        The two methods.
+    law : str or Law, optional
+        The law (default multiplicative); not used with ``recipe="zhang2024"``.
+    recipe : {"zhang2024"} or None
+        Fit by the paper's two-stage procedure (:func:`lawfit.analysis.recipes.run_recipe`).
+    method_column : str
+        The column naming the method.
+    at, d_range, level
+        As for :func:`critical`.
+    bootstrap : int
+        Bootstrap resamples of the fit (the draws of the intervals).
+    source, progress, fit_options
+        Further :func:`lawfit.fit` arguments (x, d, y, by, where, objective, delta, starts,
+        seeds, seed, ...).
+
+    Returns
+    -------
+    (CriticalResult, FitResult)
+        The critical data sizes and the fit they come from.
+    """
+    from lawfit.analysis.recipes import run_recipe
+    from lawfit.expr import filter_frame
+    a, b = between
+    if a == b:
+        raise DataError(f"--between needs two different methods, got {a},{b}")
+    mc = method_column
+    if not str(mc).strip():
+        raise DataError("--method-column needs a column name")
+    if mc not in frame.columns:
+        raise DataError(f"the runs table has no {mc!r} column: name the method column with "
+                        "--method-column")
+    present = set(frame[mc].astype(str))
+    for m in between:
+        if m not in present:
+            raise DataError(f"method {m!r} has no runs ({mc} takes {sorted(present)})")
+    frame = frame[frame[mc].astype(str).isin(between)]
+    opts = dict(fit_options)
+    where = opts.get("where")
+    check_series(filter_frame(frame, where), opts.get("by"), opts.get("x"), recipe=recipe)
+    if opts.get("by") is None:
+        opts["by"] = [c for c in ("task", mc) if c in frame.columns]
+    elif mc not in opts["by"]:
+        opts["by"] = [*opts["by"], mc]
+    result = run_recipe(frame, recipe, law=law, bootstrap=bootstrap, level=level, source=source,
+                        progress=progress, **opts)
+    x_values = measured_x_values(result, frame, mc, where) if at is None else None
+    res = critical(result, between, at=at, method_column=mc, d_range=d_range,
+                   x_values=x_values, level=level)
+    return res, result

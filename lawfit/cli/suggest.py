@@ -130,6 +130,7 @@ def _target(args, xcol_default: str = "model_params"):
             _add)
 def cmd_suggest(args) -> int:
     from lawfit.io import artefacts
+    from lawfit.io.results import SUGGEST_FILES, write_suggestion
     from lawfit.analysis.suggest import suggest
     target, at_col = _target(args)
     candidates = parse_candidates(args.candidates)
@@ -145,7 +146,7 @@ def cmd_suggest(args) -> int:
             raise DataError(f"{args.emit_toml} exists: choose another --emit-toml (existing files "
                             "are never overwritten)")
     if args.out:
-        artefacts.prepare_out(args.out, ["suggest.json", "suggest.png"], args.overwrite)
+        artefacts.prepare_out(args.out, [*SUGGEST_FILES, "suggest.png"], args.overwrite)
     frame, source = load(args)
     opts = fit_options(args)
     if args.bootstrap < 20:
@@ -157,10 +158,8 @@ def cmd_suggest(args) -> int:
                   level=args.level, progress=progress, source=source, **opts)
     _print(res)
     if args.out:
-        out = Path(args.out)
-        artefacts.write_json(res.to_dict(), out / "suggest.json")
         from lawfit.plot import plot_suggestion
-        paths = [out / "suggest.json"] + plot_suggestion(res, out)
+        paths = write_suggestion(res, args.out, overwrite=True) + plot_suggestion(res, args.out)
         print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
     if args.emit_toml:
         for path in emit_toml(res.runs, frame, args.sweep, args.emit_toml):
