@@ -378,6 +378,38 @@ def test_cli_critical_writes_schema(small_runs, tmp_path, capsys):
     assert f"{d0:.4g}" in printed
 
 
+def test_critical_is_one_library_call_and_its_artefact_reads_back(small_runs, tmp_path):
+    """``lawfit critical RUNS`` is critical_from_runs(frame, ...): same document (crossings at
+    the measured X of both methods by default); critical.json reads back into the same result,
+    and a malformed one is refused as data."""
+    from lawfit.analysis.critical import critical_from_runs
+    from lawfit.io.artefacts import jsonable
+    from lawfit.io.results import read_critical, write_critical
+    out = tmp_path / "cli"
+    assert main(["critical", str(small_runs), "--between", "fmt,prompt", "--bootstrap", "20",
+                 "--out", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "critical.json").read_text())
+    frame, source = lawfit.read_runs(small_runs)
+    res, fitted = critical_from_runs(frame, ("fmt", "prompt"), bootstrap=20,
+                                     source=source.as_dict())
+    assert json.loads(json.dumps(jsonable(res.to_dict()))) == doc
+    assert sorted({r.x for r in res.rows}) == sorted(set(frame.model_params))   # measured X
+    assert {g.key["method"] for g in fitted.groups} == {"fmt", "prompt"}
+    back = read_critical(out)
+    assert json.loads(json.dumps(jsonable(back.to_dict()))) == doc
+    assert [c.direction for r in back.rows for c in r.crossings] == \
+        [c.direction for r in res.rows for c in r.crossings]
+    again = write_critical(back, tmp_path / "again")
+    assert json.loads(again[0].read_text()) == doc
+    with pytest.raises(lawfit.DataError, match="already exists|exists"):
+        write_critical(back, tmp_path / "again")             # nothing overwritten unasked
+    bad = dict(doc, rows=[dict(doc["rows"][0], crossings=[{"d": "x"}])])
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "critical.json").write_text(json.dumps(bad))
+    with pytest.raises(lawfit.DataError, match="not a valid lawfit artefact"):
+        read_critical(tmp_path / "bad")
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--between", "fmt"], "two different methods"),
     (["--between", "fmt,fmt"], "two different methods"),
@@ -410,6 +442,38 @@ def three_series(tmp_path_factory):
     path = tmp_path_factory.mktemp("series") / "runs.csv"
     f.to_csv(path, index=False)
     return f, path
+
+
+def test_critical_is_one_library_call_and_its_artefact_reads_back(small_runs, tmp_path):
+    """``lawfit critical RUNS`` is critical_from_runs(frame, ...): same document (crossings at
+    the measured X of both methods by default); critical.json reads back into the same result,
+    and a malformed one is refused as data."""
+    from lawfit.analysis.critical import critical_from_runs
+    from lawfit.io.artefacts import jsonable
+    from lawfit.io.results import read_critical, write_critical
+    out = tmp_path / "cli"
+    assert main(["critical", str(small_runs), "--between", "fmt,prompt", "--bootstrap", "20",
+                 "--out", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "critical.json").read_text())
+    frame, source = lawfit.read_runs(small_runs)
+    res, fitted = critical_from_runs(frame, ("fmt", "prompt"), bootstrap=20,
+                                     source=source.as_dict())
+    assert json.loads(json.dumps(jsonable(res.to_dict()))) == doc
+    assert sorted({r.x for r in res.rows}) == sorted(set(frame.model_params))   # measured X
+    assert {g.key["method"] for g in fitted.groups} == {"fmt", "prompt"}
+    back = read_critical(out)
+    assert json.loads(json.dumps(jsonable(back.to_dict()))) == doc
+    assert [c.direction for r in back.rows for c in r.crossings] == \
+        [c.direction for r in res.rows for c in r.crossings]
+    again = write_critical(back, tmp_path / "again")
+    assert json.loads(again[0].read_text()) == doc
+    with pytest.raises(lawfit.DataError, match="already exists|exists"):
+        write_critical(back, tmp_path / "again")             # nothing overwritten unasked
+    bad = dict(doc, rows=[dict(doc["rows"][0], crossings=[{"d": "x"}])])
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "critical.json").write_text(json.dumps(bad))
+    with pytest.raises(lawfit.DataError, match="not a valid lawfit artefact"):
+        read_critical(tmp_path / "bad")
 
 
 @pytest.mark.parametrize("extra,needle", [

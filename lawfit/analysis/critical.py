@@ -40,8 +40,9 @@ such a table unless the series are fitted separately. An X whose meaning depends
 different methods: such rows are skipped and listed in ``skipped`` (and refused when asked for
 with ``at``).
 
-Everything here is pure: results are frozen dataclasses and ``to_dict()`` gives the critical.json
-document of DESIGN.md (extra keys allowed).
+Everything here is pure except :func:`critical_from_runs`, which fits first: results are frozen
+dataclasses and ``to_dict()`` gives the critical.json document (written and read back by
+lawfit/io/results.py). The root finder is lawfit/analysis/roots.py.
 """
 from __future__ import annotations
 
@@ -57,6 +58,10 @@ from lawfit.analysis.roots import BISECT_TOL, POINTS_PER_E, find_roots, find_roo
 from lawfit.errors import DataError
 from lawfit.result import FitResult, GroupFit
 
+__all__ = ["D_RANGE", "SERIES_COLUMN", "METHOD_DEPENDENT_X", "Crossing", "CriticalRow",
+           "CriticalResult", "closed_form", "check_series", "method_dependent", "crossings",
+           "superiority", "critical", "measured_x_values", "critical_from_runs"]
+
 D_RANGE = (1.0, 1e12)
 # POINTS_PER_E (grid points per unit of log D) and BISECT_TOL (draw roots, in log D): roots.py
 SERIES_COLUMN = "factor"   # the column naming each run's series (the zhang2024 recipe's)
@@ -70,7 +75,17 @@ def closed_form(A1: float, alpha1: float, beta1: float, A2: float, alpha2: float
                 beta2: float) -> tuple[float, float]:
     """Zhang et al. 2024 Eq. 3 under the constant-gap assumption (E_1 = E_2):
     D_c = H * X^gamma with H = (A1/A2)^(1/(beta1-beta2)), gamma = (alpha2-alpha1)/(beta1-beta2).
-    Returns (H, gamma); (nan, nan) when beta1 == beta2 (parallel curves in log D)."""
+
+    Parameters
+    ----------
+    A1, alpha1, beta1, A2, alpha2, beta2 : float
+        The two multiplicative laws' parameters.
+
+    Returns
+    -------
+    (float, float)
+        (H, gamma); (nan, nan) when beta1 == beta2 (parallel curves in log D).
+    """
     db = beta1 - beta2
     if db == 0:
         return float("nan"), float("nan")
@@ -105,11 +120,16 @@ def check_series(frame: pd.DataFrame, by, x: str | None, *, column: str = SERIES
 
     Parameters
     ----------
-    frame : the runs table, after ``--where``.
-    by : grouping columns of the fit (None: the default).
-    x : the X column spec of the fit (``@factor`` reads each run's own X column).
-    column : the series column (the zhang2024 recipe's ``factor``).
-    recipe : the recipe, if any (a recipe that fits the series separately is fine).
+    frame : pandas.DataFrame
+        The runs table, after ``--where``.
+    by : sequence of str or None
+        Grouping columns of the fit (None: the default).
+    x : str or None
+        The X column spec of the fit (``@factor`` reads each run's own X column).
+    column : str
+        The series column (the zhang2024 recipe's ``factor``).
+    recipe : str, optional
+        The recipe, if any (a recipe that fits the series separately is fine).
     """
     if column not in frame.columns or recipe == "zhang2024":
         return
@@ -130,7 +150,17 @@ def check_series(frame: pd.DataFrame, by, x: str | None, *, column: str = SERIES
 
 
 def method_dependent(x_name: str) -> bool:
-    """True for an X whose meaning depends on the method (e.g. ``pet_params``)."""
+    """True for an X whose meaning depends on the method (e.g. ``pet_params``).
+
+    Parameters
+    ----------
+    x_name : str
+        An X column.
+
+    Returns
+    -------
+    bool
+    """
     return x_name in METHOD_DEPENDENT_X
 
 
@@ -193,7 +223,7 @@ class CriticalResult:
     skipped: tuple = ()            # rows not compared: dicts of key, x_name, reason
 
     def to_dict(self) -> dict:
-        """The critical.json document (DESIGN.md schema plus documented extra keys)."""
+        """The critical.json document (read back by lawfit.io.results.read_critical)."""
         x_names = sorted({r.x_name for r in self.rows})
         sup = self.superiority.replace({np.nan: None}).to_dict("records")
         return {"between": list(self.between), "method_column": self.method_column,
@@ -326,7 +356,32 @@ def crossings(ga: GroupFit, gb: GroupFit, x: float, *, names=("a", "b"),
               d_range=D_RANGE, points_per_e: int = POINTS_PER_E, level: float = 0.95,
               key: dict | None = None, x_name: str = "x") -> CriticalRow:
     """Every crossing in D of method a's and method b's fitted losses at X = ``x``, with intervals
-    from the paired draws; see the module docstring for the conventions."""
+    from the paired draws; see the module docstring for the conventions.
+
+    Parameters
+    ----------
+    ga, gb : GroupFit
+        The two methods' fitted groups (laws of X and D).
+    x : float
+        The value of X.
+    names : (str, str)
+        The methods' names.
+    d_range : (float, float)
+        The searched D range.
+    points_per_e : int
+        Grid points per unit of log D.
+    level : float
+        Interval level.
+    key : dict, optional
+        The group key without the method (recorded in the row).
+    x_name : str
+        The X column (recorded in the row).
+
+    Returns
+    -------
+    CriticalRow
+        Every crossing (none: ``better_everywhere`` names the method better over the range).
+    """
     _check_law(ga)
     _check_law(gb)
     if not (x > 0 and math.isfinite(x)):
@@ -397,7 +452,28 @@ def superiority(ga: GroupFit, gb: GroupFit, x: float, d_grid, *, names=("a", "b"
                 key: dict | None = None, level: float = 0.95) -> pd.DataFrame:
     """Probability of superiority over a grid of D: the share of paired draws in which method a
     has the lower loss at (x, d), with both predicted losses and their intervals. Without draws
-    the probability is undefined (NaN)."""
+    the probability is undefined (NaN).
+
+    Parameters
+    ----------
+    ga, gb : GroupFit
+        The two methods' fitted groups.
+    x : float
+        The value of X.
+    d_grid : array-like
+        The values of D.
+    names : (str, str)
+        The methods' names (column ``p_A_better``, ``loss_A``, ``loss_B``).
+    key : dict, optional
+        Group columns to add to every row.
+    level : float
+        Interval level of the loss difference.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per D.
+    """
     d_grid = np.asarray(d_grid, np.float64)
     v = np.column_stack([np.full(len(d_grid), float(x)), d_grid])
     da, db = _paired_draws(ga, gb)
@@ -440,6 +516,31 @@ def critical(result: FitResult | tuple, between, *, at: dict | None = None,
     e.g. the measured X values) or five log-spaced values across the X range both methods span.
     ``superiority_points``: D grid of the probability-of-superiority table (log-spaced over the
     union of the two methods' measured D, widened by a factor of 10 on each side).
+
+    Parameters
+    ----------
+    result : FitResult or (FitResult, FitResult)
+        The fit(s) holding both methods' groups.
+    between : (str, str)
+        The two methods.
+    at : dict, optional
+        X column -> X values.
+    method_column : str
+        The group column naming the method.
+    d_range : (float, float)
+        The searched D range.
+    points_per_e : int
+        Grid points per unit of log D.
+    superiority_points : int
+        D values of the probability-of-superiority table.
+    x_values : dict, optional
+        Group key without the method -> X values (:func:`measured_x_values`).
+    level : float, optional
+        Interval level (default: the fit's).
+
+    Returns
+    -------
+    CriticalResult
     """
     a, b = between
     if a == b:

@@ -127,9 +127,9 @@ def cmd_critical(args) -> int:
             artefacts.write_fit(result, args.out, overwrite=args.overwrite)
     else:
         result = artefacts.load_fit(args.runs, args.law)
-        progress(f"read the fit in {args.runs}")
         res = critical(result, between, at=at, method_column=args.method_column,
                        d_range=d_range, level=args.level)
+        progress(f"compared the methods of the fit in {args.runs}")
     _print_table(res.printable())
     for sk in res.skipped:
         key = ", ".join(f"{k}={v}" for k, v in sk["key"].items())

@@ -119,11 +119,11 @@ def _target(args, xcol_default: str = "model_params"):
         if args.crossing < 1:
             raise DataError(f"--crossing counts from 1, got {args.crossing}")
         return CrossingTarget((parts[0], parts[1]), x, group=group, crossing=args.crossing - 1,
-                              d_range=(lo, hi)), col
+                              d_range=(lo, hi), x_column=col)
     if args.target:
         point = parse_assignments(args.target)
-        return PredictionTarget({**group, **point}), None
-    return ParameterTarget(args.target_param.strip(), group=group), None
+        return PredictionTarget({**group, **point})
+    return ParameterTarget(args.target_param.strip(), group=group)
 
 
 @subcommand("suggest", "which runs to launch next to narrow an interval the most per unit cost",
@@ -132,7 +132,7 @@ def cmd_suggest(args) -> int:
     from lawfit.io import artefacts
     from lawfit.io.results import SUGGEST_FILES, write_suggestion
     from lawfit.analysis.suggest import suggest
-    target, at_col = _target(args)
+    target = _target(args)
     candidates = parse_candidates(args.candidates)
     if args.n is not None and args.budget is not None:
         raise DataError("give --n or --budget, not both")
@@ -151,7 +151,6 @@ def cmd_suggest(args) -> int:
     opts = fit_options(args)
     if args.bootstrap < 20:
         raise DataError(f"--bootstrap must be at least 20, got {args.bootstrap}")
-    _check_before_fitting(args, frame, candidates, target, at_col)
     progress = Progress(args.quiet)
     res = suggest(frame, target, candidates=candidates, n=args.n, budget=args.budget,
                   cost=args.cost, law=args.law or "multiplicative", bootstrap=args.bootstrap,
@@ -165,48 +164,6 @@ def cmd_suggest(args) -> int:
         for path in emit_toml(res.runs, frame, args.sweep, args.emit_toml):
             print(f"wrote {path}", file=sys.stderr)
     return 0
-
-
-def _check_before_fitting(args, frame, candidates, target, at_col) -> None:
-    """Everything that can be checked without the fit, so that bad input fails fast."""
-    from lawfit.table import default_by
-    from lawfit.expr import parse
-    from lawfit.laws import get_law
-    from lawfit.analysis.suggest import CrossingTarget, ParameterTarget
-    law = get_law(args.law or "multiplicative")
-    xcol = args.x or law.default_columns.get("x", "model_params")
-    if at_col is not None and at_col != xcol:
-        raise DataError(f"--at names {at_col!r} but the law's X is {xcol!r} (set --x)")
-    if isinstance(target, ParameterTarget) and target.param not in law.params:
-        raise DataError(f"--target-param {target.param!r} is not a parameter of law {law.name!r} "
-                        f"({', '.join(law.params)})")
-    by = _csv(args.by) if args.by else default_by(frame)
-    if isinstance(target, CrossingTarget):
-        mc = target.method_column
-        if mc not in frame.columns:
-            raise DataError(f"the runs table has no {mc!r} column to take --between from")
-        have = set(frame[mc].astype(str))
-        for m in target.between:
-            if m not in have:
-                raise DataError(f"--between: method {m!r} has no runs ({mc} takes {sorted(have)})")
-    if candidates is not None:
-        unknown = [c for c in candidates if c not in frame.columns]
-        if unknown:
-            raise DataError(f"--candidates names column(s) {unknown} that the runs table does not "
-                            f"have ({', '.join(map(str, frame.columns))})")
-        for c in candidates:
-            if c in (by or []):
-                have = set(frame[c].astype(str))
-                bad = [v for v in candidates[c] if str(v) not in have]
-                if bad:
-                    raise DataError(f"--candidates {c}: {bad} have no runs to fit ({c} takes "
-                                    f"{sorted(have)})")
-    if args.cost is not None:
-        cols = set(parse(args.cost).columns)
-        unknown = sorted(cols - set(map(str, frame.columns)) - set(candidates or {}))
-        if unknown:
-            raise DataError(f"--cost {args.cost!r} uses column(s) {unknown} that neither the runs "
-                            "table nor --candidates has")
 
 
 def _print(res) -> None:
