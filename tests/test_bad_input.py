@@ -410,7 +410,7 @@ def test_bad_input_exits_2_with_one_line_and_touches_nothing(results, cid, argv,
 
 def test_the_headline_injection_runs_nothing_in_a_real_process(tmp_path):
     """`lawfit fit RUNS --where "@pd.io.common.os.system('touch X') == 0"` ran the command
-    through pandas query; now it is a parse error, in a plain `python -m lawfit.cli` process."""
+    through pandas query; now it is a parse error, in a plain `python -m lawfit.cli.main` process."""
     _runs().to_csv(tmp_path / "runs.csv", index=False)
     proc = subprocess.run([sys.executable, "-m", "lawfit.cli.main", "fit", "runs.csv", "--where",
                            f"@pd.io.common.os.system('{INJECT}') == 0"], cwd=tmp_path,

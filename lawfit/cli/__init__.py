@@ -1,4 +1,1 @@
-"""The ``lawfit`` command line: one module per command group."""
-from .main import main
-
-__all__ = ["main"]
+"""The ``lawfit`` command line: one module per command group; ``lawfit.cli.main:main`` is the entry point."""

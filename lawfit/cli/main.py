@@ -462,7 +462,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    # run as `python -m lawfit.cli`: plugins register into the imported module `lawfit.cli`,
+    # run as `python -m lawfit.cli.main`: plugins register into the imported module,
     # not into this __main__ copy, so dispatch through it
     from lawfit.cli.main import main as _main
     sys.exit(_main())
