@@ -12,9 +12,13 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    from .device import DeviceInfo
 
 __all__ = ["CANONICAL", "PROVENANCE", "CorruptRunFile", "check_file", "clean_stale_tmp", "device_columns",
            "finished_run_ids", "run_files", "write_row"]
@@ -81,7 +85,7 @@ def write_row(out: Path, row: dict) -> Path:
     return final
 
 
-def device_columns(info) -> dict:
+def device_columns(info: DeviceInfo | dict) -> dict:
     """The row columns recording what computed a run, from a `runners.device.DeviceInfo` (or its dict):
     backend, device_kind, device_count and the resolved compute dtype."""
     d = info if isinstance(info, dict) else info.to_dict()
