@@ -23,7 +23,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lawfit.backtest import backtest  # noqa: E402
+from lawfit.analysis.backtest import backtest  # noqa: E402
 from lawfit.plot import plot_backtest  # noqa: E402
 
 DATA = Path(os.environ.get("LAWFIT_REFERENCE_DATA", ROOT.parent / "shared" / "data")) / "lin2024"

@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import lawfit  # noqa: E402
-from lawfit import paper, recipes  # noqa: E402
-from lawfit.critical import crossings  # noqa: E402
+from lawfit import paper  # noqa: E402
+from lawfit.analysis import recipes
+from lawfit.analysis.critical import crossings  # noqa: E402
 from lawfit.laws import get_law  # noqa: E402
 from lawfit.result import GroupFit  # noqa: E402
 from lawfit.simulate import paper_grid  # noqa: E402

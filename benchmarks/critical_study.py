@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import lawfit  # noqa: E402
 from lawfit import paper  # noqa: E402
-from lawfit.critical import critical, crossings  # noqa: E402
+from lawfit.analysis.critical import critical, crossings  # noqa: E402
 from lawfit.laws import get_law  # noqa: E402
 from lawfit.result import GroupFit  # noqa: E402
 from lawfit.simulate import paper_grid  # noqa: E402

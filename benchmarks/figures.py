@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import lawfit  # noqa: E402
-from lawfit.backtest import backtest  # noqa: E402
-from lawfit.critical import critical  # noqa: E402
+from lawfit.analysis.backtest import backtest  # noqa: E402
+from lawfit.analysis.critical import critical  # noqa: E402
 from lawfit.plot import plot_backtest, plot_critical, plot_fit  # noqa: E402
 from lawfit.simulate import paper_grid  # noqa: E402
 

@@ -6,7 +6,7 @@ finetuning sizes (default 8e3, 2e4, 4e4, 6e4, 8e4, 1e5), one seed per configurat
 sd 0.005. Target: the 95% interval of the Prompt-vs-LoRA crossing at 8B. Candidates: both methods
 x {1, 2, 4, 8, 16}B x the paper's 11 PET finetuning sizes (110 runs). Every strategy adds 8 runs,
 whose losses are drawn from the true curves plus noise; the runs are refitted (bootstrap) and the
-crossing's interval is measured with lawfit.critical.
+crossing's interval is measured with lawfit.analysis.critical.
 
 Strategies:
 - suggest: `lawfit.suggest` with unit cost (the comparison is per run), n = 8;
@@ -40,11 +40,11 @@ sys.path.insert(0, str(ROOT))
 
 import lawfit  # noqa: E402
 from lawfit import paper  # noqa: E402
-from lawfit.critical import crossings  # noqa: E402
+from lawfit.analysis.critical import crossings  # noqa: E402
 from lawfit.laws import get_law  # noqa: E402
 from lawfit.result import GroupFit  # noqa: E402
 from lawfit.simulate import simulate  # noqa: E402
-from lawfit.suggest import CrossingTarget, suggest  # noqa: E402
+from lawfit.analysis.suggest import CrossingTarget, suggest  # noqa: E402
 
 TASK, METHODS, X_TARGET = "wmt14_en_de", ("prompt", "lora"), 8e9
 SIZES = paper.MODEL_SIZES[:4] + (16e9,)

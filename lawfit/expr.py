@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .data import DataError
+from lawfit.errors import DataError
 
 __all__ = ["MAX_DEPTH", "MAX_LENGTH", "Expr", "filter_frame", "filter_with_record", "parse",
            "select_rows"]
@@ -901,11 +901,11 @@ def filter_with_record(frame: pd.DataFrame, expr: str | Expr | None
     -------
     (pandas.DataFrame, dict)
         The rows kept and ``{"where": canonical text, "where_tree": Expr.to_json(),
-        "where_rows": data.selection_record(...)}`` (all None without a filter). A reader of the
+        "where_rows": table.selection_record(...)}`` (all None without a filter). A reader of the
         artefact re-selects the fitted rows from ``where_rows`` and never evaluates the
         expression again.
     """
-    from .data import selection_record
+    from lawfit.table import selection_record
     e = _as_expr(expr)
     if e is None:
         return frame, {"where": None, "where_tree": None, "where_rows": None}

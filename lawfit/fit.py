@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from . import lsq, quality, robust
-from .data import (CONFIG_COLUMNS, DataError, average_seeds, default_by, duplicate_rows,
-                   frame_sha256, loss_trend, numeric_column, require_columns)
+from lawfit.table import (CONFIG_COLUMNS, average_seeds, default_by, duplicate_rows, frame_sha256,
+    loss_trend, numeric_column, require_columns)
+from lawfit.errors import DataError
 from .expr import Expr, filter_with_record
 from .laws import Law, check_params
 from .userlaw import resolve as resolve_law

@@ -272,7 +272,7 @@ def law(params: Mapping[str, tuple[float, float]], variables: tuple[str, ...] | 
     ... def rectified(p, D):
     ...     return p["B"] / (p["Dl"] + D ** p["beta"]) + p["E"]
     """
-    from .data import DataError
+    from lawfit.errors import DataError
     names = tuple(params)
     cols = tuple(variables)
     if not names or not cols:
@@ -329,7 +329,7 @@ register(rectified)
 def check_params(law: Law, params: Mapping, what: str = "parameter") -> None:
     """DataError unless every value is a finite number and every scale parameter (fitted as its
     log: A, B, E) is positive."""
-    from .data import DataError
+    from lawfit.errors import DataError
     for p, v in params.items():
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
             raise DataError(f"{what} {p}={v!r} is not a number")
@@ -340,7 +340,7 @@ def check_params(law: Law, params: Mapping, what: str = "parameter") -> None:
 
 
 def get_law(name: str) -> Law:
-    from .data import DataError
+    from lawfit.errors import DataError
     if not isinstance(name, str) or name not in LAWS:
         raise DataError(f"unknown law {name!r}: choose one of {', '.join(LAWS)}, or a law of your "
                         "own as MODULE:FUNCTION")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 
-from .data import DataError
+from lawfit.errors import DataError
 
 NAMES = ("huber", "huber-log", "mse", "mse-log", "l1", "l1-log")
 

@@ -23,7 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .data import DataError, select_recorded  # noqa: E402
+from lawfit.errors import DataError  # noqa: E402
+from lawfit.table import select_recorded
 
 FORMATS = ("png", "pdf")
 PANELS_PER_PAGE = 12
@@ -325,7 +326,7 @@ def plot_backtest(bt, out_dir, *, name: str = "backtest", formats=FORMATS,
                   panels: bool = True) -> list[Path]:
     """Delta_e and Delta_h per group and law (bars: NAME) and, with ``panels``, per law the
     fitted curves with the held-out runs marked (NAME_LAW). ``bt``: a
-    :class:`~lawfit.backtest.Backtest`."""
+    :class:`~lawfit.analysis.backtest.Backtest`."""
     out_dir = Path(out_dir)
     s = bt.summary
     if s.empty:
@@ -378,8 +379,8 @@ def plot_optimal(result, opt, out_dir, *, name: str = "optimal", formats=FORMATS
                  compute_range: tuple | None = None) -> list[Path]:
     """The compute-optimal frontier of a Chinchilla-law fit: N_opt and D_opt against compute C,
     with interval bands from the fit's draws, the requested budgets marked, one panel per group.
-    ``result``: the FitResult; ``opt``: its :class:`~lawfit.optimal.OptimalResult`."""
-    from .optimal import optimal
+    ``result``: the FitResult; ``opt``: its :class:`~lawfit.analysis.optimal.OptimalResult`."""
+    from lawfit.analysis.optimal import optimal
     budgets = sorted({r["compute"] for r in opt.rows})
     lo, hi = compute_range or (min(budgets) / 1e3, max(budgets) * 1e3)
     grid = np.geomspace(lo, hi, 60)

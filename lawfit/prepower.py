@@ -106,7 +106,7 @@ def power_phase(d, loss, method: str = "validate") -> PowerPhase:
     PowerPhase
         The smallest D of the power phase and how many runs were kept and excluded.
     """
-    from .data import DataError
+    from lawfit.errors import DataError
     if method not in METHODS:
         raise DataError(f"unknown pre-power method {method!r}: choose one of {', '.join(METHODS)}")
     d = np.asarray(d, np.float64)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .data import DataError
+from lawfit.errors import DataError
 from .laws import Law
 from .objectives import Objective
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import paper
-from .data import DataError
+from lawfit.errors import DataError
 from .laws import Law, check_params, get_law
 
 

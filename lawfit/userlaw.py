@@ -15,7 +15,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .data import DataError
+from lawfit.errors import DataError
 from .laws import LAWS, Law, get_law
 
 BUILTIN_MODULE = "lawfit.laws"

@@ -2,7 +2,7 @@
 
 ``python tests/cli_runner.py CASES.json RESULTS.json``: CASES is a list of
 ``{"argv": [...], "cwd": DIR, "watch": DIR or null}``. This process imports the command once and then, for every case,
-forks a child that runs it exactly as ``python -m lawfit.cli ARGV`` would (fresh stdout/stderr
+forks a child that runs it exactly as ``python -m lawfit.cli.main ARGV`` would (fresh stdout/stderr
 file descriptors, an uncaught exception printed as a traceback with exit status 1), so each case
 is a real process with its own exit status and stderr, without paying the imports each time.
 A case running longer than ``LAWFIT_CASE_TIMEOUT`` seconds (default 120) is killed (status -9).
@@ -46,7 +46,7 @@ def run_case(argv, cwd, watch=None) -> dict:
 
 
 def _run(argv, cwd) -> dict:
-    from lawfit.cli import main
+    from lawfit.cli.main import main
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
     pid = os.fork()
@@ -94,11 +94,11 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*use of fork.. may lead to deadlocks",
                             category=DeprecationWarning)
     import jax  # noqa: F401  (imported, not initialised: the children start their own backends)
-    import lawfit.cli
-    lawfit.cli.build_parser()          # import the subcommand plugins once, before forking
-    import lawfit.backtest  # noqa: F401  (the heavy imports of every subcommand, once)
+    import lawfit.cli.main
+    lawfit.cli.main.build_parser()          # import the subcommand plugins once, before forking
+    import lawfit.analysis.backtest  # noqa: F401  (the heavy imports of every subcommand, once)
     import lawfit.bayes  # noqa: F401
-    import lawfit.critical  # noqa: F401
+    import lawfit.analysis.critical  # noqa: F401
     import lawfit.plot  # noqa: F401
     from jax._src import xla_bridge
     assert not xla_bridge._backends, "a jax backend started before forking"

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lawfit.backtest import backtest, holdout_mask, parse_holdout
-from lawfit.cli import main
+from lawfit.analysis.backtest import backtest, holdout_mask, parse_holdout
+from lawfit.cli.main import main
 
 from conftest import require_reference as reference
-from lawfit.data import DataError
+from lawfit.errors import DataError
 from lawfit.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,8 +17,8 @@ from scipy.stats import binom
 
 import lawfit
 from lawfit import bayes
-from lawfit.cli import main
-from lawfit.data import DataError
+from lawfit.cli.main import main
+from lawfit.errors import DataError
 from lawfit.io.priors import read_priors
 from lawfit.simulate import simulate
 
@@ -129,7 +129,7 @@ def test_cli_fit_bayes_writes_posterior_and_diagnostics(tmp_path, capsys):
     assert "priors" in g["info"]
     assert (out / "posterior.nc").stat().st_size > 0
     # the NetCDF holds the arviz groups and loads back with the fit
-    from lawfit.report import load_fit
+    from lawfit.io.artefacts import load_fit
     back = load_fit(out)
     pg = back.groups[0].posterior
     assert pg is not None

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lawfit.cli import main
+from lawfit.cli.main import main
 from lawfit.simulate import simulate
 
 from conftest import require_reference, run_cli

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lawfit.cli import main
+from lawfit.cli.main import main
 from lawfit.simulate import paper_grid, simulate
 
 TRUTH = {"A": 300.0, "E": 0.6, "alpha": 0.3, "beta": 0.1}

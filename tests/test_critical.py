@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 import lawfit
-from lawfit.cli import main
+from lawfit.cli.main import main
 
 from conftest import require_reference as reference
-from lawfit.critical import closed_form, critical, crossings, roots_of, superiority
+from lawfit.analysis.critical import closed_form, critical, crossings, roots_of, superiority
 from lawfit.laws import get_law
 from lawfit.result import GroupFit
 from lawfit.simulate import paper_grid

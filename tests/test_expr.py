@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lawfit.data import DataError
+from lawfit.errors import DataError
 from lawfit.expr import MAX_LENGTH, Expr, filter_frame, parse
 
 

@@ -7,7 +7,7 @@ from scipy.optimize import minimize
 
 import lawfit
 from lawfit import lsq
-from lawfit.data import DataError
+from lawfit.errors import DataError
 from lawfit.laws import get_law
 from lawfit.objectives import Objective
 from lawfit.simulate import paper_grid, simulate
@@ -170,7 +170,7 @@ def test_frozen_parameters_stay_frozen():
 
 
 def test_zhang2024_recipe_two_stages():
-    from lawfit.recipes import zhang2024
+    from lawfit.analysis.recipes import zhang2024
     df = paper_grid(noise=0.002, seeds=1, tasks=["wmt19_en_zh"], methods=["prompt"])
     res = zhang2024(df)
     factors = sorted(g.key["factor"] for g in res.groups)

@@ -7,8 +7,8 @@ import pytest
 from scipy.optimize import minimize_scalar
 
 import lawfit
-from lawfit import recipes
-from lawfit.optimal import allocation
+from lawfit.analysis import recipes
+from lawfit.analysis.optimal import allocation
 from lawfit.simulate import simulate
 
 from conftest import ROOT, run_cli
@@ -62,7 +62,7 @@ def test_epoch_replication_gives_about_18_tokens_per_parameter(tmp_path):
     assert opt.exponents[0]["b"]["estimate"] == pytest.approx(1 - a["estimate"])
     # the same through the command line: optimal.json and the frontier figure
     fit_dir = tmp_path / "fit"
-    from lawfit.report import write_fit
+    from lawfit.io.artefacts import write_fit
     write_fit(res, fit_dir)
     proc = run_cli("optimal", fit_dir, "--compute", "5.88e23,1e25", "--out", tmp_path / "opt")
     assert proc.returncode == 0, proc.stderr

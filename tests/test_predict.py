@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import lawfit
-from lawfit import recipes
-from lawfit.data import DataError
+from lawfit.analysis import recipes
+from lawfit.errors import DataError
 from lawfit.simulate import paper_grid, simulate
 
 from conftest import run_cli
@@ -78,7 +78,7 @@ def test_two_stage_fit_predicts_through_its_factor_column(tmp_path):
     with pytest.raises(DataError, match="one of model_params, pet_params, pretrain_tokens"):
         res.predict({"method": ["lora"], "finetune_examples": [1e6]})
     # the command line says which interval it printed
-    from lawfit.report import write_fit
+    from lawfit.io.artefacts import write_fit
     write_fit(res, tmp_path)
     at = "method=lora,model_params=16e9,finetune_examples=1e6"
     new = run_cli("predict", tmp_path, "--at", at)

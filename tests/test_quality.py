@@ -105,7 +105,7 @@ def test_gigaword_gpt2_is_flagged_with_its_quality_in_fit_json(tmp_path):
     assert any(w.startswith("poor_fit") for w in g["warnings"])
     assert "POOR FIT" in proc.stdout and "poor_fit" in proc.stdout
     # loading the directory back keeps the block
-    assert lawfit.report.load_fit(out).groups[0].info["fit_quality"]["poor_fit"]
+    assert lawfit.io.artefacts.load_fit(out).groups[0].info["fit_quality"]["poor_fit"]
 
 
 def test_seeds_lack_of_fit_and_scale_at_its_floor_prints_as_zero(tmp_path):

@@ -132,7 +132,7 @@ def test_submitit_local_executor_end_to_end(tmp_path, env):
     assert list((plan.out / ".submitit").glob("*_result.pkl")), "runs did not go through submitit"
     assert "[runs 3/3" in r.stderr
     # the contract: the fitter reads the dataset directory as written, no conversion
-    lawfit_data = pytest.importorskip("lawfit.data")
+    lawfit_data = pytest.importorskip("lawfit.io.runs")
     frame, src = lawfit_data.read_runs(plan.out)
     assert src.rows == 3 and set(CANON) <= set(frame.columns)
 

@@ -14,10 +14,10 @@ import pytest
 
 import lawfit
 from lawfit import paper
-from lawfit.cli import main
-from lawfit.critical import crossings
+from lawfit.cli.main import main
+from lawfit.analysis.critical import crossings
 from lawfit.simulate import simulate
-from lawfit.suggest import CrossingTarget, ParameterTarget, PredictionTarget, suggest
+from lawfit.analysis.suggest import CrossingTarget, ParameterTarget, PredictionTarget, suggest
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("prompt", "lora")
@@ -267,7 +267,7 @@ def test_command_line_end_to_end(capsys, runs_csv, tmp_path):
 
 def test_emit_toml_writes_exactly_the_picks_as_runnable_sweeps(tmp_path):
     pytest.importorskip("runners.sweep")
-    from lawfit.cli_suggest import emit_toml
+    from lawfit.cli.suggest import emit_toml
     from runners.sweep import load_plan
     frame, _ = lawfit.read_runs(ROOT / "data" / "cpu_sweep")
     sizes = sorted(frame["model_params"].unique())

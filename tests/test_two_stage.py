@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 import lawfit
-from lawfit import lsq, paper, recipes
-from lawfit.report import fit_dict, load_fit, params_table, write_fit
+from lawfit import lsq, paper
+from lawfit.analysis import recipes
+from lawfit.io.artefacts import fit_dict, load_fit, write_fit
+from lawfit.report import params_table
 from lawfit.simulate import paper_grid, simulate
 
 TASK = "wmt14_en_de"
@@ -123,7 +125,7 @@ def test_too_many_failed_refits_withhold_the_interval(monkeypatch, tmp_path, n_f
     pred = res.predict({"model_params": [1e9], "finetune_examples": [1e4]})
     assert pred["interval"].iloc[0] == "none" and np.isnan(pred["lo"].iloc[0])
     # a backtest says why it has no coverage instead of a bare NaN
-    from lawfit.backtest import backtest
+    from lawfit.analysis.backtest import backtest
     bt = backtest(small_runs(), laws=("multiplicative",), bootstrap=50)
     row = bt.summary.iloc[0]
     assert row["interval"] == "withheld" and np.isnan(row["coverage"])
@@ -141,7 +143,7 @@ def test_withheld_stage1_interval_withholds_stage2(monkeypatch):
 def test_cli_reports_withheld_interval_in_one_place(monkeypatch, tmp_path, capsys):
     failing_bootstrap(monkeypatch, 25)
     small_runs().to_csv(tmp_path / "runs.csv", index=False)
-    from lawfit.cli import main
+    from lawfit.cli.main import main
     assert main(["fit", str(tmp_path / "runs.csv"), "--bootstrap", "50", "--quiet",
                  "--out", str(tmp_path / "fit")]) == 0
     out = capsys.readouterr().out

@@ -10,7 +10,7 @@ import pytest
 
 import lawfit
 from lawfit import lsq, prepower
-from lawfit.data import DataError
+from lawfit.errors import DataError
 from lawfit.laws import LAWS, get_law
 from lawfit.objectives import make_objective
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..data import DataError, default_by
+from ..errors import DataError
+from ..table import default_by
 
 __all__ = ["HOLDOUT_FITTERS", "Comparison", "GroupComparison", "LawScore", "compare"]
 
@@ -228,7 +229,7 @@ def compare(frame: pd.DataFrame, laws: Sequence[str], *, x: str | None = None,
         that pools several series, laws that saw different runs.
     """
     from ..bayes import compare_loo, loo
-    from ..critical import check_series
+    from .critical import check_series
     from ..expr import filter_frame
     from ..fit import fit
     from ..userlaw import resolve

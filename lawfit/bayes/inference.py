@@ -25,7 +25,7 @@ import numpy as np
 from numpyro.infer.hmc import hmc
 
 from .. import lsq
-from ..data import DataError
+from ..errors import DataError
 from .model import Model, build_model
 from .posterior import (
     RHAT_MAX,

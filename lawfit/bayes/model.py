@@ -29,7 +29,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import log_density
 
 from .. import lsq
-from ..data import DataError
+from ..errors import DataError
 from .priors import Priors, resolve_priors
 
 __all__ = ["LIKELIHOODS", "PAD", "UNIT", "Model", "build_model", "centring", "free_params_of"]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpyro.distributions as dist
 
-from ..data import DataError
+from ..errors import DataError
 
 __all__ = ["NOISE_SITES", "TOML_DISTRIBUTIONS", "Priors", "default_prior", "describe",
            "has_positive_support", "resolve_priors"]

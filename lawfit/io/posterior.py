@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..data import DataError
+from ..errors import DataError
 
 __all__ = ["read_posteriors", "write_posteriors"]
 

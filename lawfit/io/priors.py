@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 
 from ..bayes.priors import TOML_DISTRIBUTIONS
-from ..data import DataError
+from ..errors import DataError
 
 __all__ = ["read_priors"]
 

@@ -34,7 +34,7 @@ information of a batch is the sum of its runs' information, conditioning on earl
 simulated outcomes, and greedy selection is the standard sequential heuristic for such variance
 criteria (the batch optimum is a combinatorial search).
 
-Pure: no printing, no files (the command line is in cli_suggest.py); long work reports through an
+Pure: no printing, no files (the command line is in lawfit/cli/suggest.py); long work reports through an
 optional ``progress(message)`` callback.
 """
 from __future__ import annotations
@@ -49,12 +49,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .data import DataError, frame_sha256, select_recorded
-from .expr import filter_frame
-from .fit import fit as fit_runs
-from .fit import variable_values
-from .result import FitResult, GroupFit
+from lawfit import __version__
+from lawfit.errors import DataError
+from lawfit.table import frame_sha256, select_recorded
+from lawfit.expr import filter_frame
+from lawfit.fit import fit as fit_runs
+from lawfit.fit import variable_values
+from lawfit.result import FitResult, GroupFit
 
 COST_DEFAULT = "model_params * finetune_examples"
 GRID_POINTS_PER_E = 4          # grid of log D on which per-draw crossings are bracketed
@@ -332,7 +333,7 @@ def candidate_grid(values: Mapping[str, Sequence]) -> pd.DataFrame:
 def evaluate_cost(candidates: pd.DataFrame, cost: str | None) -> np.ndarray:
     """Cost of every candidate from an expression of the safe grammar in lawfit.expr (default
     ``model_params * finetune_examples``, a FLOPs proxy for finetuning). Must be positive."""
-    from .expr import parse
+    from lawfit.expr import parse
     text = COST_DEFAULT if cost is None else str(cost)
     expr = parse(text)
     missing = sorted(set(expr.columns) - set(candidates.columns))
@@ -469,7 +470,7 @@ def suggest(frame: pd.DataFrame, target, *, candidates: pd.DataFrame | Mapping |
             raise DataError(f"--at: X must be positive and finite, got {target.x}")
         ga = _one_group(result, {**target.group, mc: a}, f"method {a!r}")
         gb = _one_group(result, {**target.group, mc: b}, f"method {b!r}")
-        from .critical import crossings
+        from lawfit.analysis.critical import crossings
         row = crossings(ga, gb, target.x, names=(a, b), d_range=target.d_range, level=level)
         if not row.crossings:
             raise DataError(f"the fitted {a} and {b} curves do not cross at {xcol}="

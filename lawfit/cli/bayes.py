@@ -12,16 +12,9 @@ from __future__ import annotations
 
 import sys
 
-from .cli import (
-    Progress,
-    _csv,
-    add_data_arguments,
-    check_target_accept,
-    fit_options,
-    load,
-    subcommand,
-)
-from .data import DataError
+from lawfit.cli.main import (Progress, _csv, add_data_arguments, check_target_accept, fit_options,
+    load, subcommand)
+from lawfit.errors import DataError
 
 
 def _compare_add(p):
@@ -86,8 +79,8 @@ def format_comparison(cmp) -> str:
 @subcommand("compare", "rank laws per group by PSIS-LOO (Bayesian fits) and held-out error",
             _compare_add)
 def cmd_compare(args) -> int:
-    from . import report
-    from .analysis.compare import compare
+    from lawfit.analysis.compare import compare
+    from lawfit.io import artefacts
     laws = _csv(args.laws) or []
     if args.law:
         raise DataError("compare takes --laws LAW,LAW,... (not --law)")
@@ -101,10 +94,10 @@ def cmd_compare(args) -> int:
     opts = fit_options(args)
     priors = None
     if args.priors:
-        from .io.priors import read_priors
+        from lawfit.io.priors import read_priors
         priors = read_priors(args.priors)
     if args.out:
-        report.check_out_dir(args.out, ["compare.json"], args.overwrite, runs=args.runs)
+        artefacts.check_out_dir(args.out, ["compare.json"], args.overwrite, runs=args.runs)
     frame, source = load(args)
     cmp = compare(frame, laws, **opts, priors=priors, chains=args.chains, warmup=args.warmup,
                   draws=args.draws, likelihood=args.likelihood,
@@ -112,7 +105,7 @@ def cmd_compare(args) -> int:
                   source=source, progress=Progress(args.quiet))
     print(format_comparison(cmp))
     if args.out:
-        out = report.prepare_out(args.out, ["compare.json"], args.overwrite)
-        report.write_json(report._jsonable(cmp.as_dict()), out / "compare.json")
+        out = artefacts.prepare_out(args.out, ["compare.json"], args.overwrite)
+        artefacts.write_json(artefacts._jsonable(cmp.as_dict()), out / "compare.json")
         print(f"wrote {out / 'compare.json'}", file=sys.stderr)
     return 0

@@ -53,8 +53,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq, minimize_scalar
 
-from .data import DataError
-from .result import FitResult, GroupFit
+from lawfit.errors import DataError
+from lawfit.result import FitResult, GroupFit
 
 D_RANGE = (1.0, 1e12)
 POINTS_PER_E = 64          # grid points per unit of log D (~147 per decade)

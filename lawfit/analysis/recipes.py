@@ -20,10 +20,11 @@ from dataclasses import replace
 
 import pandas as pd
 
-from .data import DataError, frame_sha256, require_columns
-from .expr import filter_with_record
-from .fit import fit
-from .result import FitResult
+from lawfit.errors import DataError
+from lawfit.table import frame_sha256, require_columns
+from lawfit.expr import filter_with_record
+from lawfit.fit import fit
+from lawfit.result import FitResult
 
 RECIPES = {
     "hoffmann2022": dict(law="chinchilla", objective="huber-log", delta=1e-3, starts="grid"),

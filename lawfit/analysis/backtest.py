@@ -25,11 +25,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .data import DataError, average_seeds, default_by, require_columns
-from .expr import Expr, filter_frame
-from .fit import variable_values, fit
-from .userlaw import resolve as resolve_law
-from .result import FitResult
+from lawfit.errors import DataError
+from lawfit.table import average_seeds, default_by, require_columns
+from lawfit.expr import Expr, filter_frame
+from lawfit.fit import variable_values, fit
+from lawfit.userlaw import resolve as resolve_law
+from lawfit.result import FitResult
 
 HOLDOUTS = ("largest", "largest-x", "largest-d")
 

@@ -1,4 +1,4 @@
-"""``lawfit suggest`` (registered on import by ``lawfit.cli._load_plugins``): which runs to launch
+"""``lawfit suggest`` (registered on import by ``lawfit.cli.main._load_plugins``): which runs to launch
 next. Thin: one call into suggest.py, then the table, ``suggest.json``, a figure and, with
 ``--emit-toml``, the batch as runners sweep files.
 
@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cli import Progress, add_data_arguments, fit_options, load, parse_assignments, subcommand
-from .data import DataError
+from lawfit.cli.main import (Progress, add_data_arguments, fit_options, load, parse_assignments,
+    subcommand)
+from lawfit.errors import DataError
 
 
 def _csv(text: str | None) -> list[str] | None:
@@ -87,8 +88,8 @@ def _add(p):
 
 
 def _target(args, xcol_default: str = "model_params"):
-    from .cli_analysis import parse_at
-    from .suggest import CrossingTarget, ParameterTarget, PredictionTarget
+    from lawfit.cli.analysis import parse_at
+    from lawfit.analysis.suggest import CrossingTarget, ParameterTarget, PredictionTarget
     given = [n for n, v in (("--between", args.between), ("--target", args.target),
                             ("--target-param", args.target_param)) if v]
     if len(given) != 1:
@@ -128,8 +129,8 @@ def _target(args, xcol_default: str = "model_params"):
 @subcommand("suggest", "which runs to launch next to narrow an interval the most per unit cost",
             _add)
 def cmd_suggest(args) -> int:
-    from . import report
-    from .suggest import suggest
+    from lawfit.io import artefacts
+    from lawfit.analysis.suggest import suggest
     target, at_col = _target(args)
     candidates = parse_candidates(args.candidates)
     if args.n is not None and args.budget is not None:
@@ -144,7 +145,7 @@ def cmd_suggest(args) -> int:
             raise DataError(f"{args.emit_toml} exists: choose another --emit-toml (existing files "
                             "are never overwritten)")
     if args.out:
-        report.prepare_out(args.out, ["suggest.json", "suggest.png"], args.overwrite)
+        artefacts.prepare_out(args.out, ["suggest.json", "suggest.png"], args.overwrite)
     frame, source = load(args)
     opts = fit_options(args)
     if args.bootstrap < 20:
@@ -157,7 +158,7 @@ def cmd_suggest(args) -> int:
     _print(res)
     if args.out:
         out = Path(args.out)
-        report.write_json(res.to_dict(), out / "suggest.json")
+        artefacts.write_json(res.to_dict(), out / "suggest.json")
         paths = [out / "suggest.json"] + plot_suggestion(res, out)
         print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
     if args.emit_toml:
@@ -168,10 +169,10 @@ def cmd_suggest(args) -> int:
 
 def _check_before_fitting(args, frame, candidates, target, at_col) -> None:
     """Everything that can be checked without the fit, so that bad input fails fast."""
-    from .data import default_by
-    from .expr import parse
-    from .laws import get_law
-    from .suggest import CrossingTarget, ParameterTarget
+    from lawfit.table import default_by
+    from lawfit.expr import parse
+    from lawfit.laws import get_law
+    from lawfit.analysis.suggest import CrossingTarget, ParameterTarget
     law = get_law(args.law or "multiplicative")
     xcol = args.x or law.default_columns.get("x", "model_params")
     if at_col is not None and at_col != xcol:
@@ -237,7 +238,7 @@ def plot_suggestion(res, out: Path) -> list:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .report import atomic_write
+    from lawfit.io.artefacts import atomic_write
     cols = res.settings["columns"]
     xcol, dcol = cols["x"], cols["d"]
     groups = list(dict.fromkeys(tuple((k, str(v)) for k, v in row.items())

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import DataError
-from .result import FitResult, GroupFit
+from lawfit.errors import DataError
+from lawfit.result import FitResult, GroupFit
 
 REQUIRED = ("A", "B", "E", "alpha", "beta")
 FLOPS_PER_PARAM_TOKEN = 6.0

@@ -10,8 +10,8 @@ import math
 import sys
 import time
 
-from . import __version__
-from .data import DataError
+from lawfit import __version__
+from lawfit.errors import DataError
 
 SUBCOMMANDS: dict[str, tuple] = {}
 
@@ -138,7 +138,7 @@ def check_target_accept(value: float) -> float:
 def fit_options(args) -> dict:
     """The shared fitting options, checked (the --where expression parsed) before any data is
     read."""
-    from .expr import parse
+    from lawfit.expr import parse
     for flag in ("x", "d", "y", "by"):
         v = getattr(args, flag)
         if v is not None and not v.strip(" ,@"):
@@ -160,7 +160,7 @@ def fit_options(args) -> dict:
 
 
 def load(args):
-    from .data import read_runs
+    from lawfit.io.runs import read_runs
     frame, source = read_runs(args.runs)
     return frame, source.as_dict()
 
@@ -199,8 +199,10 @@ def _fit_add(p):
 
 @subcommand("fit", "fit a law per group and print parameters with intervals", _fit_add)
 def cmd_fit(args) -> int:
-    from . import recipes, report
-    from .fit import fit
+    from lawfit.analysis import recipes
+    from lawfit.io import artefacts
+    from lawfit import report
+    from lawfit.fit import fit
     if args.plot and not args.out:
         raise DataError("--plot needs --out DIR (the figures are written there)")
     bayes_flags = {k: getattr(args, k) for k in ("chains", "warmup", "draws", "likelihood",
@@ -218,10 +220,10 @@ def cmd_fit(args) -> int:
                         "--share")
     bayes_options = dict(bayes_flags)
     if args.priors:
-        from .io.priors import read_priors
+        from lawfit.io.priors import read_priors
         bayes_options["priors"] = read_priors(args.priors)
     if args.out:
-        report.check_out_dir(args.out, ["fit.json", "draws.parquet"]
+        artefacts.check_out_dir(args.out, ["fit.json", "draws.parquet"]
                            + (["posterior.nc"] if args.fitter == "bayes" else []), args.overwrite,
                            runs=args.runs)
     frame, source = load(args)
@@ -248,11 +250,11 @@ def cmd_fit(args) -> int:
                      **opts, **common)
     print(report.params_table(result))
     if args.out:
-        out = report.write_fit(result, args.out, overwrite=args.overwrite)
+        out = artefacts.write_fit(result, args.out, overwrite=args.overwrite)
         written = ["fit.json", "draws.parquet"] + (["posterior.nc"] if args.fitter == "bayes" else [])
         print("wrote " + ", ".join(str(out / n) for n in written), file=sys.stderr)
     if args.plot:
-        from .plot import plot_fit
+        from lawfit.plot import plot_fit
         for path in plot_fit(result, frame, args.out):
             print(f"wrote {path}", file=sys.stderr)
     return 0
@@ -277,7 +279,7 @@ def _predict_add(p):
 @subcommand("predict", "predict the loss with intervals from a saved fit", _predict_add)
 def cmd_predict(args) -> int:
     import pandas as pd
-    from .report import load_fit
+    from lawfit.io.artefacts import load_fit
     check_level(args.level)
     result = load_fit(args.fit_dir, args.law)
     variables = {result.columns[r]: r for r in result.law.variables}
@@ -340,8 +342,8 @@ def _simulate_add(p):
 @subcommand("simulate", "draw a runs table from known law parameters", _simulate_add)
 def cmd_simulate(args) -> int:
     from pathlib import Path
-    from .report import atomic_write, prepare_out_file
-    from .simulate import paper_grid, simulate
+    from lawfit.io.artefacts import atomic_write, prepare_out_file
+    from lawfit.simulate import paper_grid, simulate
     out = Path(args.out)
     if out.suffix not in (".csv", ".parquet"):
         raise DataError(f"--out must end in .csv or .parquet, got {out.name}")
@@ -420,8 +422,8 @@ class _Parser(argparse.ArgumentParser):
 def _load_plugins() -> None:
     """Subcommands living in other modules register on import."""
     import importlib
-    for mod in ("lawfit.cli_analysis", "lawfit.cli_bayes", "lawfit.cli_optimal",
-                "lawfit.cli_suggest"):
+    for mod in ("lawfit.cli.analysis", "lawfit.cli.bayes", "lawfit.cli.optimal",
+                "lawfit.cli.suggest"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
@@ -476,7 +478,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    # run as `python -m lawfit.cli`: plugins register into the imported module `lawfit.cli`,
+    # run as `python -m lawfit.cli.main`: plugins register into the imported module,
     # not into this __main__ copy, so dispatch through it
-    from lawfit.cli import main as _main
+    from lawfit.cli.main import main as _main
     sys.exit(_main())

@@ -1,5 +1,5 @@
 """``lawfit critical``, ``lawfit backtest`` and ``lawfit plot`` (registered on import by
-``lawfit.cli._load_plugins``). Thin: each is one call into critical.py / backtest.py / plot.py.
+``lawfit.cli.main._load_plugins``). Thin: each is one call into critical.py / backtest.py / plot.py.
 
 ``lawfit critical RUNS``: RUNS is a runs table, which is fitted here (the law per task x method,
 ``--bootstrap`` 200 resamples by default, or ``--recipe zhang2024``), or a directory written by
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cli import Progress, _csv, add_data_arguments, fit_options, load, subcommand
-from .data import DataError
+from lawfit.cli.main import Progress, _csv, add_data_arguments, fit_options, load, subcommand
+from lawfit.errors import DataError
 
 
 def parse_at(values) -> dict | None:
@@ -93,9 +93,10 @@ def _is_fit_dir(path: str) -> bool:
 @subcommand("critical", "critical data sizes where two methods' losses cross, with intervals",
             _critical_add)
 def cmd_critical(args) -> int:
-    from . import recipes, report
-    from .critical import check_series, critical
-    from .fit import variable_values, fit
+    from lawfit.analysis import recipes
+    from lawfit.io import artefacts
+    from lawfit.analysis.critical import check_series, critical
+    from lawfit.fit import variable_values, fit
     between = _pair(args.between)
     at = parse_at(args.at)
     d_range = _d_range(args.d_range)
@@ -114,12 +115,12 @@ def cmd_critical(args) -> int:
             raise DataError(f"{args.runs} is a fit directory: {', '.join(used)} only apply "
                             "when critical fits a runs table; refit with lawfit fit instead")
     if args.out:
-        report.check_out_dir(args.out, ["critical.json", "superiority.csv"]
+        artefacts.check_out_dir(args.out, ["critical.json", "superiority.csv"]
                            + (["fit.json", "draws.parquet"] if fitted_here else []),
                            args.overwrite, runs=args.runs)
     x_values = None
     if not fitted_here:
-        result = report.load_fit(args.runs, args.law)
+        result = artefacts.load_fit(args.runs, args.law)
         fitted = {str(g.key.get(args.method_column)) for g in result.groups}
         for m in between:
             if m not in fitted:
@@ -137,7 +138,7 @@ def cmd_critical(args) -> int:
             if m not in present:
                 raise DataError(f"method {m!r} has no runs ({mc} takes {sorted(present)})")
         frame = frame[frame[mc].astype(str).isin(between)]
-        from .expr import filter_frame
+        from lawfit.expr import filter_frame
         check_series(filter_frame(frame, opts.get("where")), opts["by"],
                      opts.get("x"), recipe=args.recipe)
         if opts["by"] is None:
@@ -156,7 +157,7 @@ def cmd_critical(args) -> int:
             x_values = {}
             fframe = frame
             if opts.get("where"):
-                from .expr import filter_frame
+                from lawfit.expr import filter_frame
                 fframe = filter_frame(frame, opts["where"])
             rest_cols = [c for c in result.by if c != mc]
             for g in result.groups:
@@ -169,7 +170,7 @@ def cmd_critical(args) -> int:
                 k = tuple(sorted((c, str(g.key[c])) for c in g.key if c != mc))
                 x_values[k] = sorted(set(x_values.get(k, [])) | set(xs.tolist()))
         if args.out:
-            report.write_fit(result, args.out, overwrite=args.overwrite)
+            artefacts.write_fit(result, args.out, overwrite=args.overwrite)
     res = critical(result, between, at=at, method_column=args.method_column, d_range=d_range,
                    x_values=x_values, level=args.level)
     _print_table(res.printable())
@@ -177,13 +178,13 @@ def cmd_critical(args) -> int:
         key = ", ".join(f"{k}={v}" for k, v in sk["key"].items())
         print(f"note: not compared along {sk['x_name']} ({key}): {sk['reason']}", file=sys.stderr)
     if args.out:
-        out = report.prepare_out(args.out, ["critical.json", "superiority.csv", "fit.json",
+        out = artefacts.prepare_out(args.out, ["critical.json", "superiority.csv", "fit.json",
                                             "draws.parquet"], overwrite=True)
-        report.write_json(report._jsonable(res.to_dict()), out / "critical.json")
+        artefacts.write_json(artefacts._jsonable(res.to_dict()), out / "critical.json")
         res.superiority.to_csv(out / "superiority.csv", index=False)
         print(f"wrote {out / 'critical.json'} and {out / 'superiority.csv'}", file=sys.stderr)
         if args.plot:
-            from .plot import plot_critical
+            from lawfit.plot import plot_critical
             for path in plot_critical(res, out):
                 print(f"wrote {path}", file=sys.stderr)
     return 0
@@ -211,9 +212,9 @@ def _backtest_add(p):
 @subcommand("backtest", "hold out the largest scales, fit the rest, measure extrapolation error",
             _backtest_add)
 def cmd_backtest(args) -> int:
-    from . import report
-    from .backtest import backtest, parse_holdout
-    from .laws import get_law
+    from lawfit.io import artefacts
+    from lawfit.analysis.backtest import backtest, parse_holdout
+    from lawfit.laws import get_law
     laws = _csv(args.laws) or []
     if not laws:
         raise DataError(f"--laws needs at least one law, got {args.laws!r}")
@@ -228,7 +229,7 @@ def cmd_backtest(args) -> int:
         raise DataError("lawfit backtest compares laws: give them with --laws, not --law")
     opts = fit_options(args)
     if args.out:
-        report.check_out_dir(args.out, ["backtest.json", "backtest_runs.csv"], args.overwrite,
+        artefacts.check_out_dir(args.out, ["backtest.json", "backtest_runs.csv"], args.overwrite,
                            runs=args.runs)
     frame, source = load(args)
     bt = backtest(frame, laws, holdout=holdout, bootstrap=args.bootstrap, level=args.level,
@@ -237,18 +238,18 @@ def cmd_backtest(args) -> int:
     print("\nDelta_h (mean |prediction - loss| on held-out runs) by law:")
     _print_table(bt.comparison())
     if args.out:
-        out = report.prepare_out(args.out, ["backtest.json", "backtest_runs.csv"],
+        out = artefacts.prepare_out(args.out, ["backtest.json", "backtest_runs.csv"],
                                  overwrite=True)
         doc = bt.to_dict() | {"data": source}
-        report.write_json(report._jsonable(doc), out / "backtest.json")
-        report.atomic_write(out / "backtest_runs.csv",
+        artefacts.write_json(artefacts._jsonable(doc), out / "backtest.json")
+        artefacts.atomic_write(out / "backtest_runs.csv",
                              lambda t: bt.runs.to_csv(t, index=False))
         for law, res in bt.fits.items():
-            report.write_fit(res, out / "fits" / law, overwrite=args.overwrite)
+            artefacts.write_fit(res, out / "fits" / law, overwrite=args.overwrite)
         print(f"wrote {out / 'backtest.json'}, {out / 'backtest_runs.csv'} and "
               f"{out / 'fits'}/", file=sys.stderr)
         if args.plot:
-            from .plot import plot_backtest
+            from lawfit.plot import plot_backtest
             for path in plot_backtest(bt, out):
                 print(f"wrote {path}", file=sys.stderr)
     return 0
@@ -309,8 +310,8 @@ def load_critical(path: Path) -> dict:
 
 def load_backtest(path: Path):
     """A Backtest from a ``lawfit backtest --out`` directory (files and structure checked)."""
-    from .backtest import Backtest
-    from .report import load_fit
+    from lawfit.analysis.backtest import Backtest
+    from lawfit.io.artefacts import load_fit
     for name in ("backtest.json", "backtest_runs.csv"):
         if not (path / name).is_file():
             raise DataError(f"{path / name} is missing: a backtest directory holds backtest.json, "
@@ -345,9 +346,10 @@ def load_backtest(path: Path):
 @subcommand("plot", "draw the fits, critical data sizes and backtests saved in a directory",
             _plot_add)
 def cmd_plot(args) -> int:
-    from .data import read_runs, select_recorded
-    from .plot import plot_backtest, plot_critical, plot_fit
-    from .report import load_fit, prepare_out
+    from lawfit.io.runs import read_runs
+    from lawfit.table import select_recorded
+    from lawfit.plot import plot_backtest, plot_critical, plot_fit
+    from lawfit.io.artefacts import load_fit, prepare_out
     d = Path(args.fit_dir)
     if not d.is_dir():
         raise DataError(f"{d} is not a directory: give the --out directory of lawfit fit, "

@@ -1,11 +1,11 @@
 """``lawfit optimal``: compute-optimal model size and tokens from a saved Chinchilla-law fit
-(registered on import by ``lawfit.cli._load_plugins``). Thin: one call into optimal.py."""
+(registered on import by ``lawfit.cli.main._load_plugins``). Thin: one call into optimal.py."""
 from __future__ import annotations
 
 import sys
 
-from .cli import _csv, subcommand
-from .data import DataError
+from lawfit.cli.main import _csv, subcommand
+from lawfit.errors import DataError
 
 
 def _optimal_add(p):
@@ -42,8 +42,8 @@ def _fmt(s: dict) -> str:
             _optimal_add)
 def cmd_optimal(args) -> int:
     from pathlib import Path
-    from .optimal import optimal
-    from .report import load_fit, prepare_out, write_json
+    from lawfit.analysis.optimal import optimal
+    from lawfit.io.artefacts import load_fit, prepare_out, write_json
     compute = _budgets(args.compute)
     if args.out:
         prepare_out(args.out, ["optimal.json"], args.overwrite)
@@ -64,7 +64,7 @@ def cmd_optimal(args) -> int:
                       f"{_fmt(r['tokens'])} tokens, {_fmt(r['tokens_per_param'])} tokens per "
                       f"parameter, loss {_fmt(r['loss'])}")
     if args.out:
-        from .plot import plot_optimal
+        from lawfit.plot import plot_optimal
         out = Path(args.out)
         write_json(opt.as_dict(), out / "optimal.json")
         paths = [out / "optimal.json", *plot_optimal(result, opt, out)]

@@ -1,0 +1,1 @@
+"""The ``lawfit`` command line: one module per command group; ``lawfit.cli.main:main`` is the entry point."""
