@@ -77,9 +77,9 @@ def test_posterior_object_diagnostics_and_draws_interface():
     assert set(d) >= {"r_hat_max", "ess_bulk_min", "ess_tail_min", "divergences", "seconds"}
     assert d["r_hat_max"] <= 1.01 and d["ess_bulk_min"] >= 400, d
     assert g.status == "converged" and not g.warnings
-    # the priors used are stated (E's default is scaled to the data: the smallest loss)
+    # the priors used are stated (E's default is scaled to the data: mean the smallest loss)
     assert g.info["priors"]["E"]["prior"] == (
-        f"HalfNormal(scale={synthetic(7)['loss'].min():g})")
+        f"Gamma(concentration=2, rate={2 / synthetic(7)['loss'].min():g})")
     assert set(g.info["sampler"]["centred"]) == {"A", "E"}
     assert g.info["priors"]["nu"]["prior"].startswith("Gamma")
     # draws feed the same interface as the bootstrap: natural parameters, predictions
@@ -191,7 +191,7 @@ def test_priors_override_and_toml(tmp_path):
     diff = float(pinned.potential(u, data, jnp.asarray(base.obs))
                  - base.potential(u, data, jnp.asarray(base.obs)))
     expect = -(float(got["E"].log_prob(0.6)) + float(got["alpha"].log_prob(0.3))
-               - float(dist.HalfNormal(float(p.y.min())).log_prob(0.6))
+               - float(dist.Gamma(2.0, 2.0 / float(p.y.min())).log_prob(0.6))
                - float(dist.Normal(0.0, 1.0).log_prob(0.3)))
     assert math.isclose(diff, expect, rel_tol=1e-9)
     assert pinned.priors.as_dict()["E"]["prior"] == "LogNormal(loc=-0.5, scale=0.5)"
@@ -265,8 +265,8 @@ def test_weights_scale_the_noise_and_log_space_likelihood():
     pot = float(plain.potential(jnp.asarray(u), data, jnp.asarray(plain.obs)))
     pred = np.log(law.predict(TRUTH, x=np.exp(p.log_vars[:, 0]), d=np.exp(p.log_vars[:, 1])))
     ll = stats.t.logpdf(np.log(p.y), 5.0, pred, 0.01).sum()
-    e_scale = float(p.y.min())                 # E's default prior: HalfNormal(smallest loss)
-    lp = (stats.lognorm.logpdf(300, 15) + np.log(300) + stats.halfnorm.logpdf(0.6, 0, e_scale)
+    e_mean = float(p.y.min())                  # E's default prior: Gamma(2), mean the smallest loss
+    lp = (stats.lognorm.logpdf(300, 15) + np.log(300) + stats.gamma.logpdf(0.6, 2, scale=e_mean / 2)
           + np.log(0.6) + stats.norm.logpdf(0.3) + stats.norm.logpdf(0.1)
           + stats.halfnorm.logpdf(0.01, 0, 0.5) + np.log(0.01)
           + stats.gamma.logpdf(5.0, 2, scale=10) + np.log(5.0))

@@ -57,6 +57,7 @@ CHAINS, WARMUP, DRAWS = 4, 1000, 1000
 TARGET_ACCEPT = 0.9
 CHAIN_METHOD = "sequential"     # measured faster than "vectorized" on 2 cores (benchmarks/)
 CHAIN_METHODS = ("sequential", "vectorized")
+DRIVERS = ("lawfit", "numpyro")
 
 
 # --- where the chains start ------------------------------------------------------------------
@@ -289,6 +290,76 @@ def sample(model: Model, *, init: Mapping | None = None, chains: int = CHAINS,
     return Samples(params, stats, z, time.perf_counter() - t0)
 
 
+_MCMC: dict = {}
+
+
+def _whitened(model: Model):
+    """The model's posterior as a numpyro model over whitened coordinates ``z``: ``u = mean +
+    chol @ z`` with the Laplace mean and Cholesky factor as data, so that one ``MCMC`` object
+    (``jit_model_args``) serves every group of the same shape, and an identity mass matrix in
+    ``z`` is the Laplace covariance in ``u``."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.distributions import constraints
+    d = len(model.priors.sites)
+
+    def whitened(data, obs):
+        z = numpyro.sample("z", dist.ImproperUniform(constraints.real_vector, (), (d,)))
+        u = data["u_mean"] + data["u_chol"] @ z
+        numpyro.factor("log_posterior", -model.potential(u, data, obs))
+        numpyro.deterministic("u", u)
+    return whitened
+
+
+def sample_numpyro(model: Model, *, init: Mapping | None = None, chains: int = CHAINS,
+                   warmup: int = WARMUP, draws: int = DRAWS, chain_method: str = CHAIN_METHOD,
+                   target_accept: float = TARGET_ACCEPT, seed: int = 0,
+                   progress_bar: bool = False) -> Samples:
+    """The same posterior as :func:`sample`, driven by numpyro's own ``MCMC``/``NUTS``.
+
+    Chains start where :func:`sample`'s do (:func:`laplace_start`); the dense mass matrix is
+    the Laplace covariance (through the whitening of :func:`_whitened`), adapted in warm-up.
+    ``MCMC`` objects are cached by the model's structure and shape (``jit_model_args``), so a
+    second group of the same shape does not compile again. Kept beside :func:`sample` for
+    ``benchmarks/bench_bayes.py``, which measures both.
+    """
+    from numpyro.infer import MCMC, NUTS
+    if chains < 1 or warmup < 1 or draws < 1:
+        raise DataError(f"chains, warm-up and draws must be positive, got {chains}, {warmup}, "
+                        f"{draws}")
+    t0 = time.perf_counter()
+    k_init, k_run = jax.random.split(jax.random.PRNGKey(seed))
+    u0, cov = laplace_start(model, dict(init or {}), chains, k_init)
+    data, obs = model.padded()
+    mean = u0.mean(axis=0) if chains > 1 else u0[0]
+    mean = model.unconstrain(dict(init or {})) if init else mean
+    chol = np.linalg.cholesky(cov + 1e-12 * np.trace(cov) / len(cov) * np.eye(len(cov)))
+    z0 = np.linalg.solve(chol, (u0 - mean).T).T
+    data = dict(data) | {"u_mean": jnp.asarray(mean), "u_chol": jnp.asarray(chol)}
+    key = (model.key(), int(obs.shape[0]), chains, warmup, draws, chain_method, target_accept,
+           progress_bar)
+    if key not in _MCMC:
+        kernel = NUTS(_whitened(model), dense_mass=True, target_accept_prob=target_accept,
+                      regularize_mass_matrix=False)
+        _MCMC[key] = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
+                          chain_method=chain_method, progress_bar=progress_bar,
+                          jit_model_args=True)
+    mcmc = _MCMC[key]
+    mcmc.run(k_run, data, obs, init_params={"z": jnp.asarray(z0 if chains > 1 else z0[0])},
+             extra_fields=("num_steps", "energy", "potential_energy", "accept_prob",
+                           "adapt_state.step_size"))
+    smp = mcmc.get_samples(group_by_chain=True)
+    ex = mcmc.get_extra_fields(group_by_chain=True)
+    z = np.asarray(jax.block_until_ready(smp["u"]))
+    params, _ = model.constrain(jnp.asarray(z))
+    params = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    stats = {"diverging": np.asarray(ex["diverging"]), "n_steps": np.asarray(ex["num_steps"]),
+             "lp": -np.asarray(ex["potential_energy"]), "energy": np.asarray(ex["energy"]),
+             "acceptance_rate": np.asarray(ex["accept_prob"]),
+             "step_size": np.asarray(ex["adapt_state.step_size"])}
+    return Samples(params, stats, z, time.perf_counter() - t0)
+
+
 def free_draws(model: Model, samples: Samples) -> np.ndarray:
     """(chains * draws, F) internal free vectors (logs for the scale parameters)."""
     cols = []
@@ -314,7 +385,7 @@ def fit_problem(problem: lsq.Problem, layout, *, rng: np.random.Generator | None
                 likelihood: str = "student", nu: float | None = None, weights=None,
                 chains: int = CHAINS, warmup: int = WARMUP, draws: int = DRAWS,
                 chain_method: str = CHAIN_METHOD, target_accept: float = TARGET_ACCEPT,
-                centre: bool = True) -> Posterior:
+                centre: bool = True, driver: str = "lawfit") -> Posterior:
     """Posterior of one problem (the Bayesian fitter behind ``lawfit.fit(fitter="bayes")``).
 
     Parameters
@@ -333,6 +404,9 @@ def fit_problem(problem: lsq.Problem, layout, *, rng: np.random.Generator | None
     centre : bool
         Sample scale parameters as their term's value at the centre of the data
         (:func:`lawfit.bayes.model.centring`; False: in their own logs, as before).
+    driver : {"lawfit", "numpyro"}
+        :func:`sample` (every chain in one compiled program) or :func:`sample_numpyro`
+        (numpyro's ``MCMC``); ``benchmarks/bench_bayes.py`` measures both.
 
     Returns
     -------
@@ -352,8 +426,11 @@ def fit_problem(problem: lsq.Problem, layout, *, rng: np.random.Generator | None
                  f"({'converged' if ms.converged else 'NOT converged'}); NUTS {chains} chains x "
                  f"({warmup} warm-up + {draws} draws)")
     seed = int(rng.integers(2 ** 31 - 1))
-    smp = sample(model, init=mode, chains=chains, warmup=warmup, draws=draws,
-                 chain_method=chain_method, target_accept=target_accept, seed=seed)
+    if driver not in DRIVERS:
+        raise DataError(f"driver must be one of {', '.join(DRIVERS)}, got {driver!r}")
+    run = sample if driver == "lawfit" else sample_numpyro
+    smp = run(model, init=mode, chains=chains, warmup=warmup, draws=draws,
+              chain_method=chain_method, target_accept=target_accept, seed=seed)
     ll, rep = pointwise(model, smp, seed + 1)
     post = to_arviz(model, smp.params, smp.stats, layout.free_names, ll, rep)
     diag = diagnostics(post) | {"seconds": round(smp.seconds, 3),
@@ -378,7 +455,7 @@ def fit_problem(problem: lsq.Problem, layout, *, rng: np.random.Generator | None
                                        else "precision: run scale sigma/sqrt(w)")},
             "sampler": {"algorithm": "NUTS", "chains": chains, "warmup": warmup, "draws": draws,
                         "chain_method": chain_method, "target_accept": target_accept,
-                        "dense_mass": True, "seed": seed,
+                        "dense_mass": True, "seed": seed, "driver": driver,
                         "centred": [s for s, r in zip(model.priors.sites, model.reparam) if r],
                         "init": ("posterior mode (from the least-squares optimum), dispersed by "
                                  "its Laplace covariance" if moved else

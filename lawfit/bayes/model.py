@@ -114,7 +114,7 @@ class Model:
         return dist.Normal(mu, s)
 
     def __call__(self, data: Mapping, obs=None):
-        params = {s: numpyro.sample(s, dist.HalfNormal(data["loss_scale"]) if scaled else d)
+        params = {s: numpyro.sample(s, dist.Gamma(2.0, 2.0 / data["loss_scale"]) if scaled else d)
                   for s, d, scaled in zip(self.priors.sites, self.priors.dists,
                                           self.priors.scaled or (False,) * len(self.priors.sites))}
         f = self.observation_dist(data, params)
@@ -325,7 +325,7 @@ def centring(problem: lsq.Problem, free_params: Sequence[str], priors: Priors):
         tt[:, j] = 0.0
         shear[j] = tt.mean(axis=0)
         shift[j] = c[rows, terms].mean()
-        ok[j] = True
+        ok[j] = bool(np.any(shear[j] != 0.0))     # a lone constant (E) stays in its logs
     changed = True
     while changed:           # a term's other coefficients may touch only plain coordinates
         changed = False

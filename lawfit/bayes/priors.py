@@ -6,9 +6,9 @@ Default priors (weakly informative, natural units; every one can be overridden, 
 ==========================  ==============================  ===================================
 parameter                   prior                           why
 ==========================  ==============================  ===================================
-E (irreducible loss)        HalfNormal(min loss)            every term is positive, so E lies
-                                                            below the smallest loss; finite at
-                                                            E = 0 (no spike for the sampler)
+E (irreducible loss)        Gamma(2, 2 / min loss)          every term is positive, so E lies
+                                                            below the smallest loss (mean);
+                                                            density 0 at E = 0: no wall there
 other scales (A, B)         LogNormal(0, 15)                log A within +-30: any X^alpha range
 exponents (alpha, beta)     Normal(0, 1)                    sign left to the data (PET sizes
                                                             have alpha ~ 0, Zhang et al. Table 4)
@@ -71,7 +71,7 @@ def default_prior(param: str, law, loss_scale: float | None = None) -> dist.Dist
         return dist.Normal((lo + hi) / 2, (hi - lo) / 4)
     if param == "E" and param in law.log_params:
         if loss_scale is not None and math.isfinite(loss_scale) and loss_scale > 0:
-            return dist.HalfNormal(float(loss_scale))
+            return dist.Gamma(2.0, 2.0 / float(loss_scale))
         return dist.LogNormal(0.0, 2.0)
     if param in law.log_params:
         return dist.LogNormal(0.0, 15.0)
@@ -128,8 +128,8 @@ class Priors:
     sources : tuple of str
         ``"default"``, ``"law parameter X"`` or ``"free parameter X"`` per site.
     scaled : tuple of bool
-        Whether a site's prior is scaled by the data (E's default: HalfNormal of the smallest
-        loss); the model then takes the scale as data (``loss_scale``), so that one compiled
+        Whether a site's prior is scaled by the data (E's default: Gamma with the smallest loss
+        as its mean); the model then takes the scale as data (``loss_scale``), so that one compiled
         sampler serves every group.
     """
     sites: tuple
@@ -139,7 +139,7 @@ class Priors:
 
     def key(self) -> tuple:
         """Text of every prior, data-scaled ones without their scale (a compile-cache key)."""
-        return tuple("HalfNormal(scale=min loss)" if self.scaled and self.scaled[i]
+        return tuple("Gamma(concentration=2, rate=2/min loss)" if self.scaled and self.scaled[i]
                      else describe(d) for i, d in enumerate(self.dists))
 
     def as_dict(self) -> dict:
@@ -211,5 +211,5 @@ def resolve_priors(law, free_names: Sequence[str], free_params: Sequence[str],
         sites.append(name)
         dists.append(d)
         sources.append(src)
-        scaled.append(src == "default" and param == "E" and isinstance(d, dist.HalfNormal))
+        scaled.append(src == "default" and param == "E" and isinstance(d, dist.Gamma))
     return Priors(tuple(sites), tuple(dists), tuple(sources), tuple(scaled))
