@@ -325,7 +325,7 @@ def centring(problem: lsq.Problem, free_params: Sequence[str], priors: Priors):
         tt[:, j] = 0.0
         shear[j] = tt.mean(axis=0)
         shift[j] = c[rows, terms].mean()
-        ok[j] = bool(np.any(shear[j] != 0.0))     # a lone constant (E) stays in its logs
+        ok[j] = True
     changed = True
     while changed:           # a term's other coefficients may touch only plain coordinates
         changed = False
