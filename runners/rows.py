@@ -4,18 +4,26 @@ Layout: `<out>/<run_id>.parquet`, one row each. Writers put the row in a tempora
 starts with "." in the same directory, fsync it, `os.replace` it onto the final name and fsync the
 directory, so a reader never sees a partial file and a killed writer leaves only an ignored
 dot-file. Readers take every `*.parquet` not starting with "." and fail loudly on any they cannot
-read.
+read: the fitter's reader (lawfit/io/runs.py) reads the directory as it is; the sweep checks every
+row file before it runs (`finished_run_ids`).
 """
 from __future__ import annotations
 
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-# canonical columns (DESIGN.md) and their types; pet_params is null for fmt (sizes must be positive)
+if TYPE_CHECKING:
+    from .device import DeviceInfo
+
+__all__ = ["CANONICAL", "PROVENANCE", "CorruptRunFile", "check_file", "clean_stale_tmp", "device_columns",
+           "finished_run_ids", "run_files", "write_row"]
+
+# canonical columns and their types; pet_params is null for fmt (sizes must be positive)
 CANONICAL = {
     "task": pa.string(), "method": pa.string(), "model_params": pa.int64(),
     "pretrain_tokens": pa.int64(), "finetune_examples": pa.int64(), "pet_params": pa.int64(),
@@ -30,7 +38,7 @@ _TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string
 
 
 class CorruptRunFile(ValueError):
-    pass
+    """A row file that cannot be read, or is not one run's row: the message names the file."""
 
 
 def _tmp_name(run_id: str) -> str:
@@ -38,6 +46,21 @@ def _tmp_name(run_id: str) -> str:
 
 
 def write_row(out: Path, row: dict) -> Path:
+    """Write one run's row atomically as `<out>/<run_id>.parquet` (see the module docstring).
+
+    Parameters
+    ----------
+    out
+        The dataset directory (created if absent).
+    row
+        Column -> value; `run_id` names the file. Canonical and provenance columns get their fixed
+        types, others the type of their value.
+
+    Returns
+    -------
+    Path
+        The row file.
+    """
     out.mkdir(parents=True, exist_ok=True)
     fields, arrays = [], []
     for k, v in row.items():
@@ -62,7 +85,7 @@ def write_row(out: Path, row: dict) -> Path:
     return final
 
 
-def device_columns(info) -> dict:
+def device_columns(info: DeviceInfo | dict) -> dict:
     """The row columns recording what computed a run, from a `runners.device.DeviceInfo` (or its dict):
     backend, device_kind, device_count and the resolved compute dtype."""
     d = info if isinstance(info, dict) else info.to_dict()
@@ -74,6 +97,7 @@ def device_columns(info) -> dict:
 
 
 def run_files(out: Path) -> list[Path]:
+    """The row files of the dataset directory `out` (`*.parquet` not starting with "."), sorted."""
     return sorted(p for p in Path(out).glob("*.parquet") if not p.name.startswith("."))
 
 
@@ -103,18 +127,6 @@ def finished_run_ids(out: Path) -> set[str]:
     if bad:
         raise CorruptRunFile("; ".join(bad))
     return ids
-
-
-def read_runs(out: Path):
-    """The whole dataset directory as one pandas DataFrame (raises CorruptRunFile on a bad file)."""
-    import pandas as pd
-    finished_run_ids(out)
-    frames = [pq.read_table(p).to_pandas() for p in run_files(out)]
-    if not frames:
-        return pd.DataFrame({k: pd.Series(dtype="object") for k in CANONICAL})
-    df = pd.concat(frames, ignore_index=True)
-    df["pet_params"] = df["pet_params"].astype("Int64")
-    return df
 
 
 def clean_stale_tmp(out: Path) -> int:

@@ -93,10 +93,8 @@ def _is_fit_dir(path: str) -> bool:
 @subcommand("critical", "critical data sizes where two methods' losses cross, with intervals",
             _critical_add)
 def cmd_critical(args) -> int:
-    from lawfit.analysis import recipes
-    from lawfit.io import artefacts
-    from lawfit.analysis.critical import check_series, critical
-    from lawfit.fit import variable_values, fit
+    from lawfit.analysis.critical import critical, critical_from_runs
+    from lawfit.io import artefacts, results
     between = _pair(args.between)
     at = parse_at(args.at)
     d_range = _d_range(args.d_range)
@@ -115,77 +113,33 @@ def cmd_critical(args) -> int:
             raise DataError(f"{args.runs} is a fit directory: {', '.join(used)} only apply "
                             "when critical fits a runs table; refit with lawfit fit instead")
     if args.out:
-        artefacts.check_out_dir(args.out, ["critical.json", "superiority.csv"]
-                           + (["fit.json", "draws.parquet"] if fitted_here else []),
-                           args.overwrite, runs=args.runs)
-    x_values = None
-    if not fitted_here:
-        result = artefacts.load_fit(args.runs, args.law)
-        fitted = {str(g.key.get(args.method_column)) for g in result.groups}
-        for m in between:
-            if m not in fitted:
-                raise DataError(f"method {m!r} is not among the fitted methods "
-                                f"{sorted(fitted)} of {args.runs}")
-        progress(f"read the fit in {args.runs}")
-    else:
+        artefacts.check_out_dir(args.out, [*results.CRITICAL_FILES]
+                                + (["fit.json", "draws.parquet"] if fitted_here else []),
+                                args.overwrite, runs=args.runs)
+    if fitted_here:
         frame, source = load(args)
-        mc = args.method_column
-        if mc not in frame.columns:
-            raise DataError(f"the runs table has no {mc!r} column: name the method column with "
-                            "--method-column")
-        present = set(frame[mc].astype(str))
-        for m in between:
-            if m not in present:
-                raise DataError(f"method {m!r} has no runs ({mc} takes {sorted(present)})")
-        frame = frame[frame[mc].astype(str).isin(between)]
-        from lawfit.expr import filter_frame
-        check_series(filter_frame(frame, opts.get("where")), opts["by"],
-                     opts.get("x"), recipe=args.recipe)
-        if opts["by"] is None:
-            opts["by"] = [c for c in ("task", mc) if c in frame.columns]
-        elif mc not in opts["by"]:
-            opts["by"] = [*opts["by"], mc]
-        common = dict(bootstrap=args.bootstrap, level=args.level, source=source,
-                      progress=progress)
-        if args.recipe == "zhang2024":
-            opts = {k: v for k, v in opts.items() if k not in ("x", "objective", "delta")}
-            opts["d"] = opts["d"] or "finetune_examples"
-            result = recipes.zhang2024(frame, **opts, **common)
-        else:
-            result = fit(frame, args.law or "multiplicative", **opts, **common)
-        if at is None:   # the measured X values of both methods
-            x_values = {}
-            fframe = frame
-            if opts.get("where"):
-                from lawfit.expr import filter_frame
-                fframe = filter_frame(frame, opts["where"])
-            rest_cols = [c for c in result.by if c != mc]
-            for g in result.groups:
-                m = np.ones(len(fframe), bool)
-                for c in rest_cols:
-                    m &= fframe[c].astype(str).to_numpy() == str(g.key[c])
-                spec = result.columns["x"]
-                xcol = str(g.key.get(spec[1:])) if spec.startswith("@") else spec
-                xs = variable_values(fframe.loc[m], xcol)
-                k = tuple(sorted((c, str(g.key[c])) for c in g.key if c != mc))
-                x_values[k] = sorted(set(x_values.get(k, [])) | set(xs.tolist()))
+        res, result = critical_from_runs(frame, between, law=args.law, recipe=args.recipe,
+                                         method_column=args.method_column, at=at,
+                                         d_range=d_range, bootstrap=args.bootstrap,
+                                         level=args.level, source=source, progress=progress,
+                                         **opts)
         if args.out:
             artefacts.write_fit(result, args.out, overwrite=args.overwrite)
-    res = critical(result, between, at=at, method_column=args.method_column, d_range=d_range,
-                   x_values=x_values, level=args.level)
+    else:
+        result = artefacts.load_fit(args.runs, args.law)
+        res = critical(result, between, at=at, method_column=args.method_column,
+                       d_range=d_range, level=args.level)
+        progress(f"compared the methods of the fit in {args.runs}")
     _print_table(res.printable())
     for sk in res.skipped:
         key = ", ".join(f"{k}={v}" for k, v in sk["key"].items())
         print(f"note: not compared along {sk['x_name']} ({key}): {sk['reason']}", file=sys.stderr)
     if args.out:
-        out = artefacts.prepare_out(args.out, ["critical.json", "superiority.csv", "fit.json",
-                                            "draws.parquet"], overwrite=True)
-        artefacts.write_json(artefacts._jsonable(res.to_dict()), out / "critical.json")
-        res.superiority.to_csv(out / "superiority.csv", index=False)
-        print(f"wrote {out / 'critical.json'} and {out / 'superiority.csv'}", file=sys.stderr)
+        paths = results.write_critical(res, args.out, overwrite=True)   # checked above
+        print(f"wrote {paths[0]} and {paths[1]}", file=sys.stderr)
         if args.plot:
             from lawfit.plot import plot_critical
-            for path in plot_critical(res, out):
+            for path in plot_critical(res, args.out):
                 print(f"wrote {path}", file=sys.stderr)
     return 0
 
@@ -213,6 +167,7 @@ def _backtest_add(p):
             _backtest_add)
 def cmd_backtest(args) -> int:
     from lawfit.io import artefacts
+    from lawfit.io.results import BACKTEST_FILES, write_backtest
     from lawfit.analysis.backtest import backtest, parse_holdout
     from lawfit.laws import get_law
     laws = _csv(args.laws) or []
@@ -229,23 +184,16 @@ def cmd_backtest(args) -> int:
         raise DataError("lawfit backtest compares laws: give them with --laws, not --law")
     opts = fit_options(args)
     if args.out:
-        artefacts.check_out_dir(args.out, ["backtest.json", "backtest_runs.csv"], args.overwrite,
-                           runs=args.runs)
+        artefacts.check_out_dir(args.out, BACKTEST_FILES, args.overwrite, runs=args.runs)
     frame, source = load(args)
     bt = backtest(frame, laws, holdout=holdout, bootstrap=args.bootstrap, level=args.level,
-                  progress=Progress(args.quiet), **opts)
+                  progress=Progress(args.quiet), source=source, **opts)
     _print_table(bt.summary.drop(columns=["n_draws"]))
     print("\nDelta_h (mean |prediction - loss| on held-out runs) by law:")
     _print_table(bt.comparison())
     if args.out:
-        out = artefacts.prepare_out(args.out, ["backtest.json", "backtest_runs.csv"],
-                                 overwrite=True)
-        doc = bt.to_dict() | {"data": source}
-        artefacts.write_json(artefacts._jsonable(doc), out / "backtest.json")
-        artefacts.atomic_write(out / "backtest_runs.csv",
-                             lambda t: bt.runs.to_csv(t, index=False))
-        for law, res in bt.fits.items():
-            artefacts.write_fit(res, out / "fits" / law, overwrite=args.overwrite)
+        out = Path(args.out)
+        write_backtest(bt, out, overwrite=args.overwrite)
         print(f"wrote {out / 'backtest.json'}, {out / 'backtest_runs.csv'} and "
               f"{out / 'fits'}/", file=sys.stderr)
         if args.plot:
@@ -269,84 +217,11 @@ def _plot_add(p):
                    "(its source hash is checked)")
 
 
-def _read_json(path: Path) -> dict:
-    import json
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise DataError(f"{path} is not valid JSON ({' '.join(str(exc).split())[:80]})") from None
-    if not isinstance(doc, dict):
-        raise DataError(f"{path} is not a JSON object")
-    return doc
-
-
-def _artefact_error(path: Path, exc: Exception) -> DataError:
-    what = f"missing or malformed {exc}" if isinstance(exc, KeyError) else \
-        " ".join(str(exc).split())[:100] or type(exc).__name__
-    return DataError(f"{path} is not a valid lawfit artefact: {what} (it is data, checked and "
-                     "never run; write it again with the command that made it)")
-
-
-def load_critical(path: Path) -> dict:
-    """A critical.json document, its structure checked before anything is drawn from it."""
-    doc = _read_json(path)
-    between = doc.get("between")
-    search = doc.get("search")
-    ok = (isinstance(between, list) and len(between) == 2
-          and all(isinstance(m, str) for m in between)
-          and isinstance(doc.get("rows"), list) and all(isinstance(r, dict) for r in doc["rows"])
-          and isinstance(search, dict)
-          and all(isinstance(search.get(k), (int, float)) and not isinstance(search.get(k), bool)
-                  and search[k] > 0 for k in ("d_min", "d_max"))
-          and isinstance(doc.get("level"), (int, float)) and 0 < doc["level"] < 1
-          and isinstance(doc.get("d_name"), str) and isinstance(doc.get("x_name"), (str, type(None)))
-          and isinstance(doc.get("superiority", []), (list, type(None))))
-    if not ok:
-        raise DataError(f"{path} is not a valid critical.json: it needs 'between' (two methods), "
-                        "'rows', 'search' (d_min, d_max), 'level' and 'd_name' (write it again "
-                        "with lawfit critical --out)")
-    return doc
-
-
-def load_backtest(path: Path):
-    """A Backtest from a ``lawfit backtest --out`` directory (files and structure checked)."""
-    from lawfit.analysis.backtest import Backtest
-    from lawfit.io.artefacts import load_fit
-    for name in ("backtest.json", "backtest_runs.csv"):
-        if not (path / name).is_file():
-            raise DataError(f"{path / name} is missing: a backtest directory holds backtest.json, "
-                            "backtest_runs.csv and fits/ (write it again with lawfit backtest "
-                            "--out)")
-    doc = _read_json(path / "backtest.json")
-    try:
-        runs = pd.read_csv(path / "backtest_runs.csv")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {path / 'backtest_runs.csv'}: "
-                        f"{' '.join(str(exc).split())[:100]}") from None
-    try:
-        laws = doc["laws"]
-        if not (isinstance(laws, list) and laws and all(isinstance(x, str) for x in laws)):
-            raise ValueError("'laws' must be a list of law names")
-        for law in laws:
-            if not (path / "fits" / law).is_dir() or law in (".", "..") or "/" in law:
-                raise ValueError(f"no fit directory fits/{law}")
-        fits = {law: load_fit(path / "fits" / law) for law in laws}
-        if not (isinstance(doc["summary"], list) and isinstance(doc["columns"], dict)
-                and isinstance(doc["group_columns"], list)
-                and isinstance(doc["level"], (int, float)) and 0 < doc["level"] < 1):
-            raise ValueError("'summary', 'columns', 'group_columns' or 'level' has the wrong type")
-        return Backtest(laws=tuple(laws), holdout=doc["holdout"],
-                        summary=pd.DataFrame(doc["summary"]), runs=runs, fits=fits,
-                        columns=doc["columns"], group_columns=tuple(doc["group_columns"]),
-                        level=doc["level"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _artefact_error(path / "backtest.json", exc) from None
-
-
 @subcommand("plot", "draw the fits, critical data sizes and backtests saved in a directory",
             _plot_add)
 def cmd_plot(args) -> int:
     from lawfit.io.runs import read_runs
+    from lawfit.io.results import invalid_artefact, read_backtest, read_critical
     from lawfit.table import select_recorded
     from lawfit.plot import plot_backtest, plot_critical, plot_fit
     from lawfit.io.artefacts import load_fit, prepare_out
@@ -365,8 +240,8 @@ def cmd_plot(args) -> int:
         raise DataError(f"{d} holds no fit.json, critical.json or backtest.json")
     # every artefact is read and checked before the first figure is written
     result = load_fit(d, args.law) if (d / "fit.json").exists() else None
-    crit = load_critical(d / "critical.json") if (d / "critical.json").exists() else None
-    bt = load_backtest(d) if (d / "backtest.json").exists() else None
+    crit = read_critical(d / "critical.json") if (d / "critical.json").exists() else None
+    bt = read_backtest(d) if (d / "backtest.json").exists() else None
     frame = None
     if result is not None:
         runs = args.runs or (result.source or {}).get("path")
@@ -394,13 +269,13 @@ def cmd_plot(args) -> int:
         try:
             paths += plot_critical(crit, out, formats=formats)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise _artefact_error(d / "critical.json", exc) from None
+            raise invalid_artefact(d / "critical.json", exc) from None
     if bt is not None:
         found = True
         try:
             paths += plot_backtest(bt, out, formats=formats)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise _artefact_error(d / "backtest.json", exc) from None
+            raise invalid_artefact(d / "backtest.json", exc) from None
     if not found:
         raise DataError(f"{d} holds no fit.json, critical.json or backtest.json")
     for p in paths:

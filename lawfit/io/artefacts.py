@@ -45,6 +45,11 @@ def _jsonable(obj):
     return obj
 
 
+def jsonable(obj):
+    """``obj`` with numpy numbers as Python numbers and non-finite floats as None (JSON-ready)."""
+    return _jsonable(obj)
+
+
 def fit_dict(result: FitResult) -> dict:
     """The ``fit.json`` document."""
     groups = []
