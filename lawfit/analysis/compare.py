@@ -229,10 +229,10 @@ def compare(frame: pd.DataFrame, laws: Sequence[str], *, x: str | None = None,
         that pools several series, laws that saw different runs.
     """
     from ..bayes import compare_loo, loo
-    from .critical import check_series
     from ..expr import filter_frame
     from ..fit import fit
     from ..userlaw import resolve
+    from .critical import check_series
     laws = list(laws)
     if len(laws) < 2:
         raise DataError(f"compare needs at least two laws, got {laws!r}")
@@ -249,8 +249,8 @@ def compare(frame: pd.DataFrame, laws: Sequence[str], *, x: str | None = None,
                         f"got {holdout_fitter!r}")
     kept = filter_frame(frame, where)
     check_series(kept, by, x)
-    fit_kwargs = dict(x=x, d=d, y=y, by=by, objective=objective, delta=delta, starts=starts,
-                      seeds=seeds, seed=seed)
+    fit_kwargs = {"x": x, "d": d, "y": y, "by": by, "objective": objective, "delta": delta,
+                  "starts": starts, "seeds": seeds, "seed": seed}
     bayes_options = {"chains": chains, "warmup": warmup, "draws": draws,
                      "likelihood": likelihood, "target_accept": target_accept}
     if priors:

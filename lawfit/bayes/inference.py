@@ -126,7 +126,7 @@ def _build(model: Model, what: str, *extra):
             return jax.vmap(one, in_axes=(0, 0, None, None))(u, keys, data, obs)
         return jax.jit(pred)
     if what == "nuts":
-        chains, warmup, draws, chain_method, target_accept = extra
+        _chains, warmup, draws, chain_method, target_accept = extra
         init_kernel, sample_kernel = hmc(potential_fn_gen=lambda data, obs: (
             lambda u: model.potential(u, data, obs)), algo="NUTS")
 

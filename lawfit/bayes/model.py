@@ -131,7 +131,7 @@ class Model:
         """(data, obs) as jax arrays padded with masked runs to a multiple of :data:`PAD`, so
         that one compiled sampler serves every dataset of up to that many runs."""
         n = self.n
-        m = max(PAD, int(math.ceil(n / PAD)) * PAD)
+        m = max(PAD, math.ceil(n / PAD) * PAD)
 
         def pad(a, fill):
             out = np.full((m,) + a.shape[1:], fill, dtype=a.dtype)

@@ -133,7 +133,7 @@ def diagnostics(post) -> dict:
     n_chains = post.posterior.sizes["chain"]
     r_hat = _max_over(az.rhat(post)) if n_chains > 1 else float("nan")
     stats = post.sample_stats
-    div = stats["diverging"] if "diverging" in stats else None
+    div = stats.get("diverging")
     bfmi = float("nan")
     if "energy" in stats:
         bfmi = float(np.min(np.asarray(az.bfmi(post)["energy"])))

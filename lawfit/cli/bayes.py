@@ -12,8 +12,15 @@ from __future__ import annotations
 
 import sys
 
-from lawfit.cli.main import (Progress, _csv, add_data_arguments, check_target_accept, fit_options,
-    load, subcommand)
+from lawfit.cli.main import (
+    Progress,
+    _csv,
+    add_data_arguments,
+    check_target_accept,
+    fit_options,
+    load,
+    subcommand,
+)
 from lawfit.errors import DataError
 
 

@@ -43,7 +43,7 @@ def read_posteriors(path: str | Path) -> list[tuple[dict, object]]:
     import arviz as az
     try:
         root = az.from_netcdf(path, engine="h5netcdf")
-    except Exception as exc:   # h5netcdf/h5py raise many kinds for corrupt files
+    except Exception as exc:   # noqa: BLE001  h5netcdf/h5py raise many kinds for corrupt files
         raise DataError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else exc}"
                         ) from None
     out = []
