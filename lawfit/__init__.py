@@ -5,6 +5,7 @@ process-wide ``jax_enable_x64`` setting alone.
 """
 __version__ = "0.1.0"
 
+from lawfit.analysis.compare import compare  # noqa: E402
 from lawfit.errors import DataError  # noqa: E402
 from lawfit.io.runs import read_runs
 from .fit import fit  # noqa: E402
@@ -14,5 +15,5 @@ from lawfit.analysis.optimal import optimal  # noqa: E402
 from .result import FitResult, GroupFit, Status  # noqa: E402
 from lawfit.analysis.suggest import suggest  # noqa: E402
 
-__all__ = ["DataError", "FitResult", "GroupFit", "LAWS", "Law", "Objective", "Status", "fit",
+__all__ = ["DataError", "FitResult", "GroupFit", "LAWS", "Law", "Objective", "Status", "compare", "fit",
            "get_law", "law", "make_objective", "optimal", "read_runs", "suggest"]

@@ -3,7 +3,7 @@
 Validates the table (lawfit/table.py), splits it into groups, builds one
 :class:`~lawfit.problem.GroupProblem` per group (a joint problem when subsets share parameters,
 lawfit/problem.py), and hands it to a fitter: least squares with bootstrap draws (lawfit/lsq.py,
-lawfit/robust.py), or the Bayesian fitter with posterior draws (lawfit/bayes.py); every group's
+lawfit/robust.py), or the Bayesian fitter with posterior draws (lawfit/bayes/); every group's
 fit is checked for quality (lawfit/quality.py). How each group is fitted travels in one
 :class:`FitOptions`. Pure: no printing, no files; long work reports through an optional
 ``progress(message)`` callback. Computes in float64 (lawfit/numerics.py).
@@ -132,7 +132,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     seed : int
         Seed of every random choice (starts, resamples, chains).
     fitter : {"lsq", "bayes"}
-        Least squares (lawfit/lsq.py) or the Bayesian fitter (lawfit/bayes.py).
+        Least squares (lawfit/lsq.py) or the Bayesian fitter (lawfit/bayes/).
     solver : {"newton", "varpro"}
         Least-squares solver (varpro: squared error only).
     joint : str, optional
@@ -365,10 +365,10 @@ def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str
         weights = n_seeds if opts.seeds == "average" else None
         post = bayes.fit_problem(group, rng=rng, progress=progress,
                                  **({"weights": weights} | dict(opts.bayes_options)))
-        free_hat, draws_free, status = post["estimate"], post["draws"], Status(post["status"])
+        free_hat, draws_free, status = post.estimate, post.draws, Status(post.status)
         objective_value = lsq.objective_value(problem, free_hat)
-        warnings, info, method = list(post.get("warnings", [])), dict(post.get("info", {})), "posterior"
-        posterior = post.get("posterior")
+        warnings, info, method = list(post.warnings), dict(post.info), "posterior"
+        posterior = post.data
     else:
         fitted = _least_squares(group, opts, rng)
         status, warnings = fitted.status, list(fitted.warnings)
