@@ -53,8 +53,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import lsq
 from lawfit.errors import DataError
+
+from . import lsq
 
 jax.config.update("jax_enable_x64", True)
 

@@ -140,7 +140,8 @@ def plot_fit(result, frame: pd.DataFrame | None, out_dir, *, heldout: np.ndarray
     ``frame``: the runs (may be None for curves only); for a fit filtered with ``where``, the
     table it was fitted on, whose fitted rows are selected again from the positions the fit
     recorded (the stored expression is never evaluated). ``heldout``: (len(frame),) mask of
-    held-out runs, drawn as open diamonds. The grey band is the fitted D range. Writes NAME.png/.pdf (NAME-2... for more than 12 groups)."""
+    held-out runs, drawn as open diamonds. The grey band is the fitted D range. Writes NAME.png/.pdf (NAME-2... for
+    more than 12 groups)."""
     out_dir = Path(out_dir)
     if len(result.law.variables) == 1:         # a law of D alone (power, rectified)
         xcol, dcol = None, result.columns[result.law.variables[0]]

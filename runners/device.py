@@ -154,7 +154,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m runners.device",
                                  description="print what jax computes on, as one JSON line")
     ap.add_argument("--device", default="auto", help="auto (default), cpu or gpu")
-    ap.add_argument("--dtype", default="auto", help="auto (default: bfloat16 on GPU, float32 on CPU), float32 or bfloat16")
+    ap.add_argument("--dtype", default="auto",
+                    help="auto (default: bfloat16 on GPU, float32 on CPU), float32 or bfloat16")
     a = ap.parse_args(argv)
     try:
         info = resolve(a.device, a.dtype)

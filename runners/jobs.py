@@ -6,7 +6,6 @@ exactly one runs-table row, atomically, as `<out>/<run_id>.parquet`.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging

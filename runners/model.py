@@ -47,7 +47,7 @@ def attention_impl(attention: str, dtype, seq_len: int, head_dim: int, backend: 
           and head_dim % 8 == 0 and head_dim <= 128 and seq_len % 64 == 0)
     return "cudnn" if ok else "xla"
 
-from .config import ModelConfig, adapter_param_count, ladder, param_count  # noqa: F401 (re-exported)
+from .config import ModelConfig, adapter_param_count, ladder, param_count  # noqa: E402, F401 (re-exported)
 
 
 class PromptParam(nnx.Param):

@@ -359,8 +359,10 @@ class SyntheticTask(Task):
         with_a = (u < pf) | (u < pf + (1 - pf) / 2)
         with_b = (u < pf) | (u >= pf + (1 - pf) / 2)
         col = np.full((n, 1), -1)
-        rows = np.concatenate([np.where(with_a[:, None], TAG_A, col), np.where(with_a[:, None], a_cl.reshape(n, -1), -1),
-                               np.where(with_b[:, None], TAG_B, col), np.where(with_b[:, None], b_cl.reshape(n, -1), -1),
+        rows = np.concatenate([np.where(with_a[:, None], TAG_A, col),
+                               np.where(with_a[:, None], a_cl.reshape(n, -1), -1),
+                               np.where(with_b[:, None], TAG_B, col),
+                               np.where(with_b[:, None], b_cl.reshape(n, -1), -1),
                                np.full((n, 1), EOS)], axis=1).ravel()
         return rows[rows >= 0].astype(np.int32)
 

@@ -94,13 +94,15 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*use of fork.. may lead to deadlocks",
                             category=DeprecationWarning)
     import jax  # noqa: F401  (imported, not initialised: the children start their own backends)
+
     import lawfit.cli
     lawfit.cli.build_parser()          # import the subcommand plugins once, before forking
-    import lawfit.analysis.backtest  # noqa: F401  (the heavy imports of every subcommand, once)
-    import lawfit.bayes  # noqa: F401
-    import lawfit.analysis.critical  # noqa: F401
-    import lawfit.plot  # noqa: F401
     from jax._src import xla_bridge
+
+    import lawfit.analysis.backtest  # noqa: F401  (the heavy imports of every subcommand, once)
+    import lawfit.analysis.critical  # noqa: F401
+    import lawfit.bayes  # noqa: F401
+    import lawfit.plot  # noqa: F401
     assert not xla_bridge._backends, "a jax backend started before forking"
     cases = json.loads(open(sys.argv[1]).read())
     results = [run_case(c["argv"], c["cwd"], c.get("watch")) for c in cases]

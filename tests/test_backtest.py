@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_reference as reference
 
 from lawfit.analysis.backtest import backtest, holdout_mask, parse_holdout
 from lawfit.cli.main import main
-
-from conftest import require_reference as reference
 from lawfit.errors import DataError
 from lawfit.simulate import simulate
 

@@ -17,10 +17,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT
 
 from lawfit.simulate import simulate
-
-from conftest import ROOT
 
 INJECT = "touch CANARY"
 AT = "model_params=1e9,finetune_examples=1e4"
@@ -423,8 +422,8 @@ def test_a_where_filtered_fit_is_plotted_without_evaluating_its_expression(tmp_p
     """plot re-selects the fitted rows from the positions fit.json records; an expression in the
     artefact is data. The same table gives the fitted points; another table, curves only."""
     import lawfit
-    from lawfit.plot import plot_fit
     from lawfit.io.artefacts import load_fit, write_fit
+    from lawfit.plot import plot_fit
     frame = pd.concat([_runs(), _runs().assign(finetune_examples=0)], ignore_index=True)
     res = lawfit.fit(frame, where="finetune_examples > 0", starts=4)
     doc = res.settings
@@ -465,8 +464,8 @@ def test_the_api_refuses_injections_too(tmp_path, monkeypatch, where):
     same grammar: a DataError, and the canary is never created."""
     import lawfit
     from lawfit.analysis.backtest import backtest
-    from lawfit.expr import filter_frame
     from lawfit.analysis.recipes import zhang2024
+    from lawfit.expr import filter_frame
     monkeypatch.chdir(tmp_path)
     frame = _runs()
     for call in (lambda: lawfit.fit(frame, where=where, starts=2),

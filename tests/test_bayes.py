@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_reference as reference
 from scipy.stats import binom
 
 import lawfit
@@ -20,8 +21,6 @@ from lawfit import bayes
 from lawfit.cli.main import main
 from lawfit.errors import DataError
 from lawfit.simulate import simulate
-
-from conftest import require_reference as reference
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH = {"A": 300.0, "E": 0.6, "alpha": 0.3, "beta": 0.1}

@@ -4,11 +4,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_reference, run_cli
 
 from lawfit.cli.main import main
 from lawfit.simulate import simulate
-
-from conftest import require_reference, run_cli
 
 
 @pytest.fixture

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_reference as reference
 
 import lawfit
-from lawfit.cli.main import main
-
-from conftest import require_reference as reference
 from lawfit.analysis.critical import closed_form, critical, crossings, roots_of, superiority
+from lawfit.cli.main import main
 from lawfit.laws import get_law
 from lawfit.result import GroupFit
 from lawfit.simulate import paper_grid

@@ -4,14 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ROOT, run_cli
 from scipy.optimize import minimize_scalar
 
 import lawfit
 from lawfit.analysis import recipes
 from lawfit.analysis.optimal import allocation
 from lawfit.simulate import simulate
-
-from conftest import ROOT, run_cli
 
 EPOCH = ROOT / "data" / "epoch2024_chinchilla.csv"
 HOFFMANN = {"A": 406.4, "B": 410.7, "E": 1.69, "alpha": 0.34, "beta": 0.28}

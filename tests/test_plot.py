@@ -10,8 +10,8 @@ import pytest
 import lawfit
 import lawfit.report  # noqa: F401  (used as lawfit.report below, whatever ran before)
 from lawfit.analysis.backtest import backtest
-from lawfit.cli.main import main
 from lawfit.analysis.critical import critical
+from lawfit.cli.main import main
 from lawfit.plot import plot_backtest, plot_critical, plot_fit, plot_superiority
 from lawfit.simulate import paper_grid
 

@@ -58,6 +58,7 @@ def edit(text: str, table: str, line: str) -> str:
 def main_in_process(args, capsys):
     """`python -m runners run ARGS` through the same entry point, in this process (fast)."""
     import argparse
+
     from runners.cli import configure_parser, main
     capsys.readouterr()
     rc = main(configure_parser(argparse.ArgumentParser()).parse_args([str(a) for a in args]))

@@ -14,10 +14,10 @@ import pytest
 jax = pytest.importorskip("jax")
 nnx = pytest.importorskip("flax.nnx")
 
-from runners.finetune import FinetuneConfig, build_model, finetune
-from runners.model import ModelConfig
-from runners.pretrain import PretrainConfig, load_base, pretrain
-from runners.tasks import SyntheticTask
+from runners.finetune import FinetuneConfig, build_model, finetune  # noqa: E402
+from runners.model import ModelConfig  # noqa: E402
+from runners.pretrain import PretrainConfig, load_base, pretrain  # noqa: E402
+from runners.tasks import SyntheticTask  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = Path(__file__).with_name("runners_job.py")

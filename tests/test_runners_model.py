@@ -8,8 +8,16 @@ jax = pytest.importorskip("jax")
 nnx = pytest.importorskip("flax.nnx")
 
 from runners.finetune import FinetuneConfig, build_model, finetune  # noqa: E402
-from runners.model import (BASE, ModelConfig, PromptParam, Transformer, adapter_param_count,  # noqa: E402
-                           count_state, ladder, param_count)
+from runners.model import (  # noqa: E402
+    BASE,
+    ModelConfig,
+    PromptParam,
+    Transformer,
+    adapter_param_count,
+    count_state,
+    ladder,
+    param_count,
+)
 from runners.tasks import SyntheticTask  # noqa: E402
 
 

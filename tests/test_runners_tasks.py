@@ -6,8 +6,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runners.tasks import (BOS, EOS, TAG_A, TAG_B, ByteTokenizer, ParallelCorpusTask, SyntheticPair,
-                           SyntheticTask, get_task, read_ding, read_tsv)
+from runners.tasks import (
+    BOS,
+    EOS,
+    TAG_A,
+    TAG_B,
+    ByteTokenizer,
+    ParallelCorpusTask,
+    SyntheticPair,
+    SyntheticTask,
+    get_task,
+    read_ding,
+    read_tsv,
+)
 
 DING = Path("/usr/share/trans/de-en")
 
@@ -106,8 +117,9 @@ def test_real_corpus_trans_de_en():
     s = next(d for _, d in pairs if any(c in d for c in "äöüß"))
     assert task.tok.decode(task.tok.encode(s)) == s
     # an untrained model's target-only NLL is about log(vocab): the masks and the loss are consistent
-    jax = pytest.importorskip("jax")
+    pytest.importorskip("jax")
     from flax import nnx
+
     from runners.evaluate import mean_nll
     from runners.model import ModelConfig, Transformer
     m = Transformer(ModelConfig(task.vocab_size, 16, 1, 2), rngs=nnx.Rngs(0))
@@ -130,7 +142,8 @@ def test_vectorised_pretraining_stream_matches_the_grammar_in_distribution():
         rng, out = np.random.default_rng(seed), []
         while len(out) < n:
             _, a, b = t.pair.sentence(rng, int(rng.integers(1, 4)))
-            out.append(tuple([TAG_A] + v.encode(a) + [EOS]) if rng.random() < 0.5 else tuple([TAG_B] + v.encode(b) + [EOS]))
+            out.append(tuple([TAG_A] + v.encode(a) + [EOS]) if rng.random() < 0.5
+                       else tuple([TAG_B] + v.encode(b) + [EOS]))
         return out
 
     def bigrams(ds):

@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 
 from lawfit.errors import DataError
-from lawfit.table import average_seeds, default_by, require_columns
 from lawfit.expr import Expr, filter_frame
-from lawfit.fit import variable_values, fit
-from lawfit.userlaw import resolve as resolve_law
+from lawfit.fit import fit, variable_values
 from lawfit.result import FitResult
+from lawfit.table import average_seeds, default_by, require_columns
+from lawfit.userlaw import resolve as resolve_law
 
 HOLDOUTS = ("largest", "largest-x", "largest-d")
 

@@ -94,9 +94,9 @@ def _is_fit_dir(path: str) -> bool:
             _critical_add)
 def cmd_critical(args) -> int:
     from lawfit.analysis import recipes
-    from lawfit.io import artefacts
     from lawfit.analysis.critical import check_series, critical
-    from lawfit.fit import variable_values, fit
+    from lawfit.fit import fit, variable_values
+    from lawfit.io import artefacts
     between = _pair(args.between)
     at = parse_at(args.at)
     d_range = _d_range(args.d_range)
@@ -212,8 +212,8 @@ def _backtest_add(p):
 @subcommand("backtest", "hold out the largest scales, fit the rest, measure extrapolation error",
             _backtest_add)
 def cmd_backtest(args) -> int:
-    from lawfit.io import artefacts
     from lawfit.analysis.backtest import backtest, parse_holdout
+    from lawfit.io import artefacts
     from lawfit.laws import get_law
     laws = _csv(args.laws) or []
     if not laws:
@@ -346,10 +346,10 @@ def load_backtest(path: Path):
 @subcommand("plot", "draw the fits, critical data sizes and backtests saved in a directory",
             _plot_add)
 def cmd_plot(args) -> int:
-    from lawfit.io.runs import read_runs
-    from lawfit.table import select_recorded
-    from lawfit.plot import plot_backtest, plot_critical, plot_fit
     from lawfit.io.artefacts import load_fit, prepare_out
+    from lawfit.io.runs import read_runs
+    from lawfit.plot import plot_backtest, plot_critical, plot_fit
+    from lawfit.table import select_recorded
     d = Path(args.fit_dir)
     if not d.is_dir():
         raise DataError(f"{d} is not a directory: give the --out directory of lawfit fit, "

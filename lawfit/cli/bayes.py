@@ -14,8 +14,7 @@ import sys
 
 import numpy as np
 
-from lawfit.cli.main import (Progress, _csv, add_data_arguments, check_target_accept, fit_options,
-    load, subcommand)
+from lawfit.cli.main import Progress, _csv, add_data_arguments, check_target_accept, fit_options, load, subcommand
 from lawfit.errors import DataError
 from lawfit.table import default_by
 
@@ -80,8 +79,8 @@ def _diag_text(g) -> str:
             _compare_add)
 def cmd_compare(args) -> int:
     from lawfit import bayes
-    from lawfit.io import artefacts
     from lawfit.fit import fit
+    from lawfit.io import artefacts
     from lawfit.userlaw import resolve
     laws = _csv(args.laws) or []
     if args.law:

@@ -199,10 +199,10 @@ def _fit_add(p):
 
 @subcommand("fit", "fit a law per group and print parameters with intervals", _fit_add)
 def cmd_fit(args) -> int:
-    from lawfit.analysis import recipes
-    from lawfit.io import artefacts
     from lawfit import report
+    from lawfit.analysis import recipes
     from lawfit.fit import fit
+    from lawfit.io import artefacts
     if args.plot and not args.out:
         raise DataError("--plot needs --out DIR (the figures are written there)")
     bayes_flags = {k: getattr(args, k) for k in ("chains", "warmup", "draws", "likelihood",
@@ -279,6 +279,7 @@ def _predict_add(p):
 @subcommand("predict", "predict the loss with intervals from a saved fit", _predict_add)
 def cmd_predict(args) -> int:
     import pandas as pd
+
     from lawfit.io.artefacts import load_fit
     check_level(args.level)
     result = load_fit(args.fit_dir, args.law)
@@ -342,6 +343,7 @@ def _simulate_add(p):
 @subcommand("simulate", "draw a runs table from known law parameters", _simulate_add)
 def cmd_simulate(args) -> int:
     from pathlib import Path
+
     from lawfit.io.artefacts import atomic_write, prepare_out_file
     from lawfit.simulate import paper_grid, simulate
     out = Path(args.out)

@@ -42,6 +42,7 @@ def _fmt(s: dict) -> str:
             _optimal_add)
 def cmd_optimal(args) -> int:
     from pathlib import Path
+
     from lawfit.analysis.optimal import optimal
     from lawfit.io.artefacts import load_fit, prepare_out, write_json
     compute = _budgets(args.compute)

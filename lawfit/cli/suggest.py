@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lawfit.cli.main import (Progress, add_data_arguments, fit_options, load, parse_assignments,
-    subcommand)
+from lawfit.cli.main import Progress, add_data_arguments, fit_options, load, parse_assignments, subcommand
 from lawfit.errors import DataError
 
 
@@ -88,8 +87,8 @@ def _add(p):
 
 
 def _target(args, xcol_default: str = "model_params"):
-    from lawfit.cli.analysis import parse_at
     from lawfit.analysis.suggest import CrossingTarget, ParameterTarget, PredictionTarget
+    from lawfit.cli.analysis import parse_at
     given = [n for n, v in (("--between", args.between), ("--target", args.target),
                             ("--target-param", args.target_param)) if v]
     if len(given) != 1:
@@ -129,8 +128,8 @@ def _target(args, xcol_default: str = "model_params"):
 @subcommand("suggest", "which runs to launch next to narrow an interval the most per unit cost",
             _add)
 def cmd_suggest(args) -> int:
-    from lawfit.io import artefacts
     from lawfit.analysis.suggest import suggest
+    from lawfit.io import artefacts
     target, at_col = _target(args)
     candidates = parse_candidates(args.candidates)
     if args.n is not None and args.budget is not None:
@@ -169,10 +168,10 @@ def cmd_suggest(args) -> int:
 
 def _check_before_fitting(args, frame, candidates, target, at_col) -> None:
     """Everything that can be checked without the fit, so that bad input fails fast."""
-    from lawfit.table import default_by
+    from lawfit.analysis.suggest import CrossingTarget, ParameterTarget
     from lawfit.expr import parse
     from lawfit.laws import get_law
-    from lawfit.analysis.suggest import CrossingTarget, ParameterTarget
+    from lawfit.table import default_by
     law = get_law(args.law or "multiplicative")
     xcol = args.x or law.default_columns.get("x", "model_params")
     if at_col is not None and at_col != xcol:
@@ -238,6 +237,7 @@ def plot_suggestion(res, out: Path) -> list:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from lawfit.io.artefacts import atomic_write
     cols = res.settings["columns"]
     xcol, dcol = cols["x"], cols["d"]

@@ -18,10 +18,10 @@ import pandas as pd
 
 from lawfit import __version__
 from lawfit.errors import DataError
-from lawfit.userlaw import for_artefact, provenance
 from lawfit.objectives import make_objective
-from lawfit.result import FitResult, GroupFit, Status
 from lawfit.report import at_floor
+from lawfit.result import FitResult, GroupFit, Status
+from lawfit.userlaw import for_artefact, provenance
 
 
 def _num(v):
@@ -248,8 +248,8 @@ def check_fit_doc(doc, fj="fit.json", law=None):
     off) and return its :class:`~lawfit.laws.Law` (a user law only as given again in ``law``,
     never imported from the document); the stored ``where`` expression is parsed and its tree
     validated, never evaluated."""
-    from lawfit.table import check_selection_record
     from lawfit.expr import Expr, parse
+    from lawfit.table import check_selection_record
     if not isinstance(doc, dict):
         raise _bad(fj, "the document is not a JSON object")
     for k in ("law", "objective", "fitter", "columns", "by", "settings", "data", "groups"):
