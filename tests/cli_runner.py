@@ -2,7 +2,7 @@
 
 ``python tests/cli_runner.py CASES.json RESULTS.json``: CASES is a list of
 ``{"argv": [...], "cwd": DIR, "watch": DIR or null}``. This process imports the command once and then, for every case,
-forks a child that runs it exactly as ``python -m lawfit.cli ARGV`` would (fresh stdout/stderr
+forks a child that runs it exactly as ``python -m lawfit ARGV`` would (fresh stdout/stderr
 file descriptors, an uncaught exception printed as a traceback with exit status 1), so each case
 is a real process with its own exit status and stderr, without paying the imports each time.
 A case running longer than ``LAWFIT_CASE_TIMEOUT`` seconds (default 120) is killed (status -9).
@@ -96,7 +96,7 @@ def main() -> None:
     import jax  # noqa: F401  (imported, not initialised: the children start their own backends)
 
     import lawfit.cli
-    lawfit.cli.build_parser()          # import the subcommand plugins once, before forking
+    lawfit.cli.build_parser()          # import the command modules once, before forking
     from jax._src import xla_bridge
 
     import lawfit.analysis.backtest  # noqa: F401  (the heavy imports of every subcommand, once)

@@ -350,7 +350,7 @@ def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad-input")
     _runs().to_csv(root / "runs.csv", index=False)
     pd.concat([_runs(), _runs("fmt", 0.05)]).to_csv(root / "runs2.csv", index=False)
-    proc = subprocess.run([sys.executable, "-m", "lawfit.cli.main", "fit", "runs.csv", "--starts", "4",
+    proc = subprocess.run([sys.executable, "-m", "lawfit", "fit", "runs.csv", "--starts", "4",
                            "--bootstrap", "5", "--out", "fit", "--quiet"], cwd=root,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -409,9 +409,9 @@ def test_bad_input_exits_2_with_one_line_and_touches_nothing(results, cid, argv,
 
 def test_the_headline_injection_runs_nothing_in_a_real_process(tmp_path):
     """`lawfit fit RUNS --where "@pd.io.common.os.system('touch X') == 0"` ran the command
-    through pandas query; now it is a parse error, in a plain `python -m lawfit.cli` process."""
+    through pandas query; now it is a parse error, in a plain `python -m lawfit` process."""
     _runs().to_csv(tmp_path / "runs.csv", index=False)
-    proc = subprocess.run([sys.executable, "-m", "lawfit.cli.main", "fit", "runs.csv", "--where",
+    proc = subprocess.run([sys.executable, "-m", "lawfit", "fit", "runs.csv", "--where",
                            f"@pd.io.common.os.system('{INJECT}') == 0"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

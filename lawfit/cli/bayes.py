@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
-from lawfit.cli.main import Progress, _csv, add_data_arguments, check_target_accept, fit_options, load, subcommand
+from lawfit.cli.common import (
+    Reporter,
+    add_command,
+    add_data_arguments,
+    check_target_accept,
+    csv_list,
+    fit_options,
+    load,
+)
 from lawfit.errors import DataError
-from lawfit.table import default_by
 
 
 def _compare_add(p):
@@ -40,7 +45,10 @@ def _compare_add(p):
 
 def _holdout(frame, law, opts, common, fitter, bayes_options):
     """Mean |prediction - loss| on the runs at the largest D of each group, fitted without them."""
+    import numpy as np
+
     from lawfit.fit import _resolve_columns, fit
+    from lawfit.table import default_by
     from lawfit.userlaw import resolve
     law_obj = resolve(law)
     cols = _resolve_columns(frame, law_obj, opts["x"], opts["d"], opts["y"], None)
@@ -75,14 +83,14 @@ def _diag_text(g) -> str:
             f"{d.get('divergences', 0)} divergences, bulk ESS {d.get('ess_bulk_min', 0):.0f})")
 
 
-@subcommand("compare", "rank laws per group by PSIS-LOO (Bayesian fits) and held-out error",
-            _compare_add)
 def cmd_compare(args) -> int:
+    import numpy as np
+
     from lawfit import bayes
     from lawfit.fit import fit
     from lawfit.io import artefacts
     from lawfit.userlaw import resolve
-    laws = _csv(args.laws) or []
+    laws = csv_list(args.laws) or []
     if args.law:
         raise DataError("compare takes --laws LAW,LAW,... (not --law)")
     if len(laws) < 2:
@@ -105,7 +113,7 @@ def cmd_compare(args) -> int:
     from lawfit.analysis.critical import check_series
     from lawfit.expr import filter_frame
     check_series(filter_frame(frame, opts.get("where")), opts["by"], opts.get("x"))
-    progress = Progress(args.quiet)
+    progress = Reporter(args.quiet)
     common = dict(source=source, progress=progress)
     fits = {}
     for name in laws:
@@ -193,3 +201,10 @@ def cmd_compare(args) -> int:
         print(f"wrote {out / 'compare.json'}", file=sys.stderr)
     return 0
 
+
+# --- registration ----------------------------------------------------------------------------
+
+def register(subparsers) -> None:
+    """Add ``lawfit compare`` to ``subparsers``."""
+    add_command(subparsers, "compare", "rank laws per group by PSIS-LOO (Bayesian fits) and held-out error",
+                _compare_add, cmd_compare)

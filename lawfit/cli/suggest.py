@@ -1,6 +1,6 @@
-"""``lawfit suggest`` (registered on import by ``lawfit.cli.main._load_plugins``): which runs to launch
-next. Thin: one call into suggest.py, then the table, ``suggest.json``, a figure and, with
-``--emit-toml``, the batch as runners sweep files.
+"""``lawfit suggest``: which runs to launch next. Thin: one call into suggest.py, then the table,
+``suggest.json``, a figure and, with ``--emit-toml``, the batch as runners sweep files
+(registered by ``register``, listed in ``lawfit.cli.main.COMMAND_MODULES``).
 
 Sweep files (``--emit-toml FILE --sweep BASE.toml``): the runners' sweep format is a grid (models x
 finetuning sizes x seeds x methods x PET sizes), so a batch is written as the fewest grids that
@@ -16,16 +16,21 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
-from lawfit.cli.main import Progress, add_data_arguments, fit_options, load, parse_assignments, subcommand
+from lawfit.cli.common import (
+    Reporter,
+    add_command,
+    add_data_arguments,
+    csv_list,
+    fit_options,
+    load,
+    parse_assignments,
+)
 from lawfit.errors import DataError
 
-
-def _csv(text: str | None) -> list[str] | None:
-    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def parse_candidates(text: str | None) -> dict | None:
@@ -33,7 +38,7 @@ def parse_candidates(text: str | None) -> dict | None:
     if text is None:
         return None
     out: dict = {}
-    for item in _csv(text) or []:
+    for item in csv_list(text) or []:
         if "=" not in item:
             raise DataError(f"--candidates expects COL=v1:v2:...,COL=...; got {item!r}")
         col, vals = (s.strip() for s in item.split("=", 1))
@@ -99,7 +104,7 @@ def _target(args, xcol_default: str = "model_params"):
     group = {k: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
              for k, v in group.items()}
     if args.between:
-        parts = _csv(args.between) or []
+        parts = csv_list(args.between) or []
         if len(parts) != 2 or parts[0] == parts[1]:
             raise DataError(f"--between expects two different methods, e.g. prompt,lora; got "
                             f"{args.between!r}")
@@ -125,8 +130,6 @@ def _target(args, xcol_default: str = "model_params"):
     return ParameterTarget(args.target_param.strip(), group=group), None
 
 
-@subcommand("suggest", "which runs to launch next to narrow an interval the most per unit cost",
-            _add)
 def cmd_suggest(args) -> int:
     from lawfit.analysis.suggest import suggest
     from lawfit.io import artefacts
@@ -150,7 +153,7 @@ def cmd_suggest(args) -> int:
     if args.bootstrap < 20:
         raise DataError(f"--bootstrap must be at least 20, got {args.bootstrap}")
     _check_before_fitting(args, frame, candidates, target, at_col)
-    progress = Progress(args.quiet)
+    progress = Reporter(args.quiet)
     res = suggest(frame, target, candidates=candidates, n=args.n, budget=args.budget,
                   cost=args.cost, law=args.law or "multiplicative", bootstrap=args.bootstrap,
                   level=args.level, progress=progress, source=source, **opts)
@@ -179,7 +182,7 @@ def _check_before_fitting(args, frame, candidates, target, at_col) -> None:
     if isinstance(target, ParameterTarget) and target.param not in law.params:
         raise DataError(f"--target-param {target.param!r} is not a parameter of law {law.name!r} "
                         f"({', '.join(law.params)})")
-    by = _csv(args.by) if args.by else default_by(frame)
+    by = csv_list(args.by) if args.by else default_by(frame)
     if isinstance(target, CrossingTarget):
         mc = target.method_column
         if mc not in frame.columns:
@@ -209,6 +212,7 @@ def _check_before_fitting(args, frame, candidates, target, at_col) -> None:
 
 
 def _print(res) -> None:
+    import pandas as pd
     t = res.target
     print(f"target: {t['kind']} "
           + {"crossing": lambda: f"{t['between'][0]} vs {t['between'][1]} at "
@@ -235,6 +239,7 @@ def plot_suggestion(res, out: Path) -> list:
     """suggest.png: the expected width as the batch grows, and where the candidates and picks lie
     (X against D per method, colour: expected width after adding that run alone)."""
     import matplotlib
+    import numpy as np
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -288,6 +293,7 @@ def plot_suggestion(res, out: Path) -> list:
 # --- the batch as runners sweep files -------------------------------------------------------------
 
 def _toml_value(v) -> str:
+    import numpy as np
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, np.integer)):
@@ -326,6 +332,9 @@ def emit_toml(runs: pd.DataFrame, frame: pd.DataFrame, base: str, path: str) -> 
     """Write the picked ``runs`` as runners sweep TOML files next to ``path`` (see the module
     docstring); returns the paths written."""
     import tomllib
+
+    import numpy as np
+    import pandas as pd
     try:
         from runners.config import param_count
         from runners.sweep import SweepError, load_plan
@@ -424,3 +433,11 @@ def emit_toml(runs: pd.DataFrame, frame: pd.DataFrame, base: str, path: str) -> 
             fh.write(text)
         written.append(p)
     return written
+
+
+# --- registration ----------------------------------------------------------------------------
+
+def register(subparsers) -> None:
+    """Add ``lawfit suggest`` to ``subparsers``."""
+    add_command(subparsers, "suggest", "which runs to launch next to narrow an interval the most per unit cost",
+                _add, cmd_suggest)
