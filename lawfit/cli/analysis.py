@@ -183,10 +183,9 @@ def cmd_critical(args) -> int:
         key = ", ".join(f"{k}={v}" for k, v in sk["key"].items())
         print(f"note: not compared along {sk['x_name']} ({key}): {sk['reason']}", file=sys.stderr)
     if args.out:
-        out = artefacts.prepare_out(args.out, ["critical.json", "superiority.csv", "fit.json",
-                                            "draws.parquet"], overwrite=True)
-        artefacts.write_json(artefacts._jsonable(res.to_dict()), out / "critical.json")
-        res.superiority.to_csv(out / "superiority.csv", index=False)
+        out = artefacts.prepare_out(args.out, [*artefacts.CRITICAL_FILES, "fit.json",
+                                               "draws.parquet"], overwrite=True)
+        artefacts.write_critical(res, out)
         print(f"wrote {out / 'critical.json'} and {out / 'superiority.csv'}", file=sys.stderr)
         if args.plot:
             from lawfit.plot import plot_critical
@@ -241,14 +240,8 @@ def cmd_backtest(args) -> int:
     print("\nDelta_h (mean |prediction - loss| on held-out runs) by law:")
     _print_table(bt.comparison())
     if args.out:
-        out = artefacts.prepare_out(args.out, ["backtest.json", "backtest_runs.csv"],
-                                 overwrite=True)
-        doc = bt.to_dict() | {"data": source}
-        artefacts.write_json(artefacts._jsonable(doc), out / "backtest.json")
-        artefacts.atomic_write(out / "backtest_runs.csv",
-                             lambda t: bt.runs.to_csv(t, index=False))
-        for law, res in bt.fits.items():
-            artefacts.write_fit(res, out / "fits" / law, overwrite=args.overwrite)
+        out = artefacts.prepare_out(args.out, artefacts.BACKTEST_FILES, overwrite=True)
+        artefacts.write_backtest(bt, out, source=source, overwrite=args.overwrite)
         print(f"wrote {out / 'backtest.json'}, {out / 'backtest_runs.csv'} and "
               f"{out / 'fits'}/", file=sys.stderr)
         if args.plot:
@@ -272,84 +265,8 @@ def _plot_add(p):
                    "(its source hash is checked)")
 
 
-def _read_json(path: Path) -> dict:
-    import json
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise DataError(f"{path} is not valid JSON ({' '.join(str(exc).split())[:80]})") from None
-    if not isinstance(doc, dict):
-        raise DataError(f"{path} is not a JSON object")
-    return doc
-
-
-def _artefact_error(path: Path, exc: Exception) -> DataError:
-    what = f"missing or malformed {exc}" if isinstance(exc, KeyError) else \
-        " ".join(str(exc).split())[:100] or type(exc).__name__
-    return DataError(f"{path} is not a valid lawfit artefact: {what} (it is data, checked and "
-                     "never run; write it again with the command that made it)")
-
-
-def load_critical(path: Path) -> dict:
-    """A critical.json document, its structure checked before anything is drawn from it."""
-    doc = _read_json(path)
-    between = doc.get("between")
-    search = doc.get("search")
-    ok = (isinstance(between, list) and len(between) == 2
-          and all(isinstance(m, str) for m in between)
-          and isinstance(doc.get("rows"), list) and all(isinstance(r, dict) for r in doc["rows"])
-          and isinstance(search, dict)
-          and all(isinstance(search.get(k), (int, float)) and not isinstance(search.get(k), bool)
-                  and search[k] > 0 for k in ("d_min", "d_max"))
-          and isinstance(doc.get("level"), (int, float)) and 0 < doc["level"] < 1
-          and isinstance(doc.get("d_name"), str) and isinstance(doc.get("x_name"), (str, type(None)))
-          and isinstance(doc.get("superiority", []), (list, type(None))))
-    if not ok:
-        raise DataError(f"{path} is not a valid critical.json: it needs 'between' (two methods), "
-                        "'rows', 'search' (d_min, d_max), 'level' and 'd_name' (write it again "
-                        "with lawfit critical --out)")
-    return doc
-
-
-def load_backtest(path: Path):
-    """A Backtest from a ``lawfit backtest --out`` directory (files and structure checked)."""
-    import pandas as pd
-
-    from lawfit.analysis.backtest import Backtest
-    from lawfit.io.artefacts import load_fit
-    for name in ("backtest.json", "backtest_runs.csv"):
-        if not (path / name).is_file():
-            raise DataError(f"{path / name} is missing: a backtest directory holds backtest.json, "
-                            "backtest_runs.csv and fits/ (write it again with lawfit backtest "
-                            "--out)")
-    doc = _read_json(path / "backtest.json")
-    try:
-        runs = pd.read_csv(path / "backtest_runs.csv")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {path / 'backtest_runs.csv'}: "
-                        f"{' '.join(str(exc).split())[:100]}") from None
-    try:
-        laws = doc["laws"]
-        if not (isinstance(laws, list) and laws and all(isinstance(x, str) for x in laws)):
-            raise ValueError("'laws' must be a list of law names")
-        for law in laws:
-            if not (path / "fits" / law).is_dir() or law in (".", "..") or "/" in law:
-                raise ValueError(f"no fit directory fits/{law}")
-        fits = {law: load_fit(path / "fits" / law) for law in laws}
-        if not (isinstance(doc["summary"], list) and isinstance(doc["columns"], dict)
-                and isinstance(doc["group_columns"], list)
-                and isinstance(doc["level"], (int, float)) and 0 < doc["level"] < 1):
-            raise ValueError("'summary', 'columns', 'group_columns' or 'level' has the wrong type")
-        return Backtest(laws=tuple(laws), holdout=doc["holdout"],
-                        summary=pd.DataFrame(doc["summary"]), runs=runs, fits=fits,
-                        columns=doc["columns"], group_columns=tuple(doc["group_columns"]),
-                        level=doc["level"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _artefact_error(path / "backtest.json", exc) from None
-
-
 def cmd_plot(args) -> int:
-    from lawfit.io.artefacts import load_fit, prepare_out
+    from lawfit.io.artefacts import artefact_error, load_fit, prepare_out, read_backtest, read_critical
     from lawfit.io.runs import read_runs
     from lawfit.plot import plot_backtest, plot_critical, plot_fit
     from lawfit.table import select_recorded
@@ -368,8 +285,8 @@ def cmd_plot(args) -> int:
         raise DataError(f"{d} holds no fit.json, critical.json or backtest.json")
     # every artefact is read and checked before the first figure is written
     result = load_fit(d, args.law) if (d / "fit.json").exists() else None
-    crit = load_critical(d / "critical.json") if (d / "critical.json").exists() else None
-    bt = load_backtest(d) if (d / "backtest.json").exists() else None
+    crit = read_critical(d / "critical.json") if (d / "critical.json").exists() else None
+    bt = read_backtest(d) if (d / "backtest.json").exists() else None
     frame = None
     if result is not None:
         runs = args.runs or (result.source or {}).get("path")
@@ -397,13 +314,13 @@ def cmd_plot(args) -> int:
         try:
             paths += plot_critical(crit, out, formats=formats)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise _artefact_error(d / "critical.json", exc) from None
+            raise artefact_error(d / "critical.json", exc) from None
     if bt is not None:
         found = True
         try:
             paths += plot_backtest(bt, out, formats=formats)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise _artefact_error(d / "backtest.json", exc) from None
+            raise artefact_error(d / "backtest.json", exc) from None
     if not found:
         raise DataError(f"{d} holds no fit.json, critical.json or backtest.json")
     for p in paths:

@@ -197,7 +197,7 @@ def cmd_compare(args) -> int:
                "bayes": {k: v for k, v in bayes_options.items() if k != "priors"},
                "data": source, "rows": rows, "not_compared": uncompared}
         out = artefacts.prepare_out(args.out, ["compare.json"], args.overwrite)
-        artefacts.write_json(artefacts._jsonable(doc), out / "compare.json")
+        artefacts.write_json(doc, out / "compare.json")
         print(f"wrote {out / 'compare.json'}", file=sys.stderr)
     return 0
 
