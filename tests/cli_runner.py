@@ -95,8 +95,8 @@ def main() -> None:
                             category=DeprecationWarning)
     import jax  # noqa: F401  (imported, not initialised: the children start their own backends)
 
-    import lawfit.cli
-    lawfit.cli.build_parser()          # import the command modules once, before forking
+    import lawfit.cli.main
+    lawfit.cli.main.build_parser()          # import the command modules once, before forking
     from jax._src import xla_bridge
 
     import lawfit.analysis.backtest  # noqa: F401  (the heavy imports of every subcommand, once)

@@ -184,7 +184,7 @@ def test_lawfit_run_trains_like_python_m_runners(tmp_path, env):
     assert ra.returncode == 0, ra.stderr[-3000:]
     assert "JAX_IN_DRIVER False" in ra.stderr
     # lawfit run (the fitter's float64 switch on in the driver), checking it never started a jax backend
-    code = ("import sys; from lawfit.cli import main; rc = main(['run', sys.argv[1]]); "
+    code = ("import sys; from lawfit.cli.main import main; rc = main(['run', sys.argv[1]]); "
             "from jax._src import xla_bridge; print('BACKEND_IN_DRIVER', xla_bridge.backends_are_initialized(), "
             "file=sys.stderr); sys.exit(rc)")
     rb = subprocess.run([sys.executable, "-c", code, str(tb)], env=e, cwd=REPO, capture_output=True, text=True,
