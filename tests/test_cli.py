@@ -182,3 +182,34 @@ def test_no_traceback_at_process_level(runs):
     proc = run_cli("fit", runs, "--x", "nope")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_python_m_lawfit_is_the_command(runs):
+    import subprocess
+    import sys
+
+    import lawfit
+    proc = subprocess.run([sys.executable, "-m", "lawfit", "--version"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"lawfit {lawfit.__version__}"
+    proc = subprocess.run([sys.executable, "-m", "lawfit", "fit", str(runs), "--x", "nope"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "nope" in proc.stderr
+
+
+def test_the_version_is_the_installed_distributions():
+    import importlib.metadata
+
+    import lawfit
+    assert importlib.metadata.version("lawfit") == lawfit.__version__
+
+
+def test_every_command_is_registered_once_from_the_module_table():
+    from lawfit.cli.main import COMMAND_MODULES, build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    names = list(sub.choices)
+    assert names == ["fit", "predict", "simulate", "run", "critical", "backtest", "plot",
+                     "compare", "optimal", "suggest"]
+    for module in COMMAND_MODULES:
+        assert callable(module.register)

@@ -56,7 +56,8 @@ def test_plot_critical_and_superiority(study, tmp_path):
     assert_image(tmp_path / "critical.png")
     assert_image(tmp_path / "superiority.png")
     # from the JSON document as written to critical.json
-    doc = json.loads(json.dumps(lawfit.io.artefacts.jsonable(cr.to_dict())))
+    from lawfit.io.artefacts import jsonable
+    doc = json.loads(json.dumps(jsonable(cr.to_dict())))
     assert_image(plot_superiority(doc, tmp_path / "doc", formats=("png",))[0])
 
 
