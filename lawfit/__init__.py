@@ -6,6 +6,8 @@ nothing, and ``lawfit.fit`` imports the fitting code (and jax) when it is first 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING
 
 import jax
@@ -41,6 +43,21 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """``lawfit.fit`` is the function, as with an eager ``from .fit import fit``: when the
+    submodule ``lawfit/fit.py`` is first imported (by anyone), Python would bind the package
+    attribute ``fit`` to the module; the function of the same name is bound instead."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if (_API.get(name) == f"{__name__}.{name}" and isinstance(value, types.ModuleType)
+                and value.__name__ == f"{__name__}.{name}"):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:

@@ -213,3 +213,21 @@ def test_every_command_is_registered_once_from_the_module_table():
                      "compare", "optimal", "suggest"]
     for module in COMMAND_MODULES:
         assert callable(module.register)
+
+
+def test_the_lazy_api_gives_every_public_name_and_fit_is_the_function():
+    """`import lawfit` is lazy; every name in __all__ resolves, and ``lawfit.fit`` stays the
+    function even after the submodule lawfit/fit.py was imported by someone else."""
+    import subprocess
+    import sys
+    code = ("import lawfit, lawfit.fit, inspect\n"
+            "from lawfit.analysis.backtest import backtest\n"
+            "assert inspect.isfunction(lawfit.fit), lawfit.fit\n"
+            "for n in lawfit.__all__:\n"
+            "    assert getattr(lawfit, n) is not None, n\n"
+            "from lawfit import *\n"
+            "assert inspect.isfunction(fit) and inspect.isfunction(suggest)\n"
+            "assert set(lawfit.__all__) <= set(dir(lawfit))\n"
+            "print('OK')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr[-2000:]
