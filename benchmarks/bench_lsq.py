@@ -1,13 +1,24 @@
-"""Least-squares speed and accuracy: the full Hoffmann grid (4,500 starts) of the Chinchilla law with
-summed Huber(1e-3) on log loss, on a Chinchilla-sized table (240 runs), lawfit against a reference
-that does the same with scipy's L-BFGS-B one start at a time (numpy objective with its analytic
-gradient, the way a careful notebook does it), measured in the same run.
+"""Least-squares speed against scipy references measured in the same run (issue 13's rows).
 
-The reference is timed on K starts spread over the grid and scaled to 4,500; its best objective
-over those starts, polished, is the reference optimum. lawfit must reach it within 1e-9 relative.
-Then a 1,000-resample bootstrap is timed.
+(a) the full Hoffmann grid (4,500 starts) of the Chinchilla law, summed Huber(1e-3) on log loss, on
+    the 240 runs of data/epoch2024_chinchilla.csv that Epoch AI's fits keep (245 rows, 5 marked
+    ``epoch_excluded``), compiled, against scipy L-BFGS-B one start at a time with a numpy objective
+    and its analytic gradient (timed on --k starts spread over the grid, scaled to 4,500);
+(b) the same fit as a whole ``lawfit fit`` process with a warm compilation cache, same reference;
+(c) many finetuning curves x 20 runs (4 model sizes x 5 data sizes, simulated with
+    lawfit.simulate), multiplicative law, default objective (Huber 1e-3) and grid (1,296 starts),
+    one ``lawfit.fit(..., by="curve")`` call, against scipy L-BFGS-B from 20 grid starts per curve
+    with the analytic gradient (timed on a subsample of curves, scaled per curve); plus the share of
+    curves whose objective is no worse than scipy's (1e-9 relative);
+(d) peak RSS of a child process fitting many curves (lawfit.batch, in chunks), and of one fitting a
+    tenth as many: memory stays bounded.
 
-    python benchmarks/bench_lsq.py [--k 150] [--reps 3] [--out benchmarks/results/bench_lsq.json]
+Also: numpy / jax exp throughput on this machine, and the achieved fraction of the exponential
+limit for (a) (the time the grid's exponentials alone take at that throughput over the measured
+time). Medians of --reps; the machine's load average is printed: on a shared machine the absolute
+times are noisy, the ratios (reference measured in the same run) less so.
+
+    python benchmarks/bench_lsq.py [--quick] [--out benchmarks/results/bench_lsq.json]
 """
 from __future__ import annotations
 
@@ -15,28 +26,68 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize
 
-TRUE = dict(A=406.4, B=410.7, E=1.69, alpha=0.34, beta=0.28)
+ROOT = Path(__file__).resolve().parents[1]
 DELTA = 1e-3
+XS = (1e8, 4e8, 1.6e9, 6.4e9)
+DS = (1e3, 3e3, 1e4, 3e4, 1e5)
 
 
-def table(n=240, seed=0):
-    rng = np.random.default_rng(seed)
-    N = np.exp(rng.uniform(np.log(7e7), np.log(1.6e10), n))
-    D = np.exp(rng.uniform(np.log(5e9), np.log(5e11), n))
-    L = (TRUE["E"] + TRUE["A"] / N ** TRUE["alpha"] + TRUE["B"] / D ** TRUE["beta"])
-    return N, D, L * np.exp(rng.normal(0, 0.02, n))
+def machine() -> dict:
+    cpu = "?"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import jax
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "jax": jax.__version__, "load_average_start": os.getloadavg()}
 
 
-def reference_objective(theta, lN, lD, lL):
+def exp_throughput(n=10_000_000, reps=5) -> dict:
+    """Exponentials per second, float64, numpy and jax (jit) on one array of n."""
+    import jax
+    import jax.numpy as jnp
+    x = np.random.default_rng(0).uniform(-5, 5, n)
+    t_np = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        np.exp(x)
+        t_np.append(time.perf_counter() - t0)
+    xj = jnp.asarray(x)
+    f = jax.jit(jnp.exp)
+    f(xj).block_until_ready()
+    t_jax = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        f(xj).block_until_ready()
+        t_jax.append(time.perf_counter() - t0)
+    return {"numpy_per_s": n / statistics.median(t_np), "jax_per_s": n / statistics.median(t_jax)}
+
+
+# --- (a), (b): the Hoffmann grid on Epoch AI's 240 runs ------------------------------------------
+
+def chinchilla_table():
+    import pandas as pd
+    df = pd.read_csv(ROOT / "data" / "epoch2024_chinchilla.csv")
+    rows = len(df)
+    df = df[~df["epoch_excluded"].astype(bool)]
+    return rows, df["model_params"].to_numpy(float), df["pretrain_tokens"].to_numpy(float), \
+        df["loss"].to_numpy(float)
+
+
+def chinchilla_objective(theta, lN, lD, lL):
     """Summed Huber on log loss through log-sum-exp, and its analytic gradient (numpy)."""
     a, b, e, alpha, beta = theta
     z = np.stack([a - alpha * lN, b - beta * lD, np.full_like(lN, e)])
@@ -53,131 +104,293 @@ def reference_objective(theta, lN, lD, lL):
     return f, g
 
 
-def reference_fit(starts, lN, lD, lL, analytic=True):
-    """scipy L-BFGS-B one start at a time; ``analytic=False`` is scipy's default (2-point finite
-    differences), the common notebook setup (Hoffmann et al. / Epoch AI style scripts)."""
+def scipy_starts(fun, starts, args):
+    """scipy L-BFGS-B one start at a time (analytic gradient): (seconds, best value, best x)."""
     best = (np.inf, None)
     t0 = time.perf_counter()
-    fun = reference_objective if analytic else (lambda t, *a: reference_objective(t, *a)[0])
     for s in starts:
-        r = minimize(fun, s, args=(lN, lD, lL), jac=analytic, method="L-BFGS-B")
+        r = minimize(fun, s, args=args, jac=True, method="L-BFGS-B")
         if r.fun < best[0]:
             best = (r.fun, r.x)
-    return time.perf_counter() - t0, best
+    return time.perf_counter() - t0, best[0], best[1]
 
 
-def lawfit_cold(n_boot: int) -> dict:
-    """Whole process: import, compile, 4,500 starts (and bootstrap), in a fresh interpreter."""
-    code = (
-        "import time; t0 = time.perf_counter()\n"
-        "import sys; sys.path.insert(0, 'benchmarks'); from bench_lsq import table\n"
-        "import numpy as np, lawfit\n"
-        "from lawfit import lsq\nfrom lawfit.laws import get_law\n"
-        "from lawfit.objectives import make_objective\n"
-        "N, D, L = table()\nlaw = get_law('chinchilla')\n"
-        "p = lsq.Problem.simple(law, make_objective('huber-log', 1e-3), np.log(np.c_[N, D]), L)\n"
-        "ms = lsq.multistart(p, law.grid()); t1 = time.perf_counter()\n"
-        f"w = lsq.bootstrap_weights({n_boot}, np.arange(len(L)), np.random.default_rng(0))\n"
-        "d, ok = lsq.bootstrap(p, ms.candidates, w); t2 = time.perf_counter()\n"
-        "print(t1 - t0, t2 - t1, ms.value, ok.sum())\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[1]).stdout.split()
-    return {"grid_s": float(out[0]), "bootstrap_s": float(out[1]), "objective": float(out[2]),
-            "bootstrap_converged": int(out[3])}
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--k", type=int, default=150, help="reference starts timed (analytic gradient)")
-    ap.add_argument("--k-fd", type=int, default=40, help="reference starts timed (finite differences)")
-    ap.add_argument("--reps", type=int, default=3, help="repetitions of each lawfit timing")
-    ap.add_argument("--bootstrap", type=int, default=1000)
-    ap.add_argument("--out", default="benchmarks/results/bench_lsq.json")
-    args = ap.parse_args(argv)
-
-    import lawfit  # noqa: F401
+def row_a(args, exp_rate) -> dict:
     from lawfit import lsq
     from lawfit.laws import get_law
     from lawfit.objectives import make_objective
-
-    N, D, L = table()
+    rows, N, D, L = chinchilla_table()
     lN, lD, lL = np.log(N), np.log(D), np.log(L)
     law = get_law("chinchilla")
     grid = law.grid()
     prob = lsq.Problem.simple(law, make_objective("huber-log", DELTA), np.c_[lN, lD], L)
-
-    # reference: K starts spread over the grid, one at a time
     idx = np.linspace(0, len(grid) - 1, args.k).round().astype(int)
-    ref_s, (ref_best, ref_x) = reference_fit(grid[idx], lN, lD, lL)
-    polish = minimize(reference_objective, ref_x, args=(lN, lD, lL), jac=True, method="L-BFGS-B",
-                      options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10000})
-    ref_opt = min(ref_best, polish.fun)
-    per_start = ref_s / args.k
-    ref_grid_s = per_start * len(grid)
-    print(f"reference (analytic gradient): {per_start * 1e3:.1f} ms per start -> {ref_grid_s:.0f} s "
-          f"for {len(grid)} starts; best objective {ref_opt:.12g}", flush=True)
-    idx_fd = np.linspace(0, len(grid) - 1, args.k_fd).round().astype(int)
-    fd_s, _ = reference_fit(grid[idx_fd], lN, lD, lL, analytic=False)
-    fd_grid_s = fd_s / args.k_fd * len(grid)
-    print(f"reference (finite differences): {fd_s / args.k_fd * 1e3:.1f} ms per start -> "
-          f"{fd_grid_s:.0f} s for {len(grid)} starts", flush=True)
-
-    cold = [lawfit_cold(args.bootstrap) for _ in range(args.reps)]
-    warm_grid, warm_boot = [], []
+    ref_s, ref_f, ref_x = scipy_starts(chinchilla_objective, grid[idx], (lN, lD, lL))
+    polish = minimize(chinchilla_objective, ref_x, args=(lN, lD, lL), jac=True,
+                      method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10000})
+    ref_grid_s = ref_s / args.k * len(grid)
+    times, phases = [], []
     for _ in range(args.reps + 1):
         t0 = time.perf_counter()
         ms = lsq.multistart(prob, grid)
-        t1 = time.perf_counter()
-        w = lsq.bootstrap_weights(args.bootstrap, np.arange(len(L)), np.random.default_rng(0))
-        draws, ok = lsq.bootstrap(prob, ms.candidates, w)
-        t2 = time.perf_counter()
-        warm_grid.append(t1 - t0)
-        warm_boot.append(t2 - t1)
-    warm_grid, warm_boot = warm_grid[1:], warm_boot[1:]        # first includes compilation
-    # is lawfit's optimum a minimum the reference cannot improve?
-    check = minimize(reference_objective, ms.theta, args=(lN, lD, lL), jac=True,
-                     method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12})
-    res = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-        "runs": len(L), "starts": len(grid), "objective": "huber-log delta=1e-3, sum",
-        "reference": {"starts_timed": args.k, "seconds_per_start": per_start,
-                      "grid_seconds_scaled": ref_grid_s, "best_objective": ref_opt},
-        "reference_finite_differences": {"starts_timed": args.k_fd,
-                                         "seconds_per_start": fd_s / args.k_fd,
-                                         "grid_seconds_scaled": fd_grid_s},
-        "lawfit": {"grid_seconds_cold_median": statistics.median(c["grid_s"] for c in cold),
-                   "grid_seconds_warm_median": statistics.median(warm_grid),
-                   "objective": ms.value, "converged": ms.converged,
-                   "starts_at_optimum": ms.n_at_optimum,
-                   "bootstrap": args.bootstrap,
-                   "bootstrap_seconds_cold_median": statistics.median(c["bootstrap_s"] for c in cold),
-                   "bootstrap_seconds_warm_median": statistics.median(warm_boot),
-                   "bootstrap_converged": int(ok.sum())},
-        "relative_objective_difference": (ms.value - ref_opt) / ref_opt,
-        "reference_polish_from_lawfit_optimum": float(check.fun),
-    }
-    res["speedup_cold"] = ref_grid_s / res["lawfit"]["grid_seconds_cold_median"]
-    res["speedup_warm"] = ref_grid_s / res["lawfit"]["grid_seconds_warm_median"]
-    res["speedup_cold_vs_finite_differences"] = fd_grid_s / res["lawfit"]["grid_seconds_cold_median"]
-    res["speedup_warm_vs_finite_differences"] = fd_grid_s / res["lawfit"]["grid_seconds_warm_median"]
+        times.append(time.perf_counter() - t0)
+    times = times[1:]                     # the first includes compilation
+    t0 = time.perf_counter()
+    screen = lsq.multistart(prob, grid, max_steps=0)      # screening only (refinement: 0 steps)
+    phases.append(time.perf_counter() - t0)
+    lawfit_s = statistics.median(times)
+    # exponentials the solver evaluates: (1 + steps) evaluations of every row, 3 terms per run
+    k = max(32, int(np.ceil(0.02 * len(grid))))
+    screen_steps = screen.steps
+    refine_steps = ms.steps - screen_steps
+    n_exp = (len(grid) * (1 + screen_steps) + k * (1 + refine_steps)) * len(L) * 3
+    return {"table": f"data/epoch2024_chinchilla.csv: {rows} rows, {len(L)} kept (not "
+                     "epoch_excluded)", "runs": len(L), "starts": len(grid),
+            "objective": "huber-log delta=1e-3, sum",
+            "reference": {"what": "scipy L-BFGS-B one start at a time, numpy objective + analytic "
+                                  f"gradient; {args.k} starts spread over the grid, scaled",
+                          "seconds_per_start": ref_s / args.k, "grid_seconds": ref_grid_s,
+                          "best_objective_polished": float(min(ref_f, polish.fun))},
+            "lawfit": {"grid_seconds_median": lawfit_s, "screening_seconds": phases[0],
+                       "objective": ms.value, "converged": ms.converged,
+                       "steps": ms.steps, "screen_steps": screen_steps},
+            "relative_objective_difference": (ms.value - min(ref_f, polish.fun))
+            / min(ref_f, polish.fun),
+            "speedup": ref_grid_s / lawfit_s,
+            "exp_limit": {"exponentials": n_exp, "seconds_at_jax_rate": n_exp / exp_rate,
+                          "fraction_of_limit": n_exp / exp_rate / lawfit_s,
+                          "one_grid_evaluation_seconds": len(grid) * len(L) * 3 / exp_rate}}
+
+
+def row_b(args, ref_grid_s) -> dict:
+    exe = Path(sys.executable).parent / "lawfit"
+    cmd = [str(exe), "fit", str(ROOT / "data" / "epoch2024_chinchilla.csv"), "--law",
+           "chinchilla", "--where", "not epoch_excluded", "--quiet"]
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, LAWFIT_CACHE_DIR=cache)
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)
+        times = []
+        for _ in range(args.reps + 1):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=ROOT)
+            times.append(time.perf_counter() - t0)
+    warm = statistics.median(times[1:])          # the first run fills the cache
+    return {"command": " ".join(cmd[1:]), "cold_cache_seconds": times[0],
+            "warm_cache_seconds_median": warm, "speedup": ref_grid_s / warm}
+
+
+# --- (c): many finetuning curves -----------------------------------------------------------------
+
+def curves_table(n_curves: int, seed: int = 0):
+    """n curves of 20 runs (4 model sizes x 5 data sizes), one seed, noise sd 0.005 on the loss;
+    parameters drawn in Zhang et al. 2024's Table 4 ranges."""
+    import pandas as pd
+
+    from lawfit.simulate import simulate
+    rng = np.random.default_rng(seed)
+    frames, truth = [], []
+    for i in range(n_curves):
+        p = dict(A=float(np.exp(rng.uniform(np.log(50), np.log(2000)))),
+                 E=float(rng.uniform(0.5, 2.0)), alpha=float(rng.uniform(0.1, 0.5)),
+                 beta=float(rng.uniform(0.02, 0.15)))
+        frames.append(simulate("multiplicative", p, {"model_params": XS, "finetune_examples": DS},
+                               noise=0.005, seeds=1, seed=seed * 100_003 + i,
+                               extra={"curve": i}))
+        truth.append(p)
+    return pd.concat(frames, ignore_index=True), truth
+
+
+def huber_loss_space(theta, lx, ld, y):
+    """Multiplicative law A X^-alpha D^-beta + E through log-sum-exp (internal parameters
+    a = log A, e = log E, alpha, beta), summed Huber(1e-3) in loss space, analytic gradient."""
+    a, e, alpha, beta = theta
+    z1 = a - alpha * lx - beta * ld
+    m = np.maximum(z1, e)
+    t1, t2 = np.exp(z1 - m), np.exp(e - m)
+    pred = np.exp(m) * (t1 + t2)
+    r = pred - y
+    ar = np.abs(r)
+    f = np.where(ar <= DELTA, 0.5 * r * r, DELTA * (ar - 0.5 * DELTA)).sum()
+    psi = np.clip(r, -DELTA, DELTA)
+    u1, u2 = psi * np.exp(z1), psi * np.exp(e)
+    g = np.array([u1.sum(), u2.sum(), -(u1 * lx).sum(), -(u1 * ld).sum()])
+    return f, g
+
+
+def row_c(args) -> dict:
+    import lawfit
+    from lawfit.laws import get_law
+    law = get_law("multiplicative")
+    grid = law.grid()
+    t0 = time.perf_counter()
+    frame, _ = curves_table(args.curves)
+    sim_s = time.perf_counter() - t0
+    # reference on a subsample of curves
+    rng = np.random.default_rng(1)
+    sub = np.linspace(0, args.curves - 1, min(args.ref_curves, args.curves)).round().astype(int)
+    ref_f, ref_s = {}, 0.0
+    for c in sub:
+        d = frame[frame["curve"] == c]
+        lx, ld = np.log(d["model_params"].to_numpy()), np.log(d["finetune_examples"].to_numpy())
+        starts = grid[rng.choice(len(grid), 20, replace=False)]
+        s, f, _ = scipy_starts(huber_loss_space, starts, (lx, ld, d["loss"].to_numpy()))
+        ref_s += s
+        ref_f[int(c)] = f
+    ref_per_curve = ref_s / len(sub)
+    times, res = [], None
+    for _ in range(args.reps_c + 1):
+        t0 = time.perf_counter()
+        res = lawfit.fit(frame, "multiplicative", by=["curve"])
+        times.append(time.perf_counter() - t0)
+    per_curve = statistics.median(times[1:]) / args.curves
+    ours = {int(g.key["curve"]): g.objective_value for g in res.groups}
+    no_worse = [ours[c] <= ref_f[c] * (1 + 1e-9) + 1e-15 for c in ref_f]
+    statuses = {}
+    for g in res.groups:
+        statuses[str(g.status)] = statuses.get(str(g.status), 0) + 1
+    out = {"curves": args.curves, "runs_per_curve": 20, "starts_per_curve": len(grid),
+           "simulation_seconds": sim_s,
+           "reference": {"what": "scipy L-BFGS-B from 20 grid starts per curve, analytic "
+                                 f"gradient; {len(sub)} curves timed", "seconds_per_curve":
+                         ref_per_curve},
+           "lawfit_fit": {"first_call_seconds": times[0],
+                          "seconds_median": statistics.median(times[1:]),
+                          "seconds_per_curve": per_curve, "statuses": statuses},
+           "speedup": ref_per_curve / per_curve,
+           "share_no_worse_than_reference": float(np.mean(no_worse)),
+           "curves_compared": len(no_worse)}
+    # the solver alone: batched vs one by one (a subsample)
+    from lawfit import batch, lsq
+    from lawfit.objectives import make_objective
+    obj = make_objective("huber", DELTA)
+    probs = []
+    for c in range(args.curves):
+        d = frame.iloc[20 * c: 20 * c + 20]
+        probs.append(lsq.Problem.simple(law, obj, np.log(d[["model_params",
+                                                             "finetune_examples"]].to_numpy()),
+                                        d["loss"].to_numpy()))
+    batch.multistart_many(probs[:2], [grid] * 2)             # compile
+    t0 = time.perf_counter()
+    batch.multistart_many(probs, [grid] * len(probs))
+    out["solver_batched_seconds_per_curve"] = (time.perf_counter() - t0) / len(probs)
+    few = probs[: args.one_by_one]
+    lsq.multistart(few[0], grid)
+    t0 = time.perf_counter()
+    for p in few:
+        lsq.multistart(p, grid)
+    out["solver_one_by_one_seconds_per_curve"] = (time.perf_counter() - t0) / len(few)
+    return out
+
+
+# --- (d): memory ---------------------------------------------------------------------------------
+
+RSS_CHILD = r"""
+import resource, sys, time
+import numpy as np
+sys.path.insert(0, {bench!r})
+import lawfit
+from lawfit import batch, lsq
+from lawfit.laws import get_law
+from lawfit.objectives import make_objective
+n, chunk = {n}, {chunk}
+law = get_law("multiplicative"); grid = law.grid(); obj = make_objective("huber", 1e-3)
+lv = np.log(np.array([(x, d) for x in {xs} for d in {ds}]))
+rng = np.random.default_rng(0)
+t0 = time.perf_counter(); values = []
+for lo in range(0, n, chunk):
+    probs = []
+    for i in range(lo, min(n, lo + chunk)):
+        A, E = np.exp(rng.uniform(np.log(50), np.log(2000))), rng.uniform(0.5, 2)
+        a, b = rng.uniform(0.1, 0.5), rng.uniform(0.02, 0.15)
+        y = A * np.exp(-a * lv[:, 0] - b * lv[:, 1]) + E + rng.normal(0, 0.005, len(lv))
+        probs.append(lsq.Problem.simple(law, obj, lv, y))
+    values += [r.value for r in batch.multistart_many(probs, [grid] * len(probs))]
+print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, len(values))
+"""
+
+
+def row_d(args) -> dict:
+    out = {}
+    for n in (max(1, args.rss_curves // 10), args.rss_curves):
+        code = RSS_CHILD.format(bench=str(ROOT / "benchmarks"), n=n, chunk=args.rss_chunk,
+                                xs=XS, ds=DS)
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, cwd=ROOT).stdout.split()
+        out[str(n)] = {"seconds": float(r[0]), "peak_rss_mib": int(r[1]) / 1024,
+                       "fitted": int(r[2])}
+    out["chunk"] = args.rss_chunk
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    full = dict(k=150, reps=3, curves=2000, ref_curves=100, reps_c=1, one_by_one=20,
+                rss_curves=20000, rss_chunk=2000)
+    quick = dict(k=30, reps=1, curves=200, ref_curves=20, reps_c=1, one_by_one=5,
+                 rss_curves=1000, rss_chunk=500)
+    ap.add_argument("--k", type=int, help="(a) reference starts timed (150; quick 30)")
+    ap.add_argument("--reps", type=int, help="repetitions of (a) and (b) (3; quick 1)")
+    ap.add_argument("--curves", type=int, help="(c) curves (2000; quick 200)")
+    ap.add_argument("--ref-curves", type=int, help="(c) reference curves timed (100; quick 20)")
+    ap.add_argument("--reps-c", type=int, help="(c) repetitions of the warm fit (1)")
+    ap.add_argument("--one-by-one", type=int, help="(c) curves fitted one by one (20; quick 5)")
+    ap.add_argument("--rss-curves", type=int, help="(d) curves in the big run (20000; quick 1000)")
+    ap.add_argument("--rss-chunk", type=int, help="(d) curves per call (2000; quick 500)")
+    ap.add_argument("--rows", default="abcd", help="which rows to run, e.g. 'ac'")
+    ap.add_argument("--out", default="benchmarks/results/bench_lsq.json")
+    args = ap.parse_args(argv)
+    for name, value in (quick if args.quick else full).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+    import lawfit  # noqa: F401  (float64)
+    res = {"machine": machine(), "quick": args.quick}
+    res["exp_throughput"] = exp_throughput()
+    print(f"machine: {res['machine']}", flush=True)
+    print(f"exp throughput: numpy {res['exp_throughput']['numpy_per_s'] / 1e6:.0f} M/s, jax "
+          f"{res['exp_throughput']['jax_per_s'] / 1e6:.0f} M/s", flush=True)
+    ref_grid_s = None
+    if "a" in args.rows or "b" in args.rows:
+        a = row_a(args, res["exp_throughput"]["jax_per_s"])
+        res["a_hoffmann_grid"] = a
+        ref_grid_s = a["reference"]["grid_seconds"]
+        print(f"(a) {a['table']}; reference {ref_grid_s:.1f} s for {a['starts']} starts "
+              f"({a['reference']['seconds_per_start'] * 1e3:.1f} ms per start), lawfit "
+              f"{a['lawfit']['grid_seconds_median']:.2f} s compiled = {a['speedup']:.1f}x; "
+              f"objective difference {a['relative_objective_difference']:.1e} relative; "
+              f"exp limit {a['exp_limit']['seconds_at_jax_rate']:.3f} s = "
+              f"{100 * a['exp_limit']['fraction_of_limit']:.1f}% achieved", flush=True)
+    if "b" in args.rows:
+        b = row_b(args, ref_grid_s)
+        res["b_fit_process"] = b
+        print(f"(b) lawfit {b['command']}: {b['warm_cache_seconds_median']:.2f} s with a warm "
+              f"cache ({b['cold_cache_seconds']:.1f} s cold) = {b['speedup']:.1f}x", flush=True)
+    if "c" in args.rows:
+        c = row_c(args)
+        res["c_curves"] = c
+        print(f"(c) {c['curves']} curves x 20 runs: reference "
+              f"{c['reference']['seconds_per_curve'] * 1e3:.1f} ms per curve, lawfit.fit "
+              f"{c['lawfit_fit']['seconds_per_curve'] * 1e3:.2f} ms per curve = {c['speedup']:.1f}x"
+              f" (solver alone: batched {c['solver_batched_seconds_per_curve'] * 1e3:.2f} ms, one "
+              f"by one {c['solver_one_by_one_seconds_per_curve'] * 1e3:.1f} ms per curve); "
+              f"objective no worse than scipy's in "
+              f"{100 * c['share_no_worse_than_reference']:.1f}% of {c['curves_compared']} curves; "
+              f"statuses {c['lawfit_fit']['statuses']}", flush=True)
+    if "d" in args.rows:
+        d = row_d(args)
+        res["d_memory"] = d
+        print("(d) peak RSS: " + ", ".join(f"{k} curves {v['peak_rss_mib']:.0f} MiB in "
+                                           f"{v['seconds']:.0f} s" for k, v in d.items()
+                                           if k != "chunk") + f" (chunks of {d['chunk']})",
+              flush=True)
+    res["machine"]["load_average_end"] = os.getloadavg()
+    res["machine"]["peak_rss_mib_this_process"] = \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"load average at start {res['machine']['load_average_start']}, end "
+          f"{res['machine']['load_average_end']} ({os.cpu_count()} cores)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
-    lf = res["lawfit"]
-    print(f"lawfit: grid {lf['grid_seconds_cold_median']:.1f} s cold (process start, compile "
-          f"included), {lf['grid_seconds_warm_median']:.2f} s warm; objective {ms.value:.12g} "
-          f"(relative difference to reference {res['relative_objective_difference']:.1e}); "
-          f"{ms.n_at_optimum} refined starts at the optimum")
-    print(f"speed-up vs analytic-gradient reference: {res['speedup_cold']:.0f}x cold, "
-          f"{res['speedup_warm']:.0f}x warm; vs finite-difference reference: "
-          f"{res['speedup_cold_vs_finite_differences']:.0f}x cold, "
-          f"{res['speedup_warm_vs_finite_differences']:.0f}x warm")
-    print(f"bootstrap {args.bootstrap}: {lf['bootstrap_seconds_cold_median']:.1f} s cold, "
-          f"{lf['bootstrap_seconds_warm_median']:.1f} s warm, {lf['bootstrap_converged']} converged")
-    ok_opt = res["relative_objective_difference"] <= 1e-9
-    print(f"targets: same optimum (<= 1e-9 relative): {ok_opt}; >= 100x (cold, vs analytic / "
-          f"finite differences): {res['speedup_cold'] >= 100} / "
-          f"{res['speedup_cold_vs_finite_differences'] >= 100}; bootstrap < 10 s: "
-          f"{lf['bootstrap_seconds_cold_median'] < 10}")
+    Path(args.out).write_text(json.dumps(res, indent=2, default=float) + "\n")
 
 
 if __name__ == "__main__":

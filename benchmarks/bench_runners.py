@@ -49,20 +49,6 @@ def flops_per_token(cfg, n_params: int, seq: int) -> float:
     return 6.0 * n_params + 12.0 * cfg.n_layers * seq * cfg.d_model
 
 
-def limit_threads(threads: int | None):
-    """Limit XLA's CPU threads (before jax is imported)."""
-    if not threads:
-        return
-    flags = os.environ.get("XLA_FLAGS", "")
-    if threads == 1:
-        flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    os.environ["XLA_FLAGS"] = flags.strip()
-    try:
-        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:threads]))
-    except (AttributeError, OSError):
-        pass
-
-
 def measure(cfg, *, batch: int, seq: int, dtype: str, steps: int, windows: int, attention: str = "auto",
             peak: float | None = None, label: str = "") -> dict:
     """Train-step throughput of one configuration (see the module docstring)."""
@@ -207,8 +193,9 @@ def main(argv=None):
     ap.add_argument("--peak-tflops", type=float, default=None, help="peak TFLOP/s of ONE device (default: known kinds)")
     ap.add_argument("--out", default=None, help="directory for the JSON (default benchmarks/results)")
     a = ap.parse_args(argv)
-    limit_threads(a.threads)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from runners.sweep.execute import init_worker
+    init_worker(a.threads)  # XLA's CPU threads and this process's cores, before jax is imported
     res = run_device_mode(a) if a.device else run_cpu_mode(a)
     dev = res["meta"]["device"]
     slug = "".join(ch if ch.isalnum() else "_" for ch in dev["device_kind"]).strip("_").lower()

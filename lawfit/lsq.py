@@ -26,7 +26,7 @@ import numpy as np
 from .laws import Law
 from .objectives import Objective
 
-PAD = 32            # runs are padded to a multiple of this (zero weight) to share compilations
+PAD = 8             # runs are padded (zero weight) to a few sizes to share compilations: padded_runs
 SCREEN_STEPS = 8       # damped Newton steps every start takes before the best are refined
 MAX_STEPS = 1000
 FTOL = 1e-12        # converged when the Newton decrement^2 / 2 <= FTOL * (|f| + FABS)
@@ -36,6 +36,15 @@ MAXSTEP = 10.0     # longest step in any parameter (log-scale or exponent units)
 # the built-in log-sum-exp laws use their exact analytic derivatives rather than autodiff:
 # measured faster (benchmarks/bench_lsq.py --autodiff, README "Any law as a jax function")
 ANALYTIC = True
+
+
+def padded_runs(n: int) -> int:
+    """Runs of a fit are padded with zero-weight runs to this many: a multiple of PAD up to 32,
+    then 2^k or 1.5 * 2^k (at most 50% padding; few compiled shapes)."""
+    if n <= 4 * PAD:
+        return max(PAD, int(math.ceil(n / PAD)) * PAD)
+    k = 1 << (int(n - 1).bit_length() - 1)          # n in (k, 2k]
+    return k + k // 2 if n <= k + k // 2 else 2 * k
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,7 +114,7 @@ class Problem:
         """Solver data padded with zero-weight runs to a multiple of PAD (to share compilations),
         and the base weights."""
         n = self.n
-        m = max(PAD, int(math.ceil(n / PAD)) * PAD)
+        m = padded_runs(n)
         if not (self.law.analytic and ANALYTIC):
             lv = np.zeros((m, self.log_vars.shape[1]))       # padding: variables = 1, loss = 1
             lv[:n] = self.log_vars
@@ -247,20 +256,28 @@ def _varpro_coefficients(law: Law, exps, w, lv, y):
 # --- the batched damped Newton solver --------------------------------------------------------
 
 @lru_cache(maxsize=None)
-def _solver(fns):
-    """jit-compiled batched solver for ``fns = (value, vgh)`` of ``theta, w, data``: returns
-    ``run(theta0 (S,F), W (S,N), data, max_steps) -> (theta, f, converged, steps)``."""
+def _solver(fns, shared_w: bool):
+    """jit-compiled batched solver for ``fns = (value, vgh)`` of ``theta, w, data``.
+
+    Arrays carry a leading group axis G (one fit each; G = 1 for a single fit) and a start axis S:
+    theta (G, S, F), data leaves (G, ...), lb (G, F), and weights W (G, M) when every start of a
+    group shares them (``shared_w``: a grid) or (G, S, M) (bootstrap resamples). Returns
+    ``(start, advance)``: ``start(theta0, W, data, lb) -> state`` and
+    ``advance(state, W, data, lb, n) -> (state, iterations, steps per group)``, which takes up to
+    n steps and stops early once every row is done. A row's trajectory depends only on its own
+    start and data, so a fit gives the same result whatever other groups share its batch.
+    """
     value, vgh = fns
 
     def init(theta, w, data, lb):
         theta = jnp.maximum(theta, lb)
         f, g, h = vgh(theta, w, data)
-        return theta, f, g, h, jnp.asarray(1.0), jnp.asarray(False)
+        return theta, f, g, h, jnp.asarray(1.0), jnp.asarray(False), jnp.asarray(False)
 
     def step(state, w, data, lb):
         # one evaluation per iteration: value, gradient and Hessian at the trial point, kept if
         # the step is accepted
-        theta, f, g0, h0, lam, done = state
+        theta, f, g0, h0, lam, done, conv_any = state
         g, h = g0, 0.5 * (h0 + h0.T)
         # projected Newton: a parameter at its lower bound that the gradient pushes further down
         # is held there (its row and column leave the system)
@@ -299,36 +316,105 @@ def _solver(fns):
         h0 = jnp.where(accept, h_new, h0)
         lam = jnp.clip(jnp.where(accept, lam * 0.2, lam * 10.0), 1e-12, 1e12)
         stalled = lam >= 1e12     # no step of any size decreases f: stop, conv tells the truth
-        return (theta, f, g0, h0, lam, done | conv | stalled), conv
+        return theta, f, g0, h0, lam, done | conv | stalled, conv_any | conv
 
-    v_init = jax.vmap(init, in_axes=(0, 0, None, None))
-    v_step = jax.vmap(step, in_axes=(0, 0, None, None))
+    w_axis = None if shared_w else 0
+    v_init = jax.vmap(jax.vmap(init, in_axes=(0, w_axis, None, None)), in_axes=(0, 0, 0, 0))
+    v_step = jax.vmap(jax.vmap(step, in_axes=(0, w_axis, None, None)), in_axes=(0, 0, 0, 0))
 
     @jax.jit
-    def run(theta0, W, data, lb, max_steps):
-        state = v_init(theta0, W, data, lb)
-        conv0 = jnp.zeros(theta0.shape[0], bool)
+    def start(theta0, W, data, lb):
+        return v_init(theta0, W, data, lb)
 
+    @jax.jit
+    def advance(state, W, data, lb, n_steps):
         def cond(c):
-            (_, _, _, _, _, done), _, it = c
-            return (it < max_steps) & ~jnp.all(done)
+            state, it, _ = c
+            return (it < n_steps) & ~jnp.all(state[5])
 
         def body(c):
-            state, conv, it = c
-            state, conv_now = v_step(state, W, data, lb)
-            return state, conv | conv_now, it + 1
+            state, it, gsteps = c
+            running = ~jnp.all(state[5], axis=1)          # groups with a row still iterating
+            return v_step(state, W, data, lb), it + 1, gsteps + running
 
-        (theta, f, _g, _h, _lam, _done), conv, steps = jax.lax.while_loop(
-            cond, body, (state, conv0, jnp.asarray(0)))
-        return theta, f, conv, steps
+        g = state[0].shape[0]
+        return jax.lax.while_loop(cond, body, (state, jnp.asarray(0),
+                                               jnp.zeros(g, jnp.int32)))
 
-    return run
+    return start, advance
+
+
+def _bucket(live: int, size: int) -> int:
+    """Rows of a compacted batch: the batch (``size`` rows, ``live`` still iterating) shrinks by
+    factors of 4, to no fewer than 16 rows (few compiled shapes)."""
+    while size >= 64 and live <= size // 4:
+        size //= 4
+    return size
+
+
+def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0):
+    """Run the batched solver from ``theta0`` (G, S, F) for up to ``max_steps`` steps.
+
+    ``W``: (G, M) weights shared by a group's starts, or (G, S, M) per start; ``data``: the
+    solver arrays of G groups stacked on a leading axis; ``lb`` (G, F). With ``block`` > 0 and
+    G > 1, the batch is compacted every ``block`` steps: groups whose every start is done leave
+    it (the batch shrinks by factors of 4; see :func:`_bucket`), so a few slow groups do not keep
+    the whole batch busy. This changes no row's trajectory.
+
+    Returns theta (G, S, F), f (G, S), converged (G, S) and steps (G,) (iterations until each
+    group's last start was done) as numpy arrays.
+    """
+    theta0 = jnp.asarray(theta0, jnp.float64)
+    W = jnp.asarray(W, jnp.float64)
+    shared_w = W.ndim == 2
+    start, advance = _solver(fns, shared_w)
+    lb = jnp.asarray(lb, jnp.float64)
+    data = jax.tree_util.tree_map(jnp.asarray, data)
+    state = start(theta0, W, data, lb)
+    G = theta0.shape[0]
+    if block <= 0 or G == 1:
+        state, _, gsteps = advance(state, W, data, lb, jnp.asarray(max_steps))
+        theta, f, _, _, _, _, conv = state
+        return np.asarray(theta), np.asarray(f), np.asarray(conv), np.asarray(gsteps)
+    out_theta = np.empty(theta0.shape)
+    out_f = np.empty(theta0.shape[:2])
+    out_conv = np.zeros(theta0.shape[:2], bool)
+    out_steps = np.zeros(G, np.int64)
+    rows = np.arange(G)                       # original group of each batch row
+    taken = 0
+    while True:
+        n = min(block, max_steps - taken)
+        state, _, gsteps = advance(state, W, data, lb, jnp.asarray(n))
+        taken += n
+        out_steps[rows] += np.asarray(gsteps)   # duplicate rows are identical: counted once
+        theta, f, done, conv = (np.asarray(state[i]) for i in (0, 1, 5, 6))
+        finished = done.all(axis=1) | (taken >= max_steps)
+        out_theta[rows[finished]] = theta[finished]
+        out_f[rows[finished]] = f[finished]
+        out_conv[rows[finished]] = conv[finished]
+        live = np.flatnonzero(~finished)
+        if live.size == 0:
+            break
+        size = _bucket(live.size, len(rows))
+        if size < len(rows):
+            sel = np.concatenate([live, np.full(size - live.size, live[-1])])
+            state, W, data, lb = _take((state, W, data, lb), jnp.asarray(sel))
+            rows = rows[sel]
+    return out_theta, out_f, out_conv, out_steps
+
+
+@jax.jit
+def _take(tree, idx):
+    """Rows ``idx`` of every array in ``tree`` (one compiled gather)."""
+    return jax.tree_util.tree_map(lambda a: a[idx], tree)
 
 
 def _run(fns, theta0, W, data, lb, max_steps):
-    theta, f, conv, steps = _solver(fns)(jnp.asarray(theta0), jnp.asarray(W), data,
-                                         jnp.asarray(lb), jnp.asarray(max_steps))
-    return np.asarray(theta), np.asarray(f), np.asarray(conv), int(steps)
+    """One group: theta0 (S, F), W (S, M), data and lb unbatched."""
+    data1 = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], data)
+    theta, f, conv, steps = iterate(fns, np.asarray(theta0)[None], np.asarray(W)[None], data1,
+                                    np.asarray(lb)[None], max_steps)
+    return theta[0], f[0], conv[0], int(steps[0])
 
 
 def objective_value(problem: Problem, free) -> float:
@@ -363,27 +449,76 @@ def _distinct(thetas, values, k, rtol=1e-6):
 def multistart(problem: Problem, starts: np.ndarray, *, screen_steps: int = SCREEN_STEPS,
                keep: int | None = None, max_steps: int = MAX_STEPS) -> MultiStart:
     """Minimise the problem's objective from every start (S, F); see the module docstring."""
-    fun = problem.fns()
     data, w = problem.arrays()
-    lb = problem.lower_bounds()
+    data = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], data)
+    return multistart_arrays(problem.fns(), data, w[None], problem.lower_bounds()[None],
+                             np.asarray(starts, np.float64)[None], screen_steps=screen_steps,
+                             keep=keep, max_steps=max_steps)[0]
+
+
+def multistart_arrays(fns, data, w: np.ndarray, lb: np.ndarray, starts: np.ndarray, *,
+                      screen_steps: int = SCREEN_STEPS, keep: int | None = None,
+                      max_steps: int = MAX_STEPS, block: int = 0,
+                      screen_chunk: int = 0) -> list[MultiStart]:
+    """:func:`multistart` for G problems of one shape at once (lawfit.batch stacks them).
+
+    Parameters
+    ----------
+    fns : (value, vgh) of the problems' objective (``Problem.fns()``), the same for all.
+    data : solver arrays (``Problem.arrays()[0]``) stacked on a leading axis of G.
+    w : (G, M) base weights (0 for padded runs).
+    lb : (G, F) lower bounds of the free parameters.
+    starts : (G, S, F) start vectors.
+    block : if > 0, refine the best starts of all groups as one batch of rows, compacted every
+        ``block`` steps (see :func:`iterate`); 0: one batch per call, no compaction.
+    screen_chunk : screen this many groups at a time (0: all), to bound memory.
+
+    Returns
+    -------
+    One :class:`MultiStart` per group, each the one :func:`multistart` gives for that group alone.
+    """
     starts = np.asarray(starts, np.float64)
-    s = len(starts)
-    W = np.broadcast_to(w, (s, len(w)))
-    theta, f, conv, steps1 = _run(fun, starts, W, data, lb, screen_steps)
+    g, s, _ = starts.shape
+    w = np.asarray(w, np.float64)
+    lb = np.asarray(lb, np.float64)
+    sc = g if screen_chunk <= 0 else screen_chunk
+    parts = []
+    for lo in range(0, g, sc):           # screening, sc groups at a time (bounded memory)
+        sel = np.minimum(np.arange(lo, lo + sc), g - 1)      # the last chunk repeats a group
+        sub = data if sc == g else jax.tree_util.tree_map(lambda a: np.asarray(a)[sel], data)
+        parts.append([a[: min(sc, g - lo)] for a in
+                      iterate(fns, starts[sel], w[sel], sub, lb[sel], screen_steps)])
+    theta, f, conv, steps1 = (np.concatenate(a) for a in zip(*parts))
     f = np.where(np.isfinite(f), f, np.inf)
     k = min(s, keep or max(32, int(math.ceil(0.02 * s))))
-    best = np.argsort(f)[:k]
-    theta2, f2, conv2, steps2 = _run(fun, theta[best], W[:k], data, lb, max_steps)
+    best = np.argsort(f, axis=1, kind="stable")[:, :k]
+    rows = np.arange(g)[:, None]
+    if block > 0:
+        # refinement row by row: each (group, start) row carries its group's data, so the batch
+        # is compacted down to the starts still iterating
+        rep = np.repeat(np.arange(g), k)
+        data_r = jax.tree_util.tree_map(lambda a: np.asarray(a)[rep], data)
+        theta2, f2, conv2, st = iterate(fns, theta[rows, best].reshape(g * k, 1, -1),
+                                        np.repeat(w, k, axis=0), data_r,
+                                        np.repeat(lb, k, axis=0), max_steps, block=block)
+        theta2, f2, conv2 = theta2.reshape(g, k, -1), f2.reshape(g, k), conv2.reshape(g, k)
+        steps2 = st.reshape(g, k).max(axis=1)
+    else:
+        theta2, f2, conv2, steps2 = iterate(fns, theta[rows, best], w, data, lb, max_steps)
     # a start that converged during screening keeps its flag
-    conv2 = conv2 | conv[best]
+    conv2 = conv2 | conv[rows, best]
     f2 = np.where(np.isfinite(f2), f2, np.inf)
-    pool = np.flatnonzero(conv2) if conv2.any() else np.arange(k)
-    i = pool[np.argmin(f2[pool])]
-    fbest = f2[i]
-    at_opt = int(np.sum(conv2 & (np.abs(f2 - fbest) <= 1e-9 * max(abs(fbest), 1e-300))))
-    cands = _distinct(theta2[pool], f2[pool], 4)
-    return MultiStart(theta=theta2[i], value=float(fbest), converged=bool(conv2[i]),
-                      n_starts=s, n_at_optimum=at_opt, candidates=cands, steps=steps1 + steps2)
+    out = []
+    for i in range(g):
+        pool = np.flatnonzero(conv2[i]) if conv2[i].any() else np.arange(k)
+        j = pool[np.argmin(f2[i, pool])]
+        fbest = f2[i, j]
+        at_opt = int(np.sum(conv2[i] & (np.abs(f2[i] - fbest) <= 1e-9 * max(abs(fbest), 1e-300))))
+        cands = _distinct(theta2[i, pool], f2[i, pool], 4)
+        out.append(MultiStart(theta=theta2[i, j], value=float(fbest), converged=bool(conv2[i, j]),
+                              n_starts=s, n_at_optimum=at_opt, candidates=cands,
+                              steps=int(steps1[i] + steps2[i])))
+    return out
 
 
 def refine(problem: Problem, starts: np.ndarray, max_steps: int = MAX_STEPS) -> MultiStart:
@@ -409,9 +544,8 @@ def varpro(problem: Problem, exponent_starts: np.ndarray) -> tuple[MultiStart, n
     lv[: problem.n] = problem.log_vars
     data = (jnp.asarray(lv), y)
     starts = np.asarray(exponent_starts, np.float64)
-    W = np.broadcast_to(w, (len(starts), len(w)))
-    theta, f, conv, _ = _run(fun, starts, W, data, np.full(starts.shape[1], -np.inf),
-                              MAX_STEPS)
+    theta, f, conv, _ = _run(fun, starts, np.broadcast_to(w, (len(starts), len(w))), data,
+                             np.full(starts.shape[1], -np.inf), MAX_STEPS)
     f = np.where(conv & np.isfinite(f), f, np.inf)
     exps = theta[np.argmin(f)]
     coef, _ = _varpro_coefficients(law, jnp.asarray(exps), jnp.asarray(w), *data)

@@ -4,12 +4,27 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .sweep.executor import EXECUTORS
+
+__all__ = ["configure_parser", "main"]
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the arguments of `run SWEEP.toml` to `parser` (no heavy import: used by `lawfit --help`).
+
+    Parameters
+    ----------
+    parser
+        The (sub)parser of the `run` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The same parser.
+    """
     parser.add_argument("sweep", help="sweep TOML file (grid over models, checkpoints, data sizes, seeds, methods)")
-    parser.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local",
-                        help="local worker processes (default), SLURM through submitit, or submitit's "
-                             "local executor (the SLURM code path on this machine)")
+    parser.add_argument("--executor", choices=list(EXECUTORS), default="local",
+                        help="; ".join(f"{k}: {e.help}" for k, e in EXECUTORS.items()))
     parser.add_argument("--out", default=None, help="dataset directory (default: [sweep] out in the TOML)")
     parser.add_argument("--jobs", type=int, default=None, help="local executor: parallel worker processes")
     parser.add_argument("--threads-per-job", type=int, default=None,
@@ -24,6 +39,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 
 def main(args: argparse.Namespace) -> int:
+    """Run the sweep of parsed `args`; returns the exit status (0, 1 failed runs, 2 bad input,
+    130 / 143 stopped by SIGINT / SIGTERM)."""
     prog = "lawfit run"
     import importlib.util
     need = ("pydantic",) + (() if args.dry_run else ("flax", "optax", "orbax.checkpoint", "sacrebleu"))

@@ -29,6 +29,9 @@ import os
 import subprocess
 import sys
 
+__all__ = ["ACCELERATORS", "DEVICES", "DTYPES", "DeviceError", "DeviceInfo", "check_request", "float32_scope",
+           "jnp_dtype", "main", "probe", "probe_subprocess", "resolve", "resolve_dtype", "resolve_info"]
+
 DEVICES = ("auto", "cpu", "gpu")
 DTYPES = ("auto", "float32", "bfloat16")
 ACCELERATORS = ("gpu", "tpu")
@@ -48,10 +51,12 @@ class DeviceInfo:
     dtype: str | None = None
 
     def to_dict(self) -> dict:
+        """The fields as a dict (JSON)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> DeviceInfo:
+        """The DeviceInfo of a `to_dict` dict."""
         return cls(backend=str(d["backend"]), device_kind=str(d["device_kind"]),
                    device_count=int(d["device_count"]), dtype=d.get("dtype"))
 
@@ -70,7 +75,20 @@ def check_request(device: str = "auto", dtype: str = "auto") -> None:
 
 
 def resolve_dtype(backend: str, dtype: str = "auto") -> str:
-    """The compute dtype name: `dtype` itself, or for "auto" bfloat16 on GPU/TPU and float32 on CPU."""
+    """The compute dtype name: `dtype` itself, or for "auto" bfloat16 on GPU/TPU and float32 on CPU.
+
+    Parameters
+    ----------
+    backend
+        jax's backend name ("cpu", "gpu", "cuda", "rocm", "tpu").
+    dtype
+        "auto", "float32" or "bfloat16" (anything else raises DeviceError).
+
+    Returns
+    -------
+    str
+        "float32" or "bfloat16".
+    """
     check_request("auto", dtype)
     if dtype != "auto":
         return dtype
@@ -78,7 +96,20 @@ def resolve_dtype(backend: str, dtype: str = "auto") -> str:
 
 
 def resolve_info(info: DeviceInfo, device: str = "auto", dtype: str = "auto") -> DeviceInfo:
-    """Check a request against a probe (no jax needed); returns the probe with the resolved dtype."""
+    """Check a request against a probe (no jax needed).
+
+    Parameters
+    ----------
+    info
+        What jax computes on (`probe`).
+    device, dtype
+        The request ("auto", "cpu", "gpu"; "auto", "float32", "bfloat16").
+
+    Returns
+    -------
+    DeviceInfo
+        The probe with the resolved dtype; raises DeviceError (one line) if the request cannot be met.
+    """
     check_request(device, dtype)
     backend = _backend_name(info.backend)
     if device == "gpu" and backend != "gpu":
@@ -134,7 +165,21 @@ def probe_subprocess(device: str = "auto", dtype: str = "auto", env: dict | None
                      timeout: float = 300) -> DeviceInfo:
     """Resolve in a fresh `python -m runners.device` process, so that this one never starts jax.
 
-    Raises DeviceError with the child's one-line message when the request cannot be met."""
+    Parameters
+    ----------
+    device, dtype
+        The request (as for `resolve`).
+    env
+        The child's environment (default: this process's).
+    timeout
+        Seconds before the probe is given up.
+
+    Returns
+    -------
+    DeviceInfo
+        The child's resolved DeviceInfo; raises DeviceError with the child's one-line message when
+        the request cannot be met.
+    """
     check_request(device, dtype)
     cmd = [sys.executable, "-m", "runners.device", "--device", device, "--dtype", dtype]
     try:
@@ -150,7 +195,8 @@ def probe_subprocess(device: str = "auto", dtype: str = "auto", env: dict | None
     return DeviceInfo.from_dict(json.loads(p.stdout.strip().splitlines()[-1]))
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """`python -m runners.device`: print the resolved DeviceInfo as one JSON line; returns the exit status."""
     ap = argparse.ArgumentParser(prog="python -m runners.device",
                                  description="print what jax computes on, as one JSON line")
     ap.add_argument("--device", default="auto", help="auto (default), cpu or gpu")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -12,11 +13,27 @@ from .device import float32_scope
 from .tasks import EOS, PAD, Examples
 from .train import eval_step, mesh, put_batch, replicate
 
+__all__ = ["greedy_decode", "mean_nll", "translation_scores"]
 
-def mean_nll(model, ex: Examples, batch_size: int = 64) -> float:
+
+def mean_nll(model: nnx.Module, ex: Examples, batch_size: int = 64) -> float:
     """Mean NLL in nats per target token (target tokens and <eos>, never the source) over `ex`.
 
-    The batch is rounded up to a multiple of the device count (padding rows are fully masked)."""
+    Parameters
+    ----------
+    model
+        The Transformer (runners/model.py).
+    ex
+        The examples and their loss masks.
+    batch_size
+        Rows per evaluation step, rounded up to a multiple of the device count (padding rows are
+        fully masked).
+
+    Returns
+    -------
+    float
+        The loss (the runs table's `loss` on the test split).
+    """
     n_dev = mesh().devices.size
     batch_size = -(-batch_size // n_dev) * n_dev
     graphdef, state = nnx.split(model)
@@ -53,11 +70,25 @@ def _greedy(graphdef, state, buf, pos, max_new):
     return buf
 
 
-def greedy_decode(model, ex: Examples, max_new: int | None = None) -> list[list[int]]:
-    """Greedy continuation after each example's <B> separator; returns target ids up to <eos>.
+def greedy_decode(model: nnx.Module, ex: Examples, max_new: int | None = None) -> list[list[int]]:
+    """Greedy continuation after each example's <B> separator.
 
     No KV cache (the models here are tiny and sequences short): each step reruns the full padded
     sequence; causal attention makes the zeros after the cursor irrelevant.
+
+    Parameters
+    ----------
+    model
+        The Transformer.
+    ex
+        The examples (their targets are ignored).
+    max_new
+        Tokens to generate at most (default: up to the sequence length).
+
+    Returns
+    -------
+    list of list of int
+        Each example's generated target ids, up to (not including) <eos>.
     """
     graphdef, state = nnx.split(model)
     T = ex.tokens.shape[1]
@@ -77,8 +108,23 @@ def greedy_decode(model, ex: Examples, max_new: int | None = None) -> list[list[
     return res
 
 
-def translation_scores(model, ex: Examples, detok) -> dict:
-    """chrF and BLEU (sacrebleu, default settings) of greedy outputs against the references."""
+def translation_scores(model: nnx.Module, ex: Examples, detok: Callable[[list[int]], str]) -> dict:
+    """chrF and BLEU (sacrebleu, default settings) of greedy outputs against the references.
+
+    Parameters
+    ----------
+    model
+        The Transformer.
+    ex
+        The examples, with their reference texts.
+    detok
+        The task's ids -> text.
+
+    Returns
+    -------
+    dict
+        {"chrf", "bleu", "exact_match"} (percentages, and the fraction of exact outputs).
+    """
     import sacrebleu
     hyps = [detok(ids) for ids in greedy_decode(model, ex)]
     return {

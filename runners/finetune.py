@@ -12,14 +12,13 @@ steps (and at step 0); the trainable weights with the best dev loss are kept.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 from flax import nnx
 
+from .config import METHODS, FinetuneConfig, ModelConfig
 from .device import float32_scope
 from .evaluate import mean_nll
-from .model import BASE, TRAINABLE, ModelConfig, Transformer, init_prompt_from_vocab
+from .model import BASE, TRAINABLE, Transformer, init_prompt_from_vocab
 from .tasks import SPECIALS, Examples
 from .train import (
     batches,
@@ -32,28 +31,7 @@ from .train import (
     train_step,
 )
 
-METHODS = ("fmt", "prompt", "lora")
-# Per-method default learning rates (Adam). PET methods train few, freshly initialised
-# parameters and take larger steps than full-model tuning, as in the literature
-# (prompt tuning: ~0.3 with Adafactor in Lester et al.; LoRA: ~1e-4..1e-3 at scale vs FMT lower).
-DEFAULT_LR = {"fmt": 1e-3, "prompt": 3e-2, "lora": 3e-3}
-
-
-@dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
-    steps: int = 300
-    batch_size: int = 16
-    lr: float | None = None  # None: DEFAULT_LR[method]
-    warmup: int = 20
-    weight_decay: float = 0.0
-    eval_every: int = 50
-    dev_examples: int = 128
-    lora_alpha: float | None = None  # None: alpha = rank (scale 1)
-    dtype: str = "auto"
-    eval_batch_size: int = 64  # rows per dev-loss step (a multiple of the device count)
-
-    def lr_for(self, method: str) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[method]
+__all__ = ["FinetuneConfig", "build_model", "finetune"]
 
 
 def build_model(cfg: ModelConfig, base_params: dict, method: str, pet_size: int | None, seed: int,

@@ -1,4 +1,5 @@
-"""The two kinds of job a sweep runs, executed inside a worker (imports jax; sweep.py does not).
+"""The two kinds of job a sweep runs, executed inside a worker (imports jax; the sweep driver,
+runners/sweep/run.py, does not).
 
 A pretraining job trains one model size and writes its orbax checkpoints; a finetuning job loads
 one checkpoint, finetunes with one method / PET size / data subset / seed, evaluates, and writes
@@ -11,14 +12,18 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import rows
+from .config import FinetuneConfig, ModelConfig, PretrainConfig, adapter_param_count, param_count
+from .device import DeviceInfo
 from .evaluate import mean_nll, translation_scores
-from .finetune import FinetuneConfig, build_model, finetune
-from .model import ModelConfig, adapter_param_count, param_count
-from .pretrain import PretrainConfig, load_base, pretrain
+from .finetune import build_model, finetune
+from .pretrain import load_base, pretrain
 from .tasks import get_task
+
+__all__ = ["run_finetune", "run_pretrain"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,22 @@ def _model_cfg(d: dict) -> ModelConfig:
     return ModelConfig(**d)
 
 
-def run_pretrain(job: dict, log=None) -> dict:
+def run_pretrain(job: dict, log: Callable[[str], None] | None = None) -> dict:
+    """Run a pretraining job of the plan (runners/sweep/plan.py), once per checkpoint directory.
+
+    Parameters
+    ----------
+    job
+        {"task", "model", "pretrain", "ckpt_dir", ...}: the task spec, the model and pretraining
+        configurations as dicts, and the checkpoint directory.
+    log
+        Progress messages go here.
+
+    Returns
+    -------
+    dict
+        {"kind": "pretrain", "ckpt_dir", "wall_seconds"}.
+    """
     task = _task(json.dumps(job["task"], sort_keys=True))
     cfg = _model_cfg(job["model"])
     pcfg = PretrainConfig(**{**job["pretrain"], "checkpoints": tuple(job["pretrain"]["checkpoints"])})
@@ -56,9 +76,21 @@ def run_pretrain(job: dict, log=None) -> dict:
     return {"kind": "pretrain", "ckpt_dir": job["ckpt_dir"], "wall_seconds": meta["wall_seconds"]}
 
 
-def run_finetune(job: dict, device=None) -> dict:
-    """Run one configuration and write its row (with `device`, the DeviceInfo of this process).
-    Returns the row (as a dict)."""
+def run_finetune(job: dict, device: DeviceInfo | None = None) -> dict:
+    """Run one configuration of the plan and write its row.
+
+    Parameters
+    ----------
+    job
+        {"run_id", "config", "ckpt_dir", "out", ...} (runners/sweep/plan.py).
+    device
+        What this process computes on; recorded in the row (backend, kind, count, dtype).
+
+    Returns
+    -------
+    dict
+        The row, as written to `<out>/<run_id>.parquet`.
+    """
     t0 = time.time()
     c = job["config"]
     tspec = json.dumps(c["task"], sort_keys=True)

@@ -28,6 +28,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from .config import ModelConfig, adapter_param_count, ladder, param_count  # re-exported for callers of the model
+
+__all__ = ["ATTENTION", "BASE", "TRAINABLE", "Block", "Dense", "LoRAParam", "ModelConfig", "PromptParam", "RMSNorm",
+           "Transformer", "adapter_param_count", "attention_impl", "count_state", "init_prompt_from_vocab", "ladder",
+           "param_count", "rope"]
+
 F32 = jnp.float32
 ATTENTION = ("auto", "xla", "cudnn")
 
@@ -37,6 +43,22 @@ def attention_impl(attention: str, dtype, seq_len: int, head_dim: int, backend: 
 
     "auto" picks cuDNN flash attention on a GPU for bf16/fp16 compute when the head dim is a multiple
     of 8 up to 128 and the sequence length a multiple of 64 (jax 0.11 on an H100 refused 65), else XLA.
+
+    Parameters
+    ----------
+    attention
+        "auto", "xla" or "cudnn".
+    dtype
+        The compute dtype.
+    seq_len, head_dim
+        The sequence length and the head dimension.
+    backend
+        jax's backend (default: the current one).
+
+    Returns
+    -------
+    str
+        "cudnn" or "xla".
     """
     if attention not in ATTENTION:
         raise ValueError(f"unknown attention {attention!r}; expected one of {ATTENTION}")
@@ -46,8 +68,6 @@ def attention_impl(attention: str, dtype, seq_len: int, head_dim: int, backend: 
     ok = (backend == "gpu" and jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
           and head_dim % 8 == 0 and head_dim <= 128 and seq_len % 64 == 0)
     return "cudnn" if ok else "xla"
-
-from .config import ModelConfig, adapter_param_count, ladder, param_count  # noqa: E402, F401 (re-exported)
 
 
 class PromptParam(nnx.Param):
@@ -79,6 +99,8 @@ class Dense(nnx.Module):
 
 
 class RMSNorm(nnx.Module):
+    """RMS normalisation with a learned scale, computed in float32."""
+
     def __init__(self, d: int):
         self.scale = nnx.Param(jnp.ones((d,), F32))
 
@@ -88,8 +110,21 @@ class RMSNorm(nnx.Module):
         return (y * self.scale[...]).astype(x.dtype)
 
 
-def rope(x, base: float):
-    """Rotary embedding over the last axis of x: (B, T, H, Dh); positions 0..T-1."""
+def rope(x: jax.Array, base: float) -> jax.Array:
+    """Rotary embedding over the last axis of x: (B, T, H, Dh); positions 0..T-1.
+
+    Parameters
+    ----------
+    x
+        Queries or keys, (B, T, H, Dh) with Dh even.
+    base
+        The RoPE base (the model's `rope_base`).
+
+    Returns
+    -------
+    jax.Array
+        `x` rotated, in its dtype.
+    """
     T, dh = x.shape[1], x.shape[-1]
     inv = 1.0 / (base ** (jnp.arange(0, dh, 2, dtype=jnp.float32) / dh))
     ang = jnp.arange(T, dtype=jnp.float32)[:, None] * inv[None, :]  # (T, dh/2)
@@ -100,6 +135,8 @@ def rope(x, base: float):
 
 
 class Block(nnx.Module):
+    """A pre-norm Transformer block: causal self-attention and a GELU MLP, each with a residual."""
+
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, lora_rank: int = 0, attention: str = "auto"):
         d = cfg.d_model
         self.cfg = cfg
@@ -168,11 +205,22 @@ class Transformer(nnx.Module):
         return jnp.matmul(x, emb.T.astype(dtype), preferred_element_type=F32) * (1.0 / math.sqrt(self.cfg.d_model))
 
 
-def init_prompt_from_vocab(model: Transformer, key, low: int = 0) -> None:
-    """Initialise the soft prompt from embeddings of tokens sampled uniformly from [low, V)."""
+def init_prompt_from_vocab(model: Transformer, key: jax.Array, low: int = 0) -> None:
+    """Initialise the soft prompt, in place, from embeddings of tokens sampled uniformly from [low, V).
+
+    Parameters
+    ----------
+    model
+        A Transformer with a soft prompt (`prompt_len` > 0) and its base weights loaded.
+    key
+        The jax random key.
+    low
+        The smallest token id drawn (past the special ids).
+    """
     ids = jax.random.randint(key, (model.prompt_len,), low, model.cfg.vocab_size, dtype=jnp.int32)
     model.prompt[...] = model.embed[...][ids]
 
 
-def count_state(model: nnx.Module, flt) -> int:
+def count_state(model: nnx.Module, flt: nnx.filterlib.Filter) -> int:
+    """How many numbers `model`'s state holds under the nnx filter `flt` (e.g. BASE, nnx.LoRAParam)."""
     return int(sum(x.size for x in jax.tree.leaves(nnx.state(model, flt))))

@@ -16,14 +16,17 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
 import numpy as np
 from flax import nnx
 
+from .config import ModelConfig, PretrainConfig, param_count
 from .device import float32_scope
-from .model import ModelConfig, Transformer, param_count
+from .model import Transformer
+from .tasks import Task
 from .train import (
     batches,
     compute_dtype,
@@ -36,21 +39,7 @@ from .train import (
     train_step,
 )
 
-
-@dataclasses.dataclass(frozen=True)
-class PretrainConfig:
-    steps: int = 1000
-    batch_size: int = 32
-    seq_len: int = 64
-    lr: float = 3e-3
-    warmup: int = 50
-    weight_decay: float = 0.01
-    checkpoints: tuple[int, ...] = ()  # steps to keep; the last step is always kept
-    seed: int = 0
-    dtype: str = "auto"
-
-    def ckpt_steps(self) -> list[int]:
-        return sorted({int(s) for s in self.checkpoints if 0 < s <= self.steps} | {self.steps})
+__all__ = ["PretrainConfig", "RESUME_DIR", "is_complete", "load_base", "pretrain"]
 
 
 def _manager(path: Path, max_to_keep=None):
@@ -60,6 +49,7 @@ def _manager(path: Path, max_to_keep=None):
 
 
 def is_complete(ckpt_dir: Path) -> bool:
+    """Whether the pretraining in `ckpt_dir` finished (its meta.json exists)."""
     return (Path(ckpt_dir) / "meta.json").exists()
 
 
@@ -90,13 +80,32 @@ def _restore_resume(mngr, step: int, params, opt_state):
     return st["params"], st["opt_state"], [tuple(x) for x in got["meta"]["curve"]]
 
 
-def pretrain(task, cfg: ModelConfig, pcfg: PretrainConfig, ckpt_dir, log=None,
-             resume_every_s: float = 600.0) -> dict:
-    """Pretrain and checkpoint; returns meta. Skips (returns existing meta) if already complete.
+def pretrain(task: Task, cfg: ModelConfig, pcfg: PretrainConfig, ckpt_dir: str | Path,
+             log: Callable[[str], None] | None = None, resume_every_s: float = 600.0) -> dict:
+    """Pretrain and checkpoint; skips (returns the existing meta) if already complete.
 
     An interrupted pretraining (killed, timed out, preempted) resumes from its latest training
     state (parameters, optimizer state, data position; saved at every kept checkpoint and at most
     `resume_every_s` seconds apart) and ends with the same parameters as an uninterrupted run.
+
+    Parameters
+    ----------
+    task
+        Its `pretrain_stream` is the training text.
+    cfg, pcfg
+        The model and the pretraining hyperparameters.
+    ckpt_dir
+        The checkpoint directory (one orbax step directory per kept step, meta.json last).
+    log
+        Progress messages go here.
+    resume_every_s
+        Seconds between saves of the full training state.
+
+    Returns
+    -------
+    dict
+        The meta (model, parameter count, tokens per step, kept checkpoints and their tokens, loss
+        curve, wall time, step resumed from), as in meta.json.
     """
     ckpt_dir = Path(ckpt_dir)
     if is_complete(ckpt_dir):
@@ -161,9 +170,24 @@ def _pretrain(task, cfg, pcfg, ckpt_dir, log, resume_every_s):
     return meta
 
 
-def load_base(cfg: ModelConfig, ckpt_dir, step: int) -> dict:
-    """Base parameters (pure dict of float32 arrays) of checkpoint `step`, replicated over this
-    process's devices whatever the device count that wrote it."""
+def load_base(cfg: ModelConfig, ckpt_dir: str | Path, step: int) -> dict:
+    """The base parameters of checkpoint `step`.
+
+    Parameters
+    ----------
+    cfg
+        The model the checkpoint holds.
+    ckpt_dir
+        The pretraining's checkpoint directory.
+    step
+        A kept step (ValueError naming the kept ones otherwise).
+
+    Returns
+    -------
+    dict
+        A pure dict of float32 arrays, replicated over this process's devices whatever the device
+        count that wrote it.
+    """
     import orbax.checkpoint as ocp
     with float32_scope():
         shapes = nnx.to_pure_dict(nnx.state(nnx.eval_shape(lambda: Transformer(cfg, rngs=nnx.Rngs(0))), nnx.Param))

@@ -15,7 +15,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-# canonical columns (DESIGN.md) and their types; pet_params is null for fmt (sizes must be positive)
+__all__ = ["CANONICAL", "PROVENANCE", "CorruptRunFile", "check_file", "clean_stale_tmp", "device_columns",
+           "finished_run_ids", "read_runs", "run_files", "write_row"]
+
+# canonical columns and their types; pet_params is null for fmt (sizes must be positive)
 CANONICAL = {
     "task": pa.string(), "method": pa.string(), "model_params": pa.int64(),
     "pretrain_tokens": pa.int64(), "finetune_examples": pa.int64(), "pet_params": pa.int64(),
@@ -30,7 +33,7 @@ _TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string
 
 
 class CorruptRunFile(ValueError):
-    pass
+    """A row file that cannot be read, or is not one run's row: the message names the file."""
 
 
 def _tmp_name(run_id: str) -> str:
@@ -38,6 +41,21 @@ def _tmp_name(run_id: str) -> str:
 
 
 def write_row(out: Path, row: dict) -> Path:
+    """Write one run's row atomically as `<out>/<run_id>.parquet` (see the module docstring).
+
+    Parameters
+    ----------
+    out
+        The dataset directory (created if absent).
+    row
+        Column -> value; `run_id` names the file. Canonical and provenance columns get their fixed
+        types, others the type of their value.
+
+    Returns
+    -------
+    Path
+        The row file.
+    """
     out.mkdir(parents=True, exist_ok=True)
     fields, arrays = [], []
     for k, v in row.items():
@@ -74,6 +92,7 @@ def device_columns(info) -> dict:
 
 
 def run_files(out: Path) -> list[Path]:
+    """The row files of the dataset directory `out` (`*.parquet` not starting with "."), sorted."""
     return sorted(p for p in Path(out).glob("*.parquet") if not p.name.startswith("."))
 
 

@@ -13,6 +13,7 @@ and the steps trace with `jax_enable_x64` off whatever the process setting (the 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,9 @@ import optax
 from flax import nnx
 
 from .device import float32_scope, jnp_dtype, resolve_dtype
+
+__all__ = ["batches", "compute_dtype", "eval_step", "init_opt_state", "mesh", "nll_sum", "optimizer", "place_model",
+           "put_batch", "replicate", "replicated", "split_model", "train_step"]
 
 
 def compute_dtype(name: str = "auto"):
@@ -67,8 +71,23 @@ def place_model(model: nnx.Module) -> nnx.Module:
     return model
 
 
-def nll_sum(logits, tokens, mask):
-    """Sum of NLL (nats) of tokens[:, j+1] given positions <= j where mask[:, j] = 1, and the count."""
+def nll_sum(logits: jax.Array, tokens: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Sum of NLL (nats) of tokens[:, j+1] given positions <= j where mask[:, j] = 1, and the count.
+
+    Parameters
+    ----------
+    logits
+        (B, T, V) model outputs.
+    tokens
+        (B, T) token ids.
+    mask
+        (B, T) loss mask: position j counts when mask[:, j] = 1 (it predicts token j+1).
+
+    Returns
+    -------
+    (jax.Array, jax.Array)
+        The summed negative log-likelihood and the number of predicted tokens.
+    """
     logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
     tgt = tokens[:, 1:]
     tok_lp = jnp.take_along_axis(logp, tgt[..., None], axis=-1)[..., 0]
@@ -77,15 +96,44 @@ def nll_sum(logits, tokens, mask):
 
 
 @functools.cache
-def optimizer(lr: float, weight_decay: float = 0.0, warmup: int = 0, clip: float = 1.0):
+def optimizer(lr: float, weight_decay: float = 0.0, warmup: int = 0,
+              clip: float = 1.0) -> optax.GradientTransformation:
+    """AdamW (b2 0.98) after global-norm clipping, with a linear warm-up of `warmup` steps.
+
+    Cached by its arguments, so that runs with the same hyperparameters share one optimizer object
+    and the jitted train step compiles once for them.
+
+    Parameters
+    ----------
+    lr, weight_decay, warmup, clip
+        Peak learning rate, decoupled weight decay, warm-up steps, gradient-norm clip.
+
+    Returns
+    -------
+    optax.GradientTransformation
+        The optimizer.
+    """
     sched = lr
     if warmup:
         sched = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)], [warmup])
     return optax.chain(optax.clip_by_global_norm(clip), optax.adamw(sched, b2=0.98, weight_decay=weight_decay))
 
 
-def init_opt_state(tx, trainable):
-    """Optimizer state (float32 like the parameters), replicated like them."""
+def init_opt_state(tx: optax.GradientTransformation, trainable: nnx.State) -> optax.OptState:
+    """Optimizer state (float32 like the parameters), replicated like them.
+
+    Parameters
+    ----------
+    tx
+        The optimizer.
+    trainable
+        The trained parameters.
+
+    Returns
+    -------
+    optax.OptState
+        The initial state.
+    """
     with float32_scope():
         return replicate(tx.init(trainable))
 
@@ -102,9 +150,28 @@ def _train_step(graphdef, tx, trainable, frozen, opt_state, tokens, mask):
     return optax.apply_updates(trainable, updates), opt_state, loss
 
 
-def train_step(graphdef, tx, trainable, frozen, opt_state, tokens, mask):
-    """One optimizer step (jitted once per graph, optimizer and input shapes/shardings); donates
-    `trainable` and `opt_state`. Traced with x64 off: float32 state whatever the process setting."""
+def train_step(graphdef: nnx.GraphDef, tx: optax.GradientTransformation, trainable: nnx.State,
+               frozen: nnx.State, opt_state: optax.OptState, tokens: jax.Array,
+               mask: jax.Array) -> tuple[nnx.State, optax.OptState, jax.Array]:
+    """One optimizer step (jitted once per graph, optimizer and input shapes/shardings).
+
+    Donates `trainable` and `opt_state`. Traced with x64 off: float32 state whatever the process
+    setting.
+
+    Parameters
+    ----------
+    graphdef, trainable, frozen
+        The model split by `split_model`.
+    tx, opt_state
+        The optimizer and its state.
+    tokens, mask
+        The batch on the devices (`put_batch`).
+
+    Returns
+    -------
+    (nnx.State, optax.OptState, jax.Array)
+        The updated trainable parameters and optimizer state, and the batch's mean loss.
+    """
     with float32_scope():
         return _train_step(graphdef, tx, trainable, frozen, opt_state, tokens, mask)
 
@@ -115,22 +182,64 @@ def _eval_step(graphdef, state, tokens, mask):
     return nll_sum(model(tokens), tokens, mask)
 
 
-def eval_step(graphdef, state, tokens, mask):
-    """(sum of NLL, count) of one batch; x64 off like train_step."""
+def eval_step(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array,
+              mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(sum of NLL, count) of one batch (`nll_sum`); x64 off like train_step.
+
+    Parameters
+    ----------
+    graphdef, state
+        The model, split (`nnx.split`).
+    tokens, mask
+        The batch on the devices.
+
+    Returns
+    -------
+    (jax.Array, jax.Array)
+        The summed negative log-likelihood and the number of predicted tokens.
+    """
     with float32_scope():
         return _eval_step(graphdef, state, tokens, mask)
 
 
-def split_model(model, trainable_filter):
-    """(graphdef, trainable, frozen). The trainable arrays are copies: train_step donates them, and the
-    caller's arrays (e.g. loaded base weights shared with the model) must stay valid."""
+def split_model(model: nnx.Module,
+                trainable_filter: nnx.filterlib.Filter) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
+    """Split a model into what trains and what stays frozen, replicated over the devices.
+
+    Parameters
+    ----------
+    model
+        The model.
+    trainable_filter
+        The nnx filter of the trained parameters (runners/model.py's TRAINABLE[method]).
+
+    Returns
+    -------
+    (nnx.GraphDef, nnx.State, nnx.State)
+        (graphdef, trainable, frozen). The trainable arrays are copies: train_step donates them,
+        and the caller's arrays (e.g. loaded base weights shared with the model) must stay valid.
+    """
     graphdef, trainable, frozen = nnx.split(model, trainable_filter, ...)
     return graphdef, replicate(jax.tree.map(jnp.copy, trainable)), replicate(frozen)
 
 
-def batches(n: int, batch_size: int, seed: int):
-    """Endless stream of index batches: a fresh permutation per epoch; fixed batch shape even when
-    n < batch_size (epochs are concatenated)."""
+def batches(n: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
+    """Endless stream of index batches: a fresh permutation per epoch.
+
+    Parameters
+    ----------
+    n
+        Examples to draw from.
+    batch_size
+        Indices per batch; fixed even when n < batch_size (epochs are concatenated).
+    seed
+        The permutations' seed.
+
+    Returns
+    -------
+    iterator of numpy.ndarray
+        Batches of indices into the `n` examples.
+    """
     rng = np.random.default_rng(seed)
     buf = np.zeros((0,), np.int64)
     while True:

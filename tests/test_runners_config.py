@@ -11,9 +11,10 @@ import pytest
 
 pytest.importorskip("pydantic")
 
-from runners import plan as plan_mod  # noqa: E402
-from runners.plan import SweepError, load_plan  # noqa: E402
-from runners.sweep import RunBatch, pack, worker_env  # noqa: E402
+from runners.sweep import plan as plan_mod  # noqa: E402
+from runners.sweep.local import worker_env  # noqa: E402
+from runners.sweep.plan import SweepError, load_plan  # noqa: E402
+from runners.sweep.slurm import RunBatch, pack  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -245,3 +246,39 @@ def test_rows_of_an_older_runner_version_are_not_mixed_with_new_ones(tmp_path, c
     rows.write_row(out, {**row, "run_id": "new1", "config": '{"runner_version": 2}'})  # a foreign current row: fine
     (out / "old1.parquet").unlink()
     assert main_in_process([p, "--dry-run"], capsys)[0] == 0
+
+
+class RecordingExecutor:
+    """An executor that computes nothing: it records what the sweep driver hands it."""
+    seen: list = []
+
+    def __init__(self, plan, stop, *, name, threads_per_job=None):
+        RecordingExecutor.seen.append(("init", name, plan.devices.backend))
+
+    def run(self, jobs, progress, phase):
+        RecordingExecutor.seen.append((phase, sorted(j["kind"] for j in jobs)))
+        for j in jobs:
+            progress(j, {"skipped": True})
+        return []
+
+    def close(self):
+        RecordingExecutor.seen.append(("close",))
+
+
+def test_an_executor_is_added_by_one_entry_in_the_table(tmp_path, monkeypatch, capsys):
+    """One entry in runners.sweep.executor.EXECUTORS: the command accepts it, the plan resolves its
+    devices, the driver hands it each phase and closes it."""
+    from runners.sweep import executor
+    entry = executor.ExecutorEntry(f"{__name__}:RecordingExecutor", "cpu", "records the jobs")
+    monkeypatch.setitem(executor.EXECUTORS, "recording", entry)
+    RecordingExecutor.seen.clear()
+    p = tmp_path / "s.toml"
+    p.write_text(GOOD)
+    rc, err = main_in_process([p, "--executor", "recording"], capsys)
+    assert rc == 0, err
+    assert RecordingExecutor.seen == [("init", "recording", "cpu"), ("pretrain", ["pretrain"]),
+                                      ("runs", ["finetune", "finetune"]), ("close",)]
+    assert "[runs 2/2" in err and "already done" in err
+    monkeypatch.delitem(executor.EXECUTORS, "recording")
+    with pytest.raises(SystemExit):  # the command's choices come from the table
+        main_in_process([p, "--executor", "recording"], capsys)

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -15,56 +14,20 @@ import pytest
 pytest.importorskip("flax")
 pytest.importorskip("pydantic")
 
-from runners import claims, rows  # noqa: E402
-from runners.sweep import load_plan  # noqa: E402
+from sweep_helpers import REPO, run_sweep_cli, start_sweep, sweep_env, sweep_toml  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+from runners import rows  # noqa: E402
+from runners.sweep import claims, load_plan  # noqa: E402
 
 
-def toml(tmp: Path, ckpt: Path, *, name="t", sizes=(8, 16, 24), steps=150, methods=("fmt",), jobs=1,
-         extra=""):
-    p = tmp / f"{name}.toml"
-    p.write_text(textwrap.dedent(f"""
-        [sweep]
-        name = "{name}"
-        out = "{name}_out"
-        checkpoint_dir = "{ckpt}"
-        methods = {list(methods)!r}
-        finetune_examples = {list(sizes)!r}
-        lora_ranks = [2]
-        prompt_lengths = [2]
-        [models]
-        configs = [{{d_model = 16, n_layers = 1, n_heads = 2}}]
-        [pretrain]
-        steps = 6
-        batch_size = 4
-        seq_len = 16
-        [finetune]
-        steps = {steps}
-        batch_size = 4
-        eval_every = {max(1, steps // 2)}
-        dev_examples = 8
-        [eval]
-        test_examples = 8
-        decode_examples = 0
-        batch_size = 8
-        [local]
-        jobs = {jobs}
-        """) + extra)
-    return p
+def toml(tmp: Path, ckpt: Path, *, name="t", sizes=(8, 16, 24), steps=150, methods=("fmt",), jobs=1):
+    return sweep_toml(tmp, ckpt, name=name, sizes=sizes, steps=steps, methods=methods, jobs=jobs, decode=0,
+                      eval_batch=8)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    base = tmp_path_factory.mktemp("stop")
-    e = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(base / "jax_cache"), PYTHONPATH=str(REPO),
-             XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip())
-    return base, base / "ckpt", e
-
-
-def start(args, e, cmd=("-m", "runners", "run")):
-    return subprocess.Popen([sys.executable, *cmd, *map(str, args)], env=e, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return sweep_env(tmp_path_factory.mktemp("stop"))
 
 
 def group_gone(pgid: int, within: float) -> bool:
@@ -90,7 +53,7 @@ def test_signal_stops_promptly_without_partial_rows_and_resume_completes(tmp_pat
     base, ckpt, e = env
     t = toml(tmp_path, ckpt)
     plan = load_plan(t)
-    proc = start([t], e)
+    proc = start_sweep([t], e)
     wait_for_rows(plan.out, proc)
     t0 = time.time()
     if sig == signal.SIGINT:
@@ -108,8 +71,7 @@ def test_signal_stops_promptly_without_partial_rows_and_resume_completes(tmp_pat
     assert f"{len(done)} of {len(plan.runs)} runs done" in err
     assert not list(plan.out.glob(".*.claim")), "claims of abandoned runs were not released"
     before = {p.name: p.stat().st_mtime_ns for p in rows.run_files(plan.out)}
-    r = subprocess.run([sys.executable, "-m", "runners", "run", str(t)], env=e, cwd=REPO, capture_output=True,
-                       text=True, timeout=600)
+    r = run_sweep_cli([t], e, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"({len(done)} already done, {len(plan.runs) - len(done)} to run)" in r.stderr
     assert r.stderr.count("loss=") == len(plan.runs) - len(done)  # only the missing runs were computed
@@ -121,7 +83,7 @@ def test_second_signal_kills_workers_at_once(tmp_path, env):
     base, ckpt, e = env
     t = toml(tmp_path, ckpt, name="k", steps=400)
     plan = load_plan(t)
-    proc = start([t], e)
+    proc = start_sweep([t], e)
     wait_for_rows(plan.out, proc)
     children = [int(x) for x in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
     assert children, "no worker process"
@@ -145,7 +107,7 @@ def test_workers_do_not_outlive_a_killed_driver(tmp_path, env):
     _, ckpt, e = env
     t = toml(tmp_path, ckpt, name="o", steps=50000)  # a run far longer than this test waits
     plan = load_plan(t)
-    proc = start([t], e)
+    proc = start_sweep([t], e)
     t0 = time.time()
     while not list(plan.out.glob(".*.claim")) and time.time() - t0 < 240 and proc.poll() is None:
         time.sleep(0.05)  # a run has been handed to a worker
@@ -161,7 +123,7 @@ def test_two_sweeps_on_one_directory_compute_each_run_once(tmp_path, env):
     base, ckpt, e = env
     t = toml(tmp_path, ckpt, name="c", sizes=(8, 12, 16, 20, 24, 28), steps=40)
     plan = load_plan(t)
-    a, b = start([t], e), start([t], e)
+    a, b = start_sweep([t], e), start_sweep([t], e)
     ea, eb = a.communicate(timeout=600)[1], b.communicate(timeout=600)[1]
     assert a.returncode == 0 and b.returncode == 0, (ea[-2000:], eb[-2000:])
     computed = ea.count("loss=") + eb.count("loss=")
@@ -207,8 +169,7 @@ def test_failing_run_leaves_a_readable_log(tmp_path, env):
     cdir = Path(plan.pretrain_jobs[0]["ckpt_dir"])
     cdir.mkdir(parents=True)
     (cdir / "meta.json").write_text("{}")  # "complete" but holds no checkpoint: every run fails
-    r = subprocess.run([sys.executable, "-m", "runners", "run", str(t)], env=e, cwd=REPO, capture_output=True,
-                       text=True, timeout=300)
+    r = run_sweep_cli([t], e, timeout=300)
     assert r.returncode == 1, r.stderr[-3000:]
     rid = plan.runs[0]["run_id"]
     logf = plan.out / f"_{rid}.log"
@@ -243,8 +204,7 @@ def test_fresh_two_device_sweep_records_its_devices(tmp_path, env):
     _, _, e = env
     t = toml(tmp_path, tmp_path / "ck2", name="d2", sizes=(8,), steps=4, methods=("fmt", "lora"))
     e2 = dict(e, XLA_FLAGS=e["XLA_FLAGS"] + " --xla_force_host_platform_device_count=2")
-    r = subprocess.run([sys.executable, "-m", "runners", "run", str(t)], env=e2, cwd=REPO, capture_output=True,
-                       text=True, timeout=600)
+    r = run_sweep_cli([t], e2, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "2 cpu device(s) per run" in r.stderr
     df = rows.read_runs(load_plan(t).out)

@@ -2,9 +2,6 @@
 kill + resume, corrupt files, bad input."""
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -13,60 +10,20 @@ import pytest
 pytest.importorskip("flax")
 pq = pytest.importorskip("pyarrow.parquet")
 
+from sweep_helpers import run_sweep_cli as cli  # noqa: E402
+from sweep_helpers import start_sweep, sweep_env, sweep_toml  # noqa: E402
+
 from runners import rows  # noqa: E402
 from runners.sweep import load_plan  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 CANON = ["task", "method", "model_params", "pretrain_tokens", "finetune_examples", "pet_params", "seed",
          "loss", "run_id"]
-
-
-def sweep_toml(tmp: Path, ckpt: Path, *, methods=("fmt", "prompt", "lora"), sizes=(8, 16), seeds=(0,),
-               steps=12, decode=4, jobs=1, name="t"):
-    p = tmp / f"{name}.toml"
-    p.write_text(textwrap.dedent(f"""
-        [sweep]
-        name = "{name}"
-        out = "{name}_out"
-        checkpoint_dir = "{ckpt}"
-        methods = {list(methods)!r}
-        finetune_examples = {list(sizes)!r}
-        seeds = {list(seeds)!r}
-        prompt_lengths = [2]
-        lora_ranks = [2]
-        [models]
-        configs = [{{d_model = 16, n_layers = 1, n_heads = 2}}]
-        [pretrain]
-        steps = 6
-        batch_size = 4
-        seq_len = 16
-        [finetune]
-        steps = {steps}
-        batch_size = 4
-        eval_every = {max(1, steps // 2)}
-        dev_examples = 8
-        [eval]
-        test_examples = 8
-        decode_examples = {decode}
-        [local]
-        jobs = {jobs}
-        """))
-    return p
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """Shared pretraining checkpoints and XLA compilation cache across this module's sweeps."""
-    base = tmp_path_factory.mktemp("sweeps")
-    # tiny models: XLA's backend optimisation is not worth its compile time here (sweep subprocesses only)
-    e = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(base / "jax_cache"), PYTHONPATH=str(REPO),
-             XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip())
-    return base, base / "ckpt", e
-
-
-def cli(args, env, **kw):
-    return subprocess.run([sys.executable, "-m", "runners", "run", *map(str, args)], env=env, cwd=REPO,
-                          capture_output=True, text=True, **kw)
+    return sweep_env(tmp_path_factory.mktemp("sweeps"))
 
 
 def check_rows(out: Path, plan):
@@ -96,12 +53,11 @@ def test_local_sweep_killed_mid_run_then_resumed(tmp_path, env):
     toml = sweep_toml(tmp_path, ckpt, methods=("fmt", "lora"), sizes=(8, 16), seeds=(0,), steps=300, decode=0)
     plan = load_plan(toml)
     out = plan.out
-    proc = subprocess.Popen([sys.executable, "-m", "runners", "run", str(toml)], env=e, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = start_sweep([toml], e)
     t0 = time.time()
     while not rows.run_files(out) and time.time() - t0 < 120 and proc.poll() is None:
         time.sleep(0.05)
-    assert proc.poll() is None, "sweep finished before it could be killed: " + proc.stderr.read().decode()[-2000:]
+    assert proc.poll() is None, "sweep finished before it could be killed: " + proc.stderr.read()[-2000:]
     time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole session: driver and worker, mid-run
     proc.wait()

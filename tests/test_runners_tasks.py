@@ -164,3 +164,34 @@ def test_vectorised_pretraining_stream_matches_the_grammar_in_distribution():
     # different seeds, different streams; same seed, same stream
     assert not np.array_equal(s[:1000], t.pretrain_stream(1000, seed=1))
     assert np.array_equal(s[:1000], t.pretrain_stream(1000, seed=0))
+
+
+def test_a_task_is_added_by_registering_it_in_one_place(monkeypatch):
+    """`@register_task` makes a task buildable by name (and gives a sweep its zero-shot companion)."""
+    from runners.tasks import Task, registry
+    monkeypatch.setattr(registry, "TASKS", dict(registry.TASKS))
+    monkeypatch.setattr(registry, "_COMPANIONS", dict(registry._COMPANIONS))
+
+    @registry.register_task("synth_short", companion="synth_translate")
+    def synth_short(**options):
+        return SyntheticTask("translate", max_len=options.pop("max_len", 24), **options)
+
+    t = get_task({"name": "synth_short", "lang_seed": 1})
+    assert isinstance(t, Task) and t.max_len == 24 and t.pair.b_noun == SyntheticTask(lang_seed=1).pair.b_noun
+    assert get_task("synth_short").split("dev", 3).tokens.shape == (3, 24)
+    assert registry.companion("synth_short") == "synth_translate"
+    assert registry.companion("synth_translate") == "synth_summarise" and registry.companion("x") is None
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register_task("synth_short")(synth_short)
+    with pytest.raises(ValueError, match=r"unknown task 'nope': use synth_translate, synth_summarise, "
+                                         r"synth_short, or a table with tsv= or ding="):
+        get_task("nope")
+
+
+def test_every_built_in_task_satisfies_the_protocol(tmp_path):
+    from runners.tasks import Task
+    f = tmp_path / "c.tsv"
+    f.write_text("\n".join(f"a{i}\tb{i}" for i in range(20)))
+    for spec in ("synth_translate", "synth_summarise", {"name": "c", "tsv": str(f), "n_dev": 2, "n_test": 2}):
+        t = get_task(spec)
+        assert isinstance(t, Task) and t.vocab_size > 5 and len(t.pretrain_stream(50)) == 50

@@ -1,6 +1,6 @@
-"""A sweep worker process: `python -m runners.worker --threads N --slot S`.
+"""A sweep worker process: `python -m runners.sweep.worker --threads N --slot S`.
 
-The driver (sweep.py) starts one per worker slot with the environment of that slot (its GPU in
+The local executor (runners/sweep/local.py) starts one per worker slot with the environment of that slot (its GPU in
 CUDA_VISIBLE_DEVICES, the XLA memory fraction, the CPU thread limit) and never imports jax itself.
 Protocol: one JSON job per line on stdin; one JSON result per line on the file descriptor that was
 stdout at start (anything else the process prints goes to stderr). EOF on stdin: exit.
@@ -22,8 +22,10 @@ import os
 import signal
 import sys
 
+__all__ = ["main"]
 
-def _parent_death_signal():
+
+def _parent_death_signal() -> None:
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
@@ -32,15 +34,16 @@ def _parent_death_signal():
         pass
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m runners.worker")
+def main(argv: list[str] | None = None) -> int:
+    """Serve jobs from stdin until EOF; returns the exit status (143 when abandoned)."""
+    ap = argparse.ArgumentParser(prog="python -m runners.sweep.worker")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--slot", type=int, default=0)
     ap.add_argument("--ppid", type=int, default=0)
     a = ap.parse_args(argv)
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray prints (absl, orbax) go to stderr, never into the protocol
-    from .sweep import Abandoned, abandon, execute_logged, init_worker
+    from .execute import Abandoned, abandon, execute_logged, init_worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, abandon)
     _parent_death_signal()

@@ -3,11 +3,13 @@
 Validated completely (pydantic v2, strict types: `steps = "20"` is refused, not converted) before
 anything runs; `validate(doc, path)` returns a `SweepFile` or raises `SweepError` with one line that
 names the key, e.g. ``sweep.toml: pretrain.steps: expected an integer (got 'twenty')``. Rules that
-need the devices (batch sizes divisible by the device count) are checked by the plan (plan.py),
+need the devices (batch sizes divisible by the device count) are checked by the plan
+(runners/sweep/plan.py),
 which knows them. No jax import.
 """
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,11 +23,14 @@ from pydantic import (
     model_validator,
 )
 
-METHODS = ("fmt", "prompt", "lora")
-DEVICES = ("auto", "cpu", "gpu")
-DTYPES = ("auto", "float32", "bfloat16")
+from ..config import DEFAULT_LR, METHODS, FinetuneConfig, PretrainConfig
+from ..device import DEVICES, DTYPES
+
+__all__ = ["DTYPE_ALIASES", "TABLES", "Eval", "Finetune", "Ladder", "Local", "ModelEntry", "Models", "Pretrain",
+           "Slurm", "Sweep", "SweepError", "SweepFile", "validate"]
+
 DTYPE_ALIASES = {"bf16": "bfloat16", "fp32": "float32", "f32": "float32"}
-DEFAULT_LR = {"fmt": 1e-3, "prompt": 3e-2, "lora": 3e-3}  # = finetune.DEFAULT_LR (no jax import here)
+_PRE, _FT = PretrainConfig(), FinetuneConfig()  # the defaults of [pretrain] and [finetune]
 
 
 class SweepError(ValueError):
@@ -48,7 +53,7 @@ PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
-Dtype = Annotated[Literal["auto", "float32", "bfloat16"], BeforeValidator(_dtype)]
+Dtype = Annotated[Literal[DTYPES], BeforeValidator(_dtype)]
 PosInts = Annotated[list[PosInt], Field(min_length=1), AfterValidator(_unique_sorted)]
 
 
@@ -65,18 +70,19 @@ def _task(v):
 
 
 class Sweep(_Table):
+    """[sweep]: the grid (task, methods, data sizes, seeds, PET sizes), output and devices."""
     name: str | None = None
     out: str | None = None
     checkpoint_dir: str | None = None
     task: Any = "synth_translate"
     zero_shot_task: Any = None  # absent: the task's companion; "" or false: none
-    methods: Annotated[list[Literal["fmt", "prompt", "lora"]], Field(min_length=1)] = list(METHODS)
+    methods: Annotated[list[Literal[METHODS]], Field(min_length=1)] = list(METHODS)
     finetune_examples: PosInts = [100]
     seeds: Annotated[list[NonNegInt], Field(min_length=1), AfterValidator(_unique_sorted)] = [0]
     prompt_lengths: PosInts = [8]
     lora_ranks: PosInts = [4]
     train_pool: PosInt | None = None
-    device: Literal["auto", "cpu", "gpu"] = "auto"
+    device: Literal[DEVICES] = "auto"
 
     @field_validator("task")
     @classmethod
@@ -104,6 +110,7 @@ class Sweep(_Table):
 
 
 class Ladder(_Table):
+    """[models] ladder: `n` sizes whose parameter counts grow by `ratio` (runners/config.py `ladder`)."""
     n: PosInt = 2
     d_min: PosInt = 16
     ratio: Annotated[float, Field(gt=1)] = 2.0
@@ -113,6 +120,7 @@ class Ladder(_Table):
 
 
 class ModelEntry(_Table):
+    """One model of [models] configs."""
     d_model: PosInt
     n_layers: PosInt = 2
     n_heads: PosInt = 2
@@ -122,6 +130,7 @@ class ModelEntry(_Table):
 
 
 class Models(_Table):
+    """[models]: a ladder or a list of configs (not both)."""
     ladder: Ladder | None = None
     configs: Annotated[list[ModelEntry], Field(min_length=1)] | None = None
 
@@ -133,15 +142,16 @@ class Models(_Table):
 
 
 class Pretrain(_Table):
-    steps: PosInt = 1000
-    batch_size: PosInt = 32
-    seq_len: PosInt = 64
-    lr: PosFloat = 3e-3
-    warmup: NonNegInt = 50
-    weight_decay: NonNegFloat = 0.01
+    """[pretrain]: the pretraining hyperparameters and kept checkpoints (defaults: runners/config.py)."""
+    steps: PosInt = _PRE.steps
+    batch_size: PosInt = _PRE.batch_size
+    seq_len: PosInt = _PRE.seq_len
+    lr: PosFloat = _PRE.lr
+    warmup: NonNegInt = _PRE.warmup
+    weight_decay: NonNegFloat = _PRE.weight_decay
     checkpoints: PosInts | None = None  # default: [steps]
-    seed: NonNegInt = 0
-    dtype: Dtype = "auto"
+    seed: NonNegInt = _PRE.seed
+    dtype: Dtype = _PRE.dtype
 
     @model_validator(mode="after")
     def check_checkpoints(self):
@@ -151,15 +161,16 @@ class Pretrain(_Table):
 
 
 class Finetune(_Table):
-    steps: PosInt = 300
-    batch_size: PosInt = 16
+    """[finetune]: the finetuning hyperparameters (defaults: runners/config.py)."""
+    steps: PosInt = _FT.steps
+    batch_size: PosInt = _FT.batch_size
     lr: Any = None  # a positive number, or a table per method; default DEFAULT_LR
-    warmup: NonNegInt = 20
-    weight_decay: NonNegFloat = 0.0
-    eval_every: PosInt = 50
-    dev_examples: PosInt = 128
-    lora_alpha: PosFloat | None = None
-    dtype: Dtype = "auto"
+    warmup: NonNegInt = _FT.warmup
+    weight_decay: NonNegFloat = _FT.weight_decay
+    eval_every: PosInt = _FT.eval_every
+    dev_examples: PosInt = _FT.dev_examples
+    lora_alpha: PosFloat | None = _FT.lora_alpha
+    dtype: Dtype = _FT.dtype
 
     @field_validator("lr")
     @classmethod
@@ -177,6 +188,7 @@ class Finetune(_Table):
         raise ValueError(f"expected a positive number or a table per method (got {v!r})")
 
     def lrs(self) -> dict:
+        """The learning rate of each method: `lr` for all, a table per method, or DEFAULT_LR."""
         if self.lr is None:
             return dict(DEFAULT_LR)
         if isinstance(self.lr, dict):
@@ -185,12 +197,14 @@ class Finetune(_Table):
 
 
 class Eval(_Table):
+    """[eval]: test examples, decoded examples (BLEU / chrF), evaluation batch."""
     test_examples: PosInt = 256
     decode_examples: NonNegInt = 32
-    batch_size: PosInt = 64  # evaluation batch (rows per eval step; must divide by the devices)
+    batch_size: PosInt = _FT.eval_batch_size  # evaluation batch (rows per eval step; must divide by the devices)
 
 
 class Local(_Table):
+    """[local]: the local executor's workers."""
     jobs: PosInt = 1
     threads_per_job: PosInt | None = None
     gpus_per_job: PosInt = 1
@@ -198,6 +212,7 @@ class Local(_Table):
 
 
 class Slurm(_Table):
+    """[slurm]: the SLURM executor's jobs (submitit parameters)."""
     partition: str | None = None
     gpus_per_node: NonNegInt = 1
     cpus_per_task: PosInt = 4
@@ -209,6 +224,7 @@ class Slurm(_Table):
 
 
 class SweepFile(_Table):
+    """A whole sweep file."""
     sweep: Sweep
     models: Models = Models()
     pretrain: Pretrain = Pretrain()
@@ -289,8 +305,21 @@ def _message(err: dict) -> tuple[str, str]:
     return key, f"{key}: {msg}{shown}"
 
 
-def validate(doc: dict, path) -> SweepFile:
-    """The parsed TOML `doc` as a SweepFile; raises SweepError naming the first bad key(s)."""
+def validate(doc: dict, path: str | os.PathLike) -> SweepFile:
+    """Validate a parsed sweep file.
+
+    Parameters
+    ----------
+    doc
+        The parsed TOML.
+    path
+        The file, named in messages.
+
+    Returns
+    -------
+    SweepFile
+        The validated file, defaults filled in; raises SweepError naming the first bad key(s).
+    """
     try:
         return SweepFile.model_validate(doc)
     except ValidationError as e:

@@ -24,12 +24,16 @@ import re
 import tomllib
 from pathlib import Path
 
-from .schema import METHODS, Ladder, SweepError, SweepFile, validate
+from ..config import METHODS, ModelConfig, ladder
+from ..device import DeviceError, probe_subprocess
+from ..device import resolve_dtype as device_resolve_dtype
+from ..tasks import CORPUS_FORMATS, companion, get_task
+from .executor import EXECUTORS
+from .schema import Ladder, SweepError, SweepFile, validate
 
 RUNNER_VERSION = 2  # 2: resolved dtype in run ids and checkpoint keys, evaluation batch size
-EXECUTORS = ("local", "slurm", "submitit-local")
 GPU_BACKENDS = ("gpu", "cuda", "rocm")
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _hash(obj) -> str:
@@ -47,11 +51,14 @@ class Devices:
     env: tuple[tuple[str, str], ...] = ()  # environment every worker gets (e.g. JAX_PLATFORMS)
 
     def as_dict(self) -> dict:
+        """What a job records: {"backend", "device_kind", "device_count"} (per run)."""
         return {"backend": self.backend, "device_kind": self.device_kind, "device_count": self.per_run}
 
 
 @dataclasses.dataclass
 class Plan:
+    """A sweep expanded: its pretraining jobs and finetuning runs, where they write, the executor
+    tables, the devices, and the validated file."""
     name: str
     out: Path
     ckpt_dir: Path
@@ -64,15 +71,25 @@ class Plan:
 
 
 def probe(env: dict | None = None) -> dict:
-    """{"backend", "device_kind", "device_count"} of jax in a fresh process with environment `env`
-    (`python -m runners.device`); the caller never starts jax. Raises SweepError if jax cannot start."""
+    """What jax computes on, asked in a fresh process (`python -m runners.device`; cached).
+
+    Parameters
+    ----------
+    env
+        The child's environment (default: this process's).
+
+    Returns
+    -------
+    dict
+        {"backend", "device_kind", "device_count"}; this process never starts jax. Raises
+        SweepError if jax cannot start.
+    """
     env = dict(os.environ if env is None else env)
     return _probe_cached(tuple(sorted(env.items())))
 
 
 @functools.lru_cache(maxsize=8)
 def _probe_cached(env_items: tuple) -> dict:
-    from .device import DeviceError, probe_subprocess
     env = dict(env_items)
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # the probe must not take GPU memory
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
@@ -90,9 +107,25 @@ def _host_device_count(env) -> int:
 
 
 def resolve_devices(cfg: SweepFile, executor: str, device: str | None = None) -> Devices:
-    """The devices each run of this sweep will use (see the module docstring for the rule)."""
+    """The devices each run of this sweep will use (see the module docstring for the rule).
+
+    Parameters
+    ----------
+    cfg
+        The validated sweep file.
+    executor
+        A name of EXECUTORS; where its runs compute decides how the devices are found.
+    device
+        "auto", "cpu" or "gpu" (default: the file's sweep.device).
+
+    Returns
+    -------
+    Devices
+        The devices; raises SweepError when the request cannot be met.
+    """
     want = device or cfg.sweep.device
-    if executor == "slurm":  # the compute nodes cannot be probed from here: the [slurm] table says
+    where = EXECUTORS[executor].devices
+    if where == "slurm":  # the compute nodes cannot be probed from here: the [slurm] table says
         g = cfg.slurm.gpus_per_node
         if want == "gpu" and g == 0:
             raise SweepError("sweep.device: 'gpu' requested but slurm.gpus_per_node = 0")
@@ -100,7 +133,7 @@ def resolve_devices(cfg: SweepFile, executor: str, device: str | None = None) ->
             return Devices("gpu", None, g, g)
         return Devices("cpu", None, _host_device_count(os.environ), _host_device_count(os.environ),
                        env=(("JAX_PLATFORMS", "cpu"),) if g else ())
-    if want == "cpu" or executor == "submitit-local":  # submitit's local executor hands out no GPUs
+    if want == "cpu" or where == "cpu":  # e.g. submitit's local executor hands out no GPUs
         info = probe({**os.environ, "JAX_PLATFORMS": "cpu"})
         return Devices("cpu", info["device_kind"], info["device_count"], info["device_count"],
                        env=(("JAX_PLATFORMS", "cpu"),))
@@ -124,16 +157,28 @@ def resolve_devices(cfg: SweepFile, executor: str, device: str | None = None) ->
 
 
 def resolve_dtype(name: str, backend: str) -> str:
-    """'auto' -> the dtype that computes on `backend` (bfloat16 on a GPU, float32 on a CPU)."""
-    from .device import resolve_dtype as _resolve
-    return _resolve(backend, name)
+    """'auto' -> the dtype that computes on `backend` (bfloat16 on a GPU, float32 on a CPU).
+
+    Parameters
+    ----------
+    name
+        "auto", "float32" or "bfloat16".
+    backend
+        The plan's backend.
+
+    Returns
+    -------
+    str
+        The resolved dtype name (runners/device.py `resolve_dtype`).
+    """
+    return device_resolve_dtype(backend, name)
 
 
 def _task_spec(spec, base_dir: Path, key: str):
     if isinstance(spec, str):
         return {"name": spec}
     spec = dict(spec)
-    for k in ("tsv", "ding"):
+    for k in CORPUS_FORMATS:  # a corpus file: relative to the sweep file's directory
         if k in spec:
             p = Path(spec[k])
             spec[k] = str(p if p.is_absolute() else (base_dir / p).resolve())
@@ -143,8 +188,7 @@ def _task_spec(spec, base_dir: Path, key: str):
 
 
 def _vocab_size(spec: dict, key: str) -> int:
-    # the synthetic vocabulary is tiny and fixed by its seed; corpora need the tokenizer (lazy import)
-    from .tasks import get_task
+    # the synthetic vocabulary is tiny and fixed by its seed; corpora train their tokenizer here
     try:
         return get_task(spec).vocab_size
     except (ValueError, TypeError, OSError) as e:
@@ -161,10 +205,29 @@ def _check_batches(cfg: SweepFile, dev: Devices, path):
                              f"run uses (make it a multiple of {n})")
 
 
-def load_plan(sweep_path, out=None, *, executor: str = "local", device: str | None = None,
-              jobs: int | None = None) -> Plan:
+def load_plan(sweep_path: str | Path, out: str | Path | None = None, *, executor: str = "local",
+              device: str | None = None, jobs: int | None = None) -> Plan:
     """Parse and validate a sweep TOML completely, resolve its devices and dtypes, and expand it
-    into pretraining jobs and finetuning runs. Raises SweepError (one line naming the key)."""
+    into pretraining jobs and finetuning runs.
+
+    Parameters
+    ----------
+    sweep_path
+        The sweep file.
+    out
+        The dataset directory (default: [sweep] out, relative to the file).
+    executor
+        A name of EXECUTORS.
+    device
+        "auto", "cpu" or "gpu" (default: the file's sweep.device).
+    jobs
+        The local executor's workers (default: [local] jobs).
+
+    Returns
+    -------
+    Plan
+        The plan; raises SweepError (one line naming the key) on bad input.
+    """
     if executor not in EXECUTORS:
         raise SweepError(f"unknown executor {executor!r}; expected one of {', '.join(EXECUTORS)}")
     path = Path(sweep_path)
@@ -190,7 +253,7 @@ def load_plan(sweep_path, out=None, *, executor: str = "local", device: str | No
         ckpt_dir = base / ckpt_dir
     task = _task_spec(sw.task, base, "sweep.task")
     if sw.zero_shot_task is None:
-        zs = {"synth_translate": "synth_summarise", "synth_summarise": "synth_translate"}.get(task.get("name"))
+        zs = companion(task.get("name"))
     else:
         zs = sw.zero_shot_task or None
     zs = _task_spec(zs, base, "sweep.zero_shot_task") if zs else None
@@ -200,7 +263,6 @@ def load_plan(sweep_path, out=None, *, executor: str = "local", device: str | No
     V = _vocab_size(task, "sweep.task")
     if zs and _vocab_size(zs, "sweep.zero_shot_task") != V:
         raise SweepError(f"{path}: sweep.zero_shot_task: must share the task's vocabulary")
-    from .config import ModelConfig, ladder
     try:
         if cfg.models.configs is not None:
             models = []
@@ -216,7 +278,7 @@ def load_plan(sweep_path, out=None, *, executor: str = "local", device: str | No
 
     dev = resolve_devices(cfg, executor, device)
     _check_batches(cfg, dev, path)
-    if executor == "local" and dev.backend == "gpu" and cfg.local.jobs * dev.per_run > dev.visible:
+    if EXECUTORS[executor].devices == "here" and dev.backend == "gpu" and cfg.local.jobs * dev.per_run > dev.visible:
         raise SweepError(f"local.jobs: {cfg.local.jobs} jobs x {dev.per_run} GPUs each exceeds the {dev.visible} "
                          f"visible GPUs (one jax process per GPU)")
 

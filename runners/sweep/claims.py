@@ -13,10 +13,13 @@ import socket
 import time
 from pathlib import Path
 
+__all__ = ["HOST", "claim", "claim_path", "claimed_by_others", "holder", "is_stale", "release"]
+
 HOST = socket.gethostname()
 
 
-def claim_path(out, run_id: str) -> Path:
+def claim_path(out: str | Path, run_id: str) -> Path:
+    """The claim file of `run_id` in the dataset directory `out`: `<out>/.<run_id>.claim`."""
     return Path(out) / f".{run_id}.claim"
 
 
@@ -55,8 +58,22 @@ def is_stale(info: dict | None) -> bool:
     return bool(info) and info.get("host") == HOST and isinstance(info.get("pid"), int) and not _alive(info["pid"])
 
 
-def claim(out, run_id: str) -> bool:
-    """Claim `run_id` for this process; False if another live process holds it."""
+def claim(out: str | Path, run_id: str) -> bool:
+    """Claim `run_id` for this process.
+
+    Parameters
+    ----------
+    out
+        The sweep's dataset directory.
+    run_id
+        The run to claim.
+
+    Returns
+    -------
+    bool
+        True if this process now holds the claim (a stale claim of a dead process on this host is
+        taken over); False if another live process, or another host, holds it.
+    """
     p = claim_path(out, run_id)
     if _create(p):
         return True
@@ -86,15 +103,15 @@ def claim(out, run_id: str) -> bool:
         guard.unlink(missing_ok=True)
 
 
-def release(out, run_id: str) -> None:
-    """Remove this process's claim on `run_id` (a claim held by another process is left alone)."""
+def release(out: str | Path, run_id: str) -> None:
+    """Remove this process's claim on `run_id` in `out` (a claim held by another process is left alone)."""
     p = claim_path(out, run_id)
     info = holder(p)
     if info and info.get("host") == HOST and info.get("pid") == os.getpid():
         p.unlink(missing_ok=True)
 
 
-def claimed_by_others(out) -> dict[str, dict]:
+def claimed_by_others(out: str | Path) -> dict[str, dict]:
     """run_id -> holder for every live claim in `out` that is not this process's."""
     res = {}
     for p in Path(out).glob(".*.claim"):

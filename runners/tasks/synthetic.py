@@ -1,4 +1,5 @@
-"""Tasks: a deterministic synthetic bilingual language pair, and real parallel corpora from TSV.
+"""The synthetic tasks: a deterministic bilingual language pair (grammar, lexicon, vectorised
+pretraining stream) and the translate / summarise tasks built on it.
 
 Synthetic pair (everything derived from `seed`, so tests are fast and exact):
 - language A ("English-like"): SVO, adjective before noun, plural by a separate noun form,
@@ -16,20 +17,21 @@ Tasks built on it:
   clause with all adjectives dropped.
 Pretraining text is monolingual A and B sentences (never parallel).
 
-Sequence format for finetuning: [<bos> <A> src... <B> tgt... <eos>]; the loss covers the target
-tokens and <eos> only. Pretraining: packed stream of "<A> sentence <eos>" / "<B> sentence <eos>".
+Each task is registered by name (runners/tasks/registry.py); the two are each other's default
+zero-shot task.
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
-from pathlib import Path
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
-PAD, BOS, EOS, TAG_A, TAG_B = 0, 1, 2, 3, 4
-SPECIALS = ["<pad>", "<bos>", "<eos>", "<A>", "<B>"]
+from .base import EOS, SPECIALS, TAG_A, TAG_B, Examples, pack_pairs
+from .registry import register_task
+
+__all__ = ["SyntheticPair", "SyntheticTask", "Vocab"]
 
 _SRC_NOUNS = {  # concept -> (A singular, class); class: person / animal / thing
     "man": "person", "woman": "person", "child": "person", "teacher": "person", "farmer": "person",
@@ -60,27 +62,30 @@ def _pseudo_words(rng: np.random.Generator, n: int, taken: set[str]) -> list[str
 
 @dataclasses.dataclass
 class Vocab:
+    """The surface forms of both synthetic languages after the special tokens; a word's id is its index."""
     tokens: list[str]
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.index = {t: i for i, t in enumerate(self.tokens)}
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.tokens)
 
     def encode(self, words: list[str]) -> list[int]:
+        """Ids of `words` (every word must be in the vocabulary)."""
         return [self.index[w] for w in words]
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: Iterable[int]) -> str:
+        """Space-joined words of `ids`, special ids dropped."""
         return " ".join(self.tokens[i] for i in ids if i >= len(SPECIALS))
 
 
 class SyntheticPair:
     """The two synthetic languages and their lexicon, fully determined by `seed`."""
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
-        taken = set()
+        taken: set[str] = set()
         self.concepts = dict(_SRC_NOUNS)
         for w, (s0, s1) in _HOMOGRAPHS.items():
             self.concepts[s0] = "thing"
@@ -146,19 +151,22 @@ class SyntheticPair:
             out.append(self.b_adj[np_["adj"]] + _B_ADJ[gd])
         return out
 
-    def a_clause(self, cl, adjectives=True):
+    def a_clause(self, cl: dict, adjectives: bool = True) -> list[str]:
+        """Words of clause `cl` (from `sentence`) in language A: SVO, adjective before the noun."""
         v = cl["verb"]
         if cl["subj"]["plural"]:
             v = v[:-2] if v.endswith("es") else v[:-1]
         return self._a_np(cl["subj"], adjectives) + [v] + self._a_np(cl["obj"], adjectives)
 
-    def b_clause(self, cl, adjectives=True):
+    def b_clause(self, cl: dict, adjectives: bool = True) -> list[str]:
+        """Words of clause `cl` in language B: SOV, adjective after the noun, agreeing with it."""
         person = _SRC_NOUNS.get(cl["subj"]["concept"]) == "person"
         stem = self.b_verb[cl["verb"]][0 if person else 1]
         v = stem + ("n" if cl["subj"]["plural"] else "t")
         return self._b_np(cl["subj"], adjectives) + self._b_np(cl["obj"], adjectives) + [v]
 
-    def sentence(self, rng, n_clauses):
+    def sentence(self, rng: np.random.Generator, n_clauses: int) -> tuple[list[dict], list[str], list[str]]:
+        """A random sentence of `n_clauses` clauses: (the clauses, its A words, its B words)."""
         cls = [self._clause(rng) for _ in range(n_clauses)]
         a, b = [], []
         for i, cl in enumerate(cls):
@@ -181,52 +189,10 @@ _B_ADJ = ["er", "e", "es", "en"]
 
 # ---- tasks --------------------------------------------------------------------------------------
 
-@dataclasses.dataclass
-class Examples:
-    """Tokenised finetuning examples: tokens (N, T) int32, loss mask (N, T) over targets."""
-    tokens: np.ndarray
-    mask: np.ndarray
-    src_len: np.ndarray  # index of the <B> separator (prefix length - 1)
-    refs: list[str]
+class SyntheticTask:
+    """A task on the synthetic pair: `kind` "translate" (A sentence -> B) or "summarise" (a 2-3
+    clause A text -> B translation of its first clause, adjectives dropped)."""
 
-    def __len__(self):
-        return len(self.tokens)
-
-    def subset(self, idx):
-        return Examples(self.tokens[idx], self.mask[idx], self.src_len[idx], [self.refs[i] for i in idx])
-
-
-def pack_pairs(pairs: list[tuple[list[int], list[int]]], max_len: int, refs: list[str]) -> Examples:
-    n = len(pairs)
-    toks = np.zeros((n, max_len), np.int32)
-    mask = np.zeros((n, max_len), np.float32)
-    src_len = np.zeros((n,), np.int32)
-    for i, (s, t) in enumerate(pairs):
-        seq = [BOS, TAG_A] + s + [TAG_B] + t + [EOS]
-        if len(seq) > max_len:  # truncate the source, keep the target whole where possible
-            keep = max(1, len(s) - (len(seq) - max_len))
-            s = s[:keep]
-            seq = ([BOS, TAG_A] + s + [TAG_B] + t + [EOS])[:max_len]
-        toks[i, :len(seq)] = seq
-        sep = 2 + len(s)
-        src_len[i] = sep
-        # position j predicts token j+1: mask[j] = 1 where token j+1 is a target token or <eos>
-        mask[i, sep:len(seq) - 1] = 1.0
-    return Examples(toks, mask, src_len, refs)
-
-
-class Task:
-    """Common interface: vocab size, tokenizer, pretraining stream, finetuning splits."""
-    name: str
-    vocab_size: int
-    max_len: int
-
-    def pretrain_stream(self, n_tokens: int, seed: int) -> np.ndarray: ...
-    def split(self, split: str, n: int) -> Examples: ...
-    def detok(self, ids) -> str: ...
-
-
-class SyntheticTask(Task):
     def __init__(self, kind: str = "translate", lang_seed: int = 0, max_len: int = 48,
                  parallel_fraction: float = 0.0):
         if kind not in ("translate", "summarise"):
@@ -241,7 +207,8 @@ class SyntheticTask(Task):
             raise ValueError(f"parallel_fraction must be in [0, 1), got {parallel_fraction}")
         self.parallel_fraction = parallel_fraction
 
-    def detok(self, ids) -> str:
+    def detok(self, ids: Iterable[int]) -> str:
+        """Text of token ids (special ids dropped)."""
         return self.pair.vocab.decode([int(i) for i in ids])
 
     def _rng(self, split):
@@ -367,149 +334,13 @@ class SyntheticTask(Task):
         return rows[rows >= 0].astype(np.int32)
 
 
-# ---- real corpora ------------------------------------------------------------------------------
-
-class ByteTokenizer:
-    """UTF-8 bytes shifted past the special ids."""
-    def __init__(self):
-        self.vocab_size = 256 + len(SPECIALS)
-
-    def encode(self, s: str) -> list[int]:
-        return [b + len(SPECIALS) for b in s.encode("utf-8")]
-
-    def decode(self, ids) -> str:
-        return bytes(int(i) - len(SPECIALS) for i in ids if int(i) >= len(SPECIALS)).decode("utf-8", "replace")
+@register_task("synth_translate", companion="synth_summarise")
+def synth_translate(**options: Any) -> SyntheticTask:
+    """The synthetic translation task (options: lang_seed, max_len, parallel_fraction)."""
+    return SyntheticTask("translate", **options)
 
 
-class SentencePieceTokenizer:
-    """A unigram sentencepiece model trained on the corpus itself (both sides)."""
-    def __init__(self, texts: list[str], vocab_size: int = 1000, seed: int = 0):
-        import io
-
-        import sentencepiece as spm
-        buf = io.BytesIO()
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size,
-            model_type="unigram", character_coverage=1.0, hard_vocab_limit=False,
-            bos_id=-1, eos_id=-1, pad_id=-1, unk_id=0, num_threads=1,
-            minloglevel=2)
-        self.sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
-        self.vocab_size = self.sp.get_piece_size() + len(SPECIALS)
-
-    def encode(self, s: str) -> list[int]:
-        return [i + len(SPECIALS) for i in self.sp.encode(s)]
-
-    def decode(self, ids) -> str:
-        return self.sp.decode([int(i) - len(SPECIALS) for i in ids if int(i) >= len(SPECIALS)])
-
-
-def read_tsv(path: str | os.PathLike) -> list[tuple[str, str]]:
-    """Parallel corpus as TSV: `source<TAB>target` per line; blank lines and '#' lines skipped."""
-    pairs = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip() or line.startswith("#"):
-                continue
-            parts = line.split("\t")
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{lineno}: expected 2 tab-separated fields, got {len(parts)}")
-            pairs.append((parts[0].strip(), parts[1].strip()))
-    return pairs
-
-
-def read_ding(path: str | os.PathLike = "/usr/share/trans/de-en", max_pairs: int | None = None
-              ) -> list[tuple[str, str]]:
-    """Debian `trans-de-en` (Ding format: `German :: English`, `|` between aligned senses),
-    as (English, German) pairs, one per aligned sense, annotations in {} [] () dropped;
-    the first `max_pairs` pairs if given."""
-    import re
-    clean = lambda s: re.sub(r"\s+", " ", re.sub(r"\{[^}]*\}|\[[^]]*\]|\([^)]*\)", "", s)).strip(" ;,")
-    pairs = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("#") or " :: " not in line:
-                continue
-            de, en = line.rstrip("\n").split(" :: ", 1)
-            for d, e in zip(de.split(" | "), en.split(" | ")):
-                d, e = clean(d.split(";")[0]), clean(e.split(";")[0])
-                if d and e:
-                    pairs.append((e, d))
-            if max_pairs is not None and len(pairs) >= max_pairs:
-                return pairs[:max_pairs]
-    return pairs
-
-
-class ParallelCorpusTask(Task):
-    """A real parallel corpus (list of (src, tgt) strings) with a deterministic train/dev/test split.
-
-    Pretraining text = the monolingual sides of the train split, shuffled independently.
-    """
-    def __init__(self, pairs, name="corpus", tokenizer="bytes", max_len=64, n_dev=200, n_test=500,
-                 sp_vocab=1000, seed=0):
-        if len(pairs) < n_dev + n_test + 1:
-            raise ValueError(f"corpus has {len(pairs)} pairs; need more than n_dev + n_test = {n_dev + n_test}")
-        self.name = name
-        # stable order independent of file order: sort by content hash
-        order = sorted(range(len(pairs)), key=lambda i: hashlib.sha1(
-            f"{seed}\t{pairs[i][0]}\t{pairs[i][1]}".encode()).hexdigest())
-        pairs = [pairs[i] for i in order]
-        self.test, self.dev, self.train = pairs[:n_test], pairs[n_test:n_test + n_dev], pairs[n_test + n_dev:]
-        if tokenizer == "bytes":
-            self.tok = ByteTokenizer()
-        elif tokenizer == "sentencepiece":
-            self.tok = SentencePieceTokenizer([s for p in self.train for s in p], sp_vocab, seed)
-        else:
-            raise ValueError(f"unknown tokenizer {tokenizer!r} (bytes or sentencepiece)")
-        self.vocab_size = self.tok.vocab_size
-        self.max_len = max_len
-
-    def detok(self, ids) -> str:
-        return self.tok.decode(ids)
-
-    def split(self, split: str, n: int) -> Examples:
-        src = {"train": self.train, "dev": self.dev, "test": self.test}[split]
-        if n > len(src):
-            raise ValueError(f"{self.name}: asked for {n} {split} examples, split has {len(src)}")
-        src = src[:n]
-        return pack_pairs([(self.tok.encode(s), self.tok.encode(t)) for s, t in src], self.max_len,
-                          [t for _, t in src])
-
-    def pretrain_stream(self, n_tokens: int, seed: int = 0) -> np.ndarray:
-        """Documents "<A> src <eos>" or "<B> tgt <eos>" of random training pairs, packed. Drawn in
-        blocks (indices and sides as arrays; each sentence tokenised once and cached)."""
-        rng = np.random.default_rng([97, seed])
-        if not hasattr(self, "_docs"):
-            self._docs = {}
-        chunks, total = [], 0
-        while total < n_tokens:
-            m = 1 << 12  # fixed block: a stream is a prefix of a longer one
-            idx = rng.integers(len(self.train), size=m)
-            side = (rng.random(m) >= 0.5).astype(int)  # 0: source side <A>, 1: target side <B>
-            for i, sd in zip(idx.tolist(), side.tolist()):
-                doc = self._docs.get((i, sd))
-                if doc is None:
-                    doc = np.array([(TAG_A, TAG_B)[sd]] + self.tok.encode(self.train[i][sd]) + [EOS], np.int32)
-                    self._docs[(i, sd)] = doc
-                chunks.append(doc)
-                total += len(doc)
-                if total >= n_tokens:
-                    break
-        return np.concatenate(chunks)[:n_tokens].astype(np.int32)
-
-
-def get_task(spec: dict | str) -> Task:
-    """Build a task from a name or a TOML table: synth_translate, synth_summarise,
-    {name="...", tsv="path"} or {name="...", ding="/usr/share/trans/de-en"}."""
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    spec = dict(spec)
-    name = spec.pop("name", None)
-    if name in ("synth_translate", "synth_summarise"):
-        return SyntheticTask(name.split("_")[1], **spec)
-    if "tsv" in spec:
-        return ParallelCorpusTask(read_tsv(Path(spec.pop("tsv"))), name=name or "tsv", **spec)
-    if "ding" in spec:
-        return ParallelCorpusTask(read_ding(spec.pop("ding"), spec.pop("max_pairs", None)),
-                                  name=name or "ding", **spec)
-    raise ValueError(f"unknown task {name!r}: use synth_translate, synth_summarise, or a table with tsv= or ding=")
+@register_task("synth_summarise", companion="synth_translate")
+def synth_summarise(**options: Any) -> SyntheticTask:
+    """The synthetic compress-and-translate task (options as for synth_translate)."""
+    return SyntheticTask("summarise", **options)
