@@ -68,3 +68,24 @@ def test_engines_accept_none_or_any_callable():
     with counted(seen.append, "groups", 3, unit="group") as advance:
         advance(3)
     assert seen == ["groups: 3 groups"]
+
+
+def test_the_command_line_counts_backtest_refits_and_quiet_silences_it(tmp_path, capsys):
+    """`lawfit backtest` (stderr not a terminal here): one line when the refits start, one when
+    they are done; nothing on stderr with --quiet."""
+    import numpy as np
+
+    from lawfit.cli.main import main
+    from lawfit.simulate import simulate
+    runs = simulate("multiplicative", dict(A=2.1e3, E=0.62, alpha=0.36, beta=0.081),
+                    {"model_params": [1e9, 2e9, 4e9, 8e9],
+                     "finetune_examples": np.geomspace(1e4, 1e5, 5)},
+                    noise=0.003, seeds=1, seed=0, extra={"task": "t", "method": "lora"})
+    path = tmp_path / "runs.csv"
+    runs.to_csv(path, index=False)
+    assert main(["backtest", str(path), "--bootstrap", "0", "--starts", "8"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.endswith("backtest refits: 2 laws") for line in err), err
+    assert any("backtest refits: 2/2 done in" in line for line in err), err
+    assert main(["backtest", str(path), "--bootstrap", "0", "--starts", "8", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
