@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from runners.rows import read_runs  # noqa: E402
+from lawfit.io.runs import read_runs  # noqa: E402
 
 
 def main():
     d = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "data" / "cpu_sweep")
-    df = read_runs(d)
+    df, _ = read_runs(d)  # the directory as the fitter reads it
     lines = [f"# CPU sweep summary ({len(df)} runs, {df.seed.nunique()} seeds)\n"]
     for col, name in (("loss", "test loss (nats/token)"), ("zero_shot_loss", "zero-shot loss on synth_summarise"),
                       ("chrf", "chrF (greedy, 32 test sentences)")):

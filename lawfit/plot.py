@@ -1,6 +1,7 @@
-"""Figures (matplotlib, Agg backend): fits, critical data sizes, probability of superiority and
-backtests. Every function takes results (or their JSON documents) and a directory, writes PNG and
-PDF files and returns their paths. Nothing here fits anything; fitting code never plots.
+"""Figures (matplotlib): fits, critical data sizes, probability of superiority, backtests,
+compute-optimal frontiers and suggested batches. Every function takes results (or their JSON
+documents) and a directory, writes PNG and PDF files and returns their paths. Nothing here fits
+anything; fitting code never plots.
 
 - ``plot_fit``: loss against D per group (one panel per group), the runs as points and the fitted
   curve with its interval band for each value of X (one colour per X); held-out runs, when given,
@@ -10,35 +11,55 @@ PDF files and returns their paths. Nothing here fits anything; fitting code neve
   method a is better against D, one line per X.
 - ``plot_backtest``: Delta_h per group and law (bars) and, per law, the fit panels with held-out
   runs marked.
+- ``plot_optimal``: the compute-optimal frontier of a Chinchilla-law fit.
+- ``plot_suggestion``: the expected width as a suggested batch grows, and where its runs lie.
+
+Figures are built as ``matplotlib.figure.Figure`` objects and saved through their own canvas, so
+no backend is needed and none is chosen: importing this module imports no matplotlib at all and
+leaves pyplot and the user's backend alone. Files are written atomically
+(``lawfit.io.artefacts.atomic_write``).
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from lawfit.errors import DataError  # noqa: E402
+from lawfit.errors import DataError
 from lawfit.table import select_recorded
+
+__all__ = ["FORMATS", "crossing_series", "plot_backtest", "plot_critical", "plot_fit",
+           "plot_optimal", "plot_suggestion", "plot_superiority"]
 
 FORMATS = ("png", "pdf")
 PANELS_PER_PAGE = 12
 NCOLS = 3
 
 
-def _save(fig, out_dir: Path, name: str, formats=FORMATS) -> list[Path]:
+def _figure(figsize):
+    """A figure that belongs to no pyplot state and needs no backend (it is drawn by the Agg,
+    PDF or SVG canvas matching the format it is saved in)."""
+    from matplotlib.figure import Figure
+    return Figure(figsize=figsize)
+
+
+def _colours(cmap: str, n: int) -> np.ndarray:
+    from matplotlib import colormaps
+    return colormaps[cmap](np.linspace(0.05, 0.9, n))
+
+
+def _save(fig, out_dir: Path, name: str, formats=FORMATS, *, tight: bool = True) -> list[Path]:
+    from lawfit.io.artefacts import atomic_write
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in formats:
         p = out_dir / f"{name}.{ext}"
-        fig.savefig(p, dpi=110 if ext == "png" else None, bbox_inches="tight")
+        atomic_write(p, lambda tmp, ext=ext: fig.savefig(
+            tmp, format=ext, dpi=110 if ext == "png" else None,
+            bbox_inches="tight" if tight else None))
         paths.append(p)
-    plt.close(fig)
     return paths
 
 
@@ -49,7 +70,8 @@ def _pages(items, per_page=PANELS_PER_PAGE):
 def _grid(n: int, width: float = 4.6):
     ncols = min(NCOLS, max(n, 1))
     nrows = max(1, math.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, 3.4 * nrows), squeeze=False)
+    fig = _figure((width * ncols, 3.4 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.ravel()[n:]:
         ax.set_visible(False)
     return fig, axes.ravel()
@@ -106,7 +128,7 @@ def _fit_panel(ax, g, xcol: str, dcol: str, ycol: str, frame: pd.DataFrame | Non
     if not d_lo > 0:       # base-model rows (D = 0) are not drawn on the log axis
         d_lo = d_hi / 1e4
     dgrid = np.geomspace(d_lo / 1.5, d_hi * 1.5, 120)
-    colours = plt.get_cmap(cmap)(np.linspace(0.05, 0.9, len(xs)))
+    colours = _colours(cmap, len(xs))
     q = (1 - level) / 2
     for x, c in zip(xs, colours):
         v = dgrid[:, None] if one else np.column_stack([np.full(len(dgrid), x), dgrid])
@@ -297,7 +319,7 @@ def plot_superiority(critical, out_dir, *, name: str = "superiority",
         fig, axes = _grid(len(page), width=5.6)
         for ax, (k, sub) in zip(axes, page):
             xs = sorted(sub["x"].unique())
-            colours = plt.get_cmap("viridis")(np.linspace(0.05, 0.9, len(xs)))
+            colours = _colours("viridis", len(xs))
             kd = dict(zip(keys, k if isinstance(k, tuple) else (k,)))
             meas = next((r["d_measured"] for r in doc["rows"]
                          if all(str(r["key"].get(kk)) == str(vv) for kk, vv in kd.items())), None)
@@ -334,7 +356,8 @@ def plot_backtest(bt, out_dir, *, name: str = "backtest", formats=FORMATS,
         raise DataError("the backtest has no groups to plot")
     keys = [c for c in bt.group_columns if c in s.columns]
     labels = list(dict.fromkeys(s[keys].astype(str).agg(", ".join, axis=1))) if keys else ["all"]
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(labels) * len(bt.laws) / 2 + 3), 3.6))
+    fig = _figure((max(5.0, 1.1 * len(labels) * len(bt.laws) / 2 + 3), 3.6))
+    ax = fig.subplots()
     width = 0.8 / len(bt.laws)
     pos = np.arange(len(labels))
     for i, law in enumerate(bt.laws):
@@ -413,3 +436,62 @@ def plot_optimal(result, opt, out_dir, *, name: str = "optimal", formats=FORMATS
         ax.set_title(_title(g.key), fontsize=9)
         ax.legend(fontsize=6, frameon=False)
     return _save(fig, Path(out_dir), name, formats)
+
+
+# --- suggested batches ---------------------------------------------------------------------
+
+def plot_suggestion(res, out_dir, *, name: str = "suggest", formats=("png",)) -> list[Path]:
+    """The expected width as the batch grows, and where the candidates and picks lie (X against
+    D per group, colour: expected width after adding that run alone; picks circled, numbered in
+    the order picked).
+
+    Parameters
+    ----------
+    res : lawfit.analysis.suggest.Suggestion
+        The suggested batch.
+    out_dir : str or Path
+        Directory for the figure.
+    name, formats
+        File name stem and formats (default ``suggest.png``).
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    cols = res.settings["columns"]
+    xcol, dcol = cols["x"], cols["d"]
+    groups = list(dict.fromkeys(tuple((k, str(v)) for k, v in row.items())
+                                for row in res.candidates[list(res.settings["by"])]
+                                .to_dict("records")))
+    fig = _figure((4.2 * (1 + len(groups)), 3.8))
+    axes = fig.subplots(1, 1 + max(len(groups), 1), squeeze=False)[0]
+    ax = axes[0]
+    steps = np.arange(len(res.runs) + 1)
+    widths = [res.width_now, *res.runs["width_after"].tolist()]
+    ax.plot(steps, widths, "o-")
+    ax.set_xlabel("runs added (in the order picked)")
+    ax.set_ylabel(f"expected {res.level:.0%} interval width ({res.unit})")
+    ax.set_ylim(bottom=0)
+    ax.set_title("expected width")
+    cand = res.candidates
+    vmin, vmax = float(cand["width_alone"].min()), float(cand["width_alone"].max())
+    for ax, key in zip(axes[1:], groups):
+        c = cand[_group_rows(cand, dict(key))]
+        sc = ax.scatter(c[dcol], c[xcol], c=c["width_alone"], cmap="viridis_r", vmin=vmin,
+                        vmax=vmax if vmax > vmin else vmin + 1e-12, s=30)
+        r = res.runs
+        for _, row in r[_group_rows(r, dict(key))].iterrows():
+            ax.scatter([row[dcol]], [row[xcol]], s=160, facecolors="none", edgecolors="red")
+            ax.annotate(str(int(row["order"])), (row[dcol], row[xcol]), color="red",
+                        xytext=(5, 5), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(dcol)
+        ax.set_ylabel(xcol)
+        ax.set_title(", ".join(v for _, v in key), fontsize=9)
+        fig.colorbar(sc, ax=ax, label="width after this run alone")
+    fig.suptitle(f"lawfit suggest: {res.target['kind']} target (picks circled, in order)",
+                 fontsize=10)
+    fig.tight_layout()
+    return _save(fig, Path(out_dir), name, formats, tight=False)

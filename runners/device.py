@@ -28,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 __all__ = ["ACCELERATORS", "DEVICES", "DTYPES", "DeviceError", "DeviceInfo", "check_request", "float32_scope",
            "jnp_dtype", "main", "probe", "probe_subprocess", "resolve", "resolve_dtype", "resolve_info"]
@@ -144,7 +145,7 @@ def resolve(device: str = "auto", dtype: str = "auto") -> DeviceInfo:
     return resolve_info(probe(), device, dtype)
 
 
-def jnp_dtype(name: str):
+def jnp_dtype(name: str) -> Any:
     """The jax.numpy dtype for a resolved dtype name ("float32" or "bfloat16")."""
     import jax.numpy as jnp
     if name not in ("float32", "bfloat16"):
@@ -152,7 +153,7 @@ def jnp_dtype(name: str):
     return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
 
 
-def float32_scope():
+def float32_scope() -> contextlib.AbstractContextManager:
     """Context manager: `jax_enable_x64` off inside (a no-op where it is off already).
 
     Runners compute in float32/bfloat16 with int32 tokens; the fitter's float64 switch must not

@@ -12,6 +12,8 @@ steps (and at step 0); the trainable weights with the best dev loss are kept.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 from flax import nnx
 
@@ -35,7 +37,7 @@ __all__ = ["FinetuneConfig", "build_model", "finetune"]
 
 
 def build_model(cfg: ModelConfig, base_params: dict, method: str, pet_size: int | None, seed: int,
-                dtype="auto") -> Transformer:
+                dtype: str | Any = "auto") -> Transformer:
     """A model with the base weights loaded and (for PET) fresh adapters / a vocab-sampled prompt."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")

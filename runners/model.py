@@ -23,6 +23,7 @@ Design choices, each for a reason:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +39,7 @@ F32 = jnp.float32
 ATTENTION = ("auto", "xla", "cudnn")
 
 
-def attention_impl(attention: str, dtype, seq_len: int, head_dim: int, backend: str | None = None) -> str:
+def attention_impl(attention: str, dtype: Any, seq_len: int, head_dim: int, backend: str | None = None) -> str:
     """The attention implementation a Block uses: "cudnn" or "xla".
 
     "auto" picks cuDNN flash attention on a GPU for bf16/fp16 compute when the head dim is a multiple
@@ -91,7 +92,7 @@ class Dense(nnx.Module):
             self.lora_b = nnx.LoRAParam(jnp.zeros((lora_rank, dout), F32))
             self.lora_scale = (lora_alpha if lora_alpha is not None else lora_rank) / lora_rank
 
-    def __call__(self, x, dtype):
+    def __call__(self, x: jax.Array, dtype: Any) -> jax.Array:
         y = x @ self.kernel[...].astype(dtype)
         if self.lora_rank:
             y = y + ((x @ self.lora_a[...].astype(dtype)) @ self.lora_b[...].astype(dtype)) * self.lora_scale
@@ -104,7 +105,7 @@ class RMSNorm(nnx.Module):
     def __init__(self, d: int):
         self.scale = nnx.Param(jnp.ones((d,), F32))
 
-    def __call__(self, x):
+    def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
         y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + 1e-6)
         return (y * self.scale[...]).astype(x.dtype)
@@ -150,7 +151,7 @@ class Block(nnx.Module):
         self.up = Dense(d, cfg.ff, rngs=rngs, lora_rank=lora_rank)
         self.down = Dense(cfg.ff, d, rngs=rngs, lora_rank=lora_rank)
 
-    def __call__(self, x, dtype):
+    def __call__(self, x: jax.Array, dtype: Any) -> jax.Array:
         B, T, d = x.shape
         H = self.cfg.n_heads
         h = self.norm1(x)
@@ -175,7 +176,7 @@ class Transformer(nnx.Module):
     """Decoder-only LM. `prompt_len` > 0 adds soft-prompt vectors; `lora_rank` > 0 adds adapters."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, lora_rank: int = 0, prompt_len: int = 0,
-                 dtype=jnp.float32, attention: str = "auto"):
+                 dtype: Any = jnp.float32, attention: str = "auto"):
         if attention not in ATTENTION:
             raise ValueError(f"unknown attention {attention!r}; expected one of {ATTENTION}")
         self.cfg = cfg
@@ -189,7 +190,7 @@ class Transformer(nnx.Module):
             # placeholder; `init_prompt_from_vocab` overwrites it after the base weights are loaded
             self.prompt = PromptParam(jnp.zeros((prompt_len, cfg.d_model), F32))
 
-    def __call__(self, tokens):
+    def __call__(self, tokens: jax.Array) -> jax.Array:
         dtype = self.dtype
         emb = self.embed[...]
         x = emb[tokens].astype(dtype)

@@ -4,19 +4,24 @@ Layout: `<out>/<run_id>.parquet`, one row each. Writers put the row in a tempora
 starts with "." in the same directory, fsync it, `os.replace` it onto the final name and fsync the
 directory, so a reader never sees a partial file and a killed writer leaves only an ignored
 dot-file. Readers take every `*.parquet` not starting with "." and fail loudly on any they cannot
-read.
+read: the fitter's reader (lawfit/io/runs.py) reads the directory as it is; the sweep checks every
+row file before it runs (`finished_run_ids`).
 """
 from __future__ import annotations
 
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+if TYPE_CHECKING:
+    from .device import DeviceInfo
+
 __all__ = ["CANONICAL", "PROVENANCE", "CorruptRunFile", "check_file", "clean_stale_tmp", "device_columns",
-           "finished_run_ids", "read_runs", "run_files", "write_row"]
+           "finished_run_ids", "run_files", "write_row"]
 
 # canonical columns and their types; pet_params is null for fmt (sizes must be positive)
 CANONICAL = {
@@ -80,7 +85,7 @@ def write_row(out: Path, row: dict) -> Path:
     return final
 
 
-def device_columns(info) -> dict:
+def device_columns(info: DeviceInfo | dict) -> dict:
     """The row columns recording what computed a run, from a `runners.device.DeviceInfo` (or its dict):
     backend, device_kind, device_count and the resolved compute dtype."""
     d = info if isinstance(info, dict) else info.to_dict()
@@ -122,18 +127,6 @@ def finished_run_ids(out: Path) -> set[str]:
     if bad:
         raise CorruptRunFile("; ".join(bad))
     return ids
-
-
-def read_runs(out: Path):
-    """The whole dataset directory as one pandas DataFrame (raises CorruptRunFile on a bad file)."""
-    import pandas as pd
-    finished_run_ids(out)
-    frames = [pq.read_table(p).to_pandas() for p in run_files(out)]
-    if not frames:
-        return pd.DataFrame({k: pd.Series(dtype="object") for k in CANONICAL})
-    df = pd.concat(frames, ignore_index=True)
-    df["pet_params"] = df["pet_params"].astype("Int64")
-    return df
 
 
 def clean_stale_tmp(out: Path) -> int:

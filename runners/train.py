@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,7 +28,7 @@ __all__ = ["batches", "compute_dtype", "eval_step", "init_opt_state", "mesh", "n
            "put_batch", "replicate", "replicated", "split_model", "train_step"]
 
 
-def compute_dtype(name: str = "auto"):
+def compute_dtype(name: str = "auto") -> Any:
     """The jax.numpy compute dtype for a name: "auto" is bfloat16 on GPU/TPU, float32 on CPU
     (runners.device.resolve_dtype); unknown names raise DeviceError."""
     return jnp_dtype(resolve_dtype(jax.default_backend(), name))
@@ -40,12 +41,12 @@ def mesh() -> jax.sharding.Mesh:
     return jax.sharding.Mesh(np.array(jax.devices()), ("data",))
 
 
-def replicated():
+def replicated() -> jax.sharding.NamedSharding:
     """Sharding of parameters and optimizer state: a full copy on every device."""
     return jax.sharding.NamedSharding(mesh(), jax.sharding.PartitionSpec())
 
 
-def put_batch(*arrays):
+def put_batch(*arrays: np.ndarray) -> tuple[jax.Array, ...]:
     """Host arrays -> devices, split along the batch axis over all devices. Integer arrays become
     int32 (tokens), floating arrays float32 (masks), whatever the process's x64 setting."""
     n = mesh().devices.size
@@ -60,7 +61,7 @@ def put_batch(*arrays):
     return tuple(out)
 
 
-def replicate(tree):
+def replicate(tree: Any) -> Any:
     """Place every array of `tree` on all current devices (a no-op for arrays already placed so)."""
     return jax.device_put(tree, replicated())
 

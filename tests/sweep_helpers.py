@@ -55,6 +55,14 @@ def sweep_env(base: Path) -> tuple[Path, Path, dict]:
     return base, base / "ckpt", e
 
 
+def read_rows(out: Path):
+    """A sweep's dataset directory as the fitter reads it (lawfit/io/runs.py), as a DataFrame."""
+    from lawfit.io.runs import read_runs
+    frame, source = read_runs(out)
+    assert source.rows == len(frame)
+    return frame
+
+
 def run_sweep_cli(args, env: dict, **kw) -> subprocess.CompletedProcess:
     """`python -m runners run ARGS` in a subprocess, to completion (text output)."""
     return subprocess.run([sys.executable, "-m", "runners", "run", *map(str, args)], env=env, cwd=REPO,

@@ -145,6 +145,14 @@ def test_cli_backtest_writes_outputs(runs_csv, tmp_path, capsys):
     runs_out = pd.read_csv(out / "backtest_runs.csv")
     assert set(runs_out[runs_out.heldout].x) == {16e9}
     assert (out / "fits" / "multiplicative" / "fit.json").exists()
+    assert doc["data"]["path"] == str(runs_csv) and len(doc["data"]["sha256"]) == 64
+    # the directory reads back into the same backtest (lawfit/io/results.py)
+    from lawfit.io.artefacts import jsonable
+    from lawfit.io.results import read_backtest
+    bt = read_backtest(out)
+    assert json.loads(json.dumps(jsonable(bt.to_dict()))) == doc
+    pd.testing.assert_frame_equal(bt.runs, runs_out)
+    assert list(bt.fits) == ["multiplicative"] and bt.fits["multiplicative"].groups
 
 
 @pytest.mark.parametrize("args,needle", [

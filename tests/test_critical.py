@@ -14,7 +14,8 @@ import pytest
 from conftest import require_reference as reference
 
 import lawfit
-from lawfit.analysis.critical import closed_form, critical, crossings, roots_of, superiority
+from lawfit.analysis.critical import closed_form, critical, crossings, superiority
+from lawfit.analysis.roots import Root, find_crossings, find_roots, find_roots_batch, log_grid, match_roots
 from lawfit.cli.main import main
 from lawfit.laws import get_law
 from lawfit.result import GroupFit
@@ -24,8 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LAW = get_law("multiplicative")
 SIZES = (1e9, 2e9, 4e9, 8e9, 16e9)
 PAIRS = (("FMT", "Prompt"), ("FMT", "LoRA"), ("Prompt", "LoRA"))
-
-
 
 
 @pytest.fixture(scope="module")
@@ -207,9 +206,41 @@ def test_near_tangent_pair_is_not_missed(table4):
 
 def test_roots_of_generic():
     f = lambda u: (u - 1.0) * (u - 1.5) * (u - 4.0)
-    r = roots_of(f, np.linspace(0, 5, 51))
+    r = find_roots(f, np.linspace(0, 5, 51))
     np.testing.assert_allclose([x for x, _ in r], [1.0, 1.5, 4.0], atol=1e-10)
     assert [d for _, d in r] == [1, -1, 1]     # sign of f above each root
+    assert all(isinstance(x, Root) for x in r)
+
+
+def test_root_finder_every_root_or_none():
+    """The pure root finder: two curves' crossings, a pair closer than the grid spacing, no
+    crossing as an empty result, and the batch form agreeing with the scalar one."""
+    grid = np.linspace(0.0, 10.0, 21)                      # spacing 0.5
+    # curve a - curve b = (t - 3.1)(t - 3.3): two crossings between two grid points
+    a = lambda t: (t - 3.1) * (t - 3.3) + 1.0
+    b = lambda t: 1.0 + 0.0 * t
+    r = find_crossings(a, b, grid)
+    np.testing.assert_allclose([x.t for x in r], [3.1, 3.3], atol=1e-9)
+    assert [x.direction for x in r] == [-1, 1]
+    assert find_crossings(lambda t: t * t + 1.0, lambda t: 0.0 * t, grid) == ()
+    # batch: rows with 0, 1, 2 roots and a near-tangent pair
+    shifts = np.array([-1.0, 0.0, 4.0, 7.0])
+    f_rows = lambda rows, t: (np.asarray(t) - 5.25) ** 2 - 0.0001 - shifts[rows] * \
+        (shifts[rows] > 0) + 2.0 * (shifts[rows] < 0)
+    vals = np.stack([f_rows(np.full(len(grid), i), grid) for i in range(len(shifts))])
+    batch = find_roots_batch(f_rows, grid, vals)
+    for i, got in enumerate(batch):
+        one = find_roots(lambda u, i=i: float(f_rows(np.array([i]), np.array([u]))[0]), grid)
+        assert len(got) == len(one)
+        np.testing.assert_allclose([x.t for x in got], [x.t for x in one], atol=1e-9)
+    assert [len(x) for x in batch] == [0, 2, 2, 2]
+    np.testing.assert_allclose([x.t for x in batch[1]], [5.24, 5.26], atol=1e-9)   # between points
+    # matching by direction: the nearest root of the same direction, each used once
+    ref = (Root(1.0, 1), Root(2.0, -1))
+    assert match_roots(ref, (Root(2.1, -1), Root(1.2, 1))) == [1.2, 2.1]
+    assert match_roots(ref, (Root(1.9, 1),)) == [1.9, None]
+    g = log_grid(1.0, 1e12)
+    assert g[0] == 0.0 and math.isclose(g[-1], math.log(1e12)) and len(g) > 1700
 
 
 # --- draws and intervals ----------------------------------------------------------------------
@@ -342,6 +373,38 @@ def test_cli_critical_writes_schema(small_runs, tmp_path, capsys):
     printed = capsys.readouterr().out
     d0 = doc["rows"][1]["crossings"][0]["d"]
     assert f"{d0:.4g}" in printed
+
+
+def test_critical_is_one_library_call_and_its_artefact_reads_back(small_runs, tmp_path):
+    """``lawfit critical RUNS`` is critical_from_runs(frame, ...): same document (crossings at
+    the measured X of both methods by default); critical.json reads back into the same result,
+    and a malformed one is refused as data."""
+    from lawfit.analysis.critical import critical_from_runs
+    from lawfit.io.artefacts import jsonable
+    from lawfit.io.results import read_critical, write_critical
+    out = tmp_path / "cli"
+    assert main(["critical", str(small_runs), "--between", "fmt,prompt", "--bootstrap", "20",
+                 "--out", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "critical.json").read_text())
+    frame, source = lawfit.read_runs(small_runs)
+    res, fitted = critical_from_runs(frame, ("fmt", "prompt"), bootstrap=20,
+                                     source=source.as_dict())
+    assert json.loads(json.dumps(jsonable(res.to_dict()))) == doc
+    assert sorted({r.x for r in res.rows}) == sorted(set(frame.model_params))   # measured X
+    assert {g.key["method"] for g in fitted.groups} == {"fmt", "prompt"}
+    back = read_critical(out)
+    assert json.loads(json.dumps(jsonable(back.to_dict()))) == doc
+    assert [c.direction for r in back.rows for c in r.crossings] == \
+        [c.direction for r in res.rows for c in r.crossings]
+    again = write_critical(back, tmp_path / "again")
+    assert json.loads(again[0].read_text()) == doc
+    with pytest.raises(lawfit.DataError, match="already exists|exists"):
+        write_critical(back, tmp_path / "again")             # nothing overwritten unasked
+    bad = dict(doc, rows=[dict(doc["rows"][0], crossings=[{"d": "x"}])])
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "critical.json").write_text(json.dumps(bad))
+    with pytest.raises(lawfit.DataError, match="not a valid lawfit artefact"):
+        read_critical(tmp_path / "bad")
 
 
 @pytest.mark.parametrize("args,needle", [

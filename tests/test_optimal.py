@@ -71,6 +71,10 @@ def test_epoch_replication_gives_about_18_tokens_per_parameter(tmp_path):
         assert set(doc["rows"][0][what]) == {"estimate", "lo", "hi"}
     assert doc["rows"][0]["tokens_per_param"]["estimate"] == pytest.approx(tpp["estimate"])
     assert (tmp_path / "opt" / "optimal.png").exists()
+    from lawfit.io.artefacts import jsonable
+    from lawfit.io.results import read_optimal
+    back = read_optimal(tmp_path / "opt")
+    assert json.loads(json.dumps(jsonable(back.as_dict()))) == doc
     assert "tokens per parameter" in proc.stdout
     # an existing optimal.json is not overwritten
     again = run_cli("optimal", fit_dir, "--compute", "1e24", "--out", tmp_path / "opt")

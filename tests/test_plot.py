@@ -87,3 +87,29 @@ def test_cli_plot(study, tmp_path, capsys):
     assert main(["plot", str(empty)]) == 2
     assert main(["plot", str(out), "--format", "gif"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_importing_and_plotting_leaves_the_backend_alone(study, tmp_path):
+    """lawfit.plot chooses no backend and never touches pyplot: a notebook's or GUI's backend is
+    the user's. Checked in a fresh interpreter (this one has imported matplotlib already)."""
+    import subprocess
+    import sys
+    code = (
+        "import sys, matplotlib\n"
+        "matplotlib.rcParams['backend'] = 'svg'\n"
+        "import lawfit, lawfit.plot, lawfit.cli.main\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"
+        "assert matplotlib.rcParams['backend'] == 'svg', matplotlib.rcParams['backend']\n"
+        "from lawfit.simulate import paper_grid\n"
+        "f = paper_grid(noise=0.004, seeds=1, seed=3, tasks=('wmt14_en_de',), methods=('fmt',))\n"
+        "f = f[f.factor == 'model_params']\n"
+        "res = lawfit.fit(f, 'multiplicative')\n"
+        f"paths = lawfit.plot.plot_fit(res, f, {str(tmp_path)!r}, formats=('png', 'pdf'))\n"
+        "assert len(paths) == 2\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported by plotting'\n"
+        "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n"
+        "print('ok')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-2000:]
+    assert_image(tmp_path / "fit.png")
+    assert (tmp_path / "fit.pdf").read_bytes().startswith(b"%PDF")

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("flax")
 pytest.importorskip("pydantic")
 
-from sweep_helpers import REPO, run_sweep_cli, start_sweep, sweep_env, sweep_toml  # noqa: E402
+from sweep_helpers import REPO, read_rows, run_sweep_cli, start_sweep, sweep_env, sweep_toml  # noqa: E402
 
 from runners import rows  # noqa: E402
 from runners.sweep import claims, load_plan  # noqa: E402
@@ -75,7 +75,7 @@ def test_signal_stops_promptly_without_partial_rows_and_resume_completes(tmp_pat
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"({len(done)} already done, {len(plan.runs) - len(done)} to run)" in r.stderr
     assert r.stderr.count("loss=") == len(plan.runs) - len(done)  # only the missing runs were computed
-    assert sorted(rows.read_runs(plan.out).run_id) == sorted(x["run_id"] for x in plan.runs)
+    assert sorted(read_rows(plan.out).run_id) == sorted(x["run_id"] for x in plan.runs)
     assert all((plan.out / n).stat().st_mtime_ns == m for n, m in before.items())
 
 
@@ -128,7 +128,7 @@ def test_two_sweeps_on_one_directory_compute_each_run_once(tmp_path, env):
     assert a.returncode == 0 and b.returncode == 0, (ea[-2000:], eb[-2000:])
     computed = ea.count("loss=") + eb.count("loss=")
     assert computed == len(plan.runs), f"{computed} computations for {len(plan.runs)} runs:\n{ea}\n{eb}"
-    assert sorted(rows.read_runs(plan.out).run_id) == sorted(r["run_id"] for r in plan.runs)
+    assert sorted(read_rows(plan.out).run_id) == sorted(r["run_id"] for r in plan.runs)
     assert not list(plan.out.glob(".*.claim"))
 
 
@@ -153,7 +153,7 @@ def test_lawfit_run_trains_like_python_m_runners(tmp_path, env):
                         timeout=600)
     assert rb.returncode == 0, rb.stderr[-3000:]
     assert "BACKEND_IN_DRIVER False" in rb.stderr
-    da, db = rows.read_runs(load_plan(ta).out), rows.read_runs(load_plan(tb).out)
+    da, db = read_rows(load_plan(ta).out), read_rows(load_plan(tb).out)
     assert sorted(da.run_id) == sorted(db.run_id)  # same configurations, same ids
     da, db = da.set_index("run_id").sort_index(), db.set_index("run_id").sort_index()
     for col in ("loss", "base_loss", "dev_loss", "zero_shot_loss"):
@@ -207,6 +207,6 @@ def test_fresh_two_device_sweep_records_its_devices(tmp_path, env):
     r = run_sweep_cli([t], e2, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "2 cpu device(s) per run" in r.stderr
-    df = rows.read_runs(load_plan(t).out)
+    df = read_rows(load_plan(t).out)
     assert len(df) == 2 and set(df.device_count) == {2} and set(df.backend) == {"cpu"}
     assert set(df.dtype) == {"float32"}

@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("flax")
 pq = pytest.importorskip("pyarrow.parquet")
 
+from sweep_helpers import read_rows, start_sweep, sweep_env, sweep_toml  # noqa: E402
 from sweep_helpers import run_sweep_cli as cli  # noqa: E402
-from sweep_helpers import start_sweep, sweep_env, sweep_toml  # noqa: E402
 
 from runners import rows  # noqa: E402
 from runners.sweep import load_plan  # noqa: E402
@@ -27,7 +27,7 @@ def env(tmp_path_factory):
 
 
 def check_rows(out: Path, plan):
-    df = rows.read_runs(out)
+    df = read_rows(out)
     assert sorted(df.run_id) == sorted(r["run_id"] for r in plan.runs)  # exactly the grid, no duplicates
     assert list(df.columns[:len(CANON)]) == CANON
     assert set(df.method) == {r["config"]["method"] for r in plan.runs}
@@ -104,14 +104,17 @@ def test_corrupt_or_partial_row_file_is_reported(tmp_path, env):
     full = (plan.out / f"{good['run_id']}.parquet").read_bytes()
     bad = plan.out / f"{plan.runs[1]['run_id']}.parquet"
     bad.write_bytes(full[: len(full) // 2])  # a truncated (partial) parquet file
-    with pytest.raises(rows.CorruptRunFile, match=bad.name):
-        rows.read_runs(plan.out)
+    with pytest.raises(rows.CorruptRunFile, match=bad.name):  # what the sweep checks before it runs
+        rows.finished_run_ids(plan.out)
+    from lawfit.errors import DataError
+    with pytest.raises(DataError, match=bad.name):  # the fitter refuses it too
+        read_rows(plan.out)
     r = cli([toml], e, timeout=120)
     assert r.returncode == 2
     assert bad.name in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     # dot-files (temp files of writers) are ignored by readers
     bad.rename(plan.out / ".partial.tmp")
-    assert len(rows.read_runs(plan.out)) == 1
+    assert len(read_rows(plan.out)) == 1
 
 
 def test_bad_input_exits_2_with_one_line(tmp_path, env):
@@ -158,6 +161,7 @@ def test_row_write_is_atomic_when_the_writer_dies(tmp_path, monkeypatch):
     assert len(list(tmp_path.glob(".abc*.tmp"))) == 1
     monkeypatch.undo()
     rows.write_row(tmp_path, row)
-    df = rows.read_runs(tmp_path)
-    assert len(df) == 1 and df.pet_params.iloc[0] == 4 and str(df.pet_params.dtype) == "Int64"
-    assert pq.read_schema(tmp_path / "abc.parquet").field("model_params").type == "int64"
+    df = read_rows(tmp_path)
+    assert len(df) == 1 and df.pet_params.iloc[0] == 4
+    schema = pq.read_schema(tmp_path / "abc.parquet")
+    assert schema.field("model_params").type == "int64" and schema.field("pet_params").type == "int64"

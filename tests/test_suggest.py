@@ -256,6 +256,9 @@ def test_command_line_end_to_end(capsys, runs_csv, tmp_path):
     assert doc["target"]["kind"] == "crossing" and doc["cost"]["expression"].startswith(
         "model_params")
     assert (out / "suggest.png").stat().st_size > 1000
+    from lawfit.io.results import read_suggestion
+    back = read_suggestion(out)                          # suggest.json reads back as it was
+    assert back.to_dict() == doc and len(back.runs) == 3 and back.n == 3
     before = (out / "suggest.json").read_text()
     code, _, err = cli(capsys, "suggest", runs_csv, "--target-param", "alpha", "--group",
                        "method=lora", "--out", out)

@@ -171,3 +171,29 @@ def test_bayesian_recipe_samples_one_joint_posterior():
     truth = paper.law_params(TASK, "lora", "pet_params")
     lo, hi = groups["pet_params"].interval(0.99)
     assert lo[law.params.index("A")] < truth["A"] < hi[law.params.index("A")]
+
+
+def test_run_recipe_is_the_one_entry_for_named_procedures():
+    """lawfit.analysis.recipes.run_recipe: what ``lawfit fit --recipe`` and ``lawfit critical
+    --recipe`` call. zhang2024 through it is the two-stage fit (x, objective and delta its own);
+    hoffmann2022 presets the law and objective; a plain fit without a recipe; conflicts refused."""
+    f = one_task(5)
+    direct = recipes.zhang2024(f, starts=10)
+    via = recipes.run_recipe(f, "zhang2024", starts=10, x="model_params", objective="mse",
+                             delta=0.5, by=None)
+    assert via.settings["recipe"] == "zhang2024" and via.objective.name == "huber"
+    assert [g.key for g in via.groups] == [g.key for g in direct.groups]
+    np.testing.assert_allclose([g.estimate for g in via.groups],
+                               [g.estimate for g in direct.groups], rtol=1e-8)
+    with pytest.raises(lawfit.DataError, match="drop --fix"):
+        recipes.run_recipe(f, "zhang2024", fixed={"E": 0.6})
+    with pytest.raises(lawfit.DataError, match="unknown recipe"):
+        recipes.run_recipe(f, "nope")
+    chin = simulate("chinchilla", {"E": 1.7, "A": 400.0, "B": 410.0, "alpha": 0.34,
+                                   "beta": 0.28},
+                    {"model_params": [1e8, 3e8, 1e9, 3e9], "pretrain_tokens": [1e9, 1e10, 1e11]},
+                    noise=0.0, seeds=1, seed=0)
+    h = recipes.run_recipe(chin, "hoffmann2022", starts=5)
+    assert h.law.name == "chinchilla" and h.objective.name == "huber-log"
+    plain = recipes.run_recipe(f[f.factor == "model_params"], None, starts=5)
+    assert plain.law.name == "multiplicative" and "recipe" not in plain.settings

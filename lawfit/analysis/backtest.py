@@ -19,7 +19,7 @@ Table 2). Pure: no printing, no files.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -33,11 +33,25 @@ from lawfit.result import FitResult
 from lawfit.table import average_seeds, default_by, require_columns
 from lawfit.userlaw import resolve as resolve_law
 
+__all__ = ["HOLDOUTS", "Backtest", "parse_holdout", "holdout_mask", "backtest"]
+
 HOLDOUTS = ("largest", "largest-x", "largest-d")
 
 
 def parse_holdout(text: str | Mapping) -> str | dict:
-    """``largest`` | ``largest-x`` | ``largest-d`` | ``COL=V[:V...],COL=V`` -> spec."""
+    """The hold-out rule from its text.
+
+    Parameters
+    ----------
+    text : str or mapping
+        ``largest`` | ``largest-x`` | ``largest-d`` | ``COL=V[:V...],COL=V``, or a mapping
+        column -> value(s).
+
+    Returns
+    -------
+    str or dict
+        One of :data:`HOLDOUTS`, or column -> list of held-out values.
+    """
     if isinstance(text, Mapping):
         return {k: [float(v) for v in (vals if isinstance(vals, (list, tuple)) else [vals])]
                 for k, vals in text.items()}
@@ -60,9 +74,26 @@ def parse_holdout(text: str | Mapping) -> str | dict:
 
 
 def holdout_mask(frame: pd.DataFrame, spec, *, x: str, d: str, by: Sequence[str]) -> np.ndarray:
-    """(N,) True for held-out runs. ``largest``: per group of ``by``, the runs at the group's
-    largest X or largest D; ``largest-x`` / ``largest-d`` one of them; a dict: runs whose column
-    equals any listed value (relative tolerance 1e-9)."""
+    """The held-out runs. ``largest``: per group of ``by``, the runs at the group's largest X or
+    largest D; ``largest-x`` / ``largest-d`` one of them; a dict: runs whose column equals any
+    listed value (relative tolerance 1e-9).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The runs (configuration means).
+    spec : str or mapping
+        The hold-out rule (:func:`parse_holdout`).
+    x, d : str
+        The X and D column specs (``@COL`` allowed).
+    by : sequence of str
+        The group columns.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N,) bool, True for held-out runs.
+    """
     spec = parse_holdout(spec)
     xv, dv = variable_values(frame, x), variable_values(frame, d)
     mask = np.zeros(len(frame), bool)
@@ -98,6 +129,8 @@ def holdout_mask(frame: pd.DataFrame, spec, *, x: str, d: str, by: Sequence[str]
 
 @dataclass(frozen=True)
 class Backtest:
+    """Per law, the fit on the kept runs and its errors and coverage on the held-out runs
+    (``summary``: one row per law x group; ``runs``: one row per law x configuration)."""
     laws: tuple
     holdout: object                # the parsed spec
     summary: pd.DataFrame          # one row per law x group
@@ -106,6 +139,7 @@ class Backtest:
     columns: dict                  # x, d, y column specs
     group_columns: tuple
     level: float
+    source: dict = field(default_factory=dict)   # provenance of the runs table ("data")
 
     def comparison(self, metric: str = "delta_h") -> pd.DataFrame:
         """Wide table: one row per group, one column per law (the paper's Table 2 layout)."""
@@ -133,7 +167,8 @@ class Backtest:
                                         "fitted curve (parameter uncertainty only)",
                             "coverage_predictive": "the same with the fitted residual scatter "
                                                    "added (Gaussian)"},
-                "summary": rec(self.summary), "comparison": rec(self.comparison())}
+                "summary": rec(self.summary), "comparison": rec(self.comparison()),
+                "data": dict(self.source)}
 
 
 def _evaluate(result: FitResult, table: pd.DataFrame, heldout: np.ndarray, law_name: str,
@@ -191,12 +226,43 @@ def _evaluate(result: FitResult, table: pd.DataFrame, heldout: np.ndarray, law_n
 def backtest(frame: pd.DataFrame, laws: Sequence[str] = ("multiplicative", "additive"), *,
              holdout="largest", x: str | None = None, d: str | None = None, y: str = "loss",
              by: Sequence[str] | None = None, where: str | Expr | None = None, bootstrap: int = 100,
-             seed: int = 0, level: float = 0.95, progress=None, **fit_options) -> Backtest:
+             seed: int = 0, level: float = 0.95, progress=None, source: dict | None = None,
+             **fit_options) -> Backtest:
     """Hold out runs, fit each law on the rest, report Delta_e, Delta_h and interval coverage per
-    group and law. ``fit_options`` go to :func:`lawfit.fit` (objective, delta, starts, joint,
-    share, fixed, fitter, ...). ``by`` defaults to task and method, as for ``lawfit fit``."""
+    group and law: ``lawfit backtest``.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The runs table.
+    laws : sequence of str
+        The laws compared on the same split (each once).
+    holdout : str or mapping
+        The hold-out rule (:func:`parse_holdout`).
+    x, d, y, by, where
+        Columns, grouping (default: task and method, as for ``lawfit fit``) and row filter.
+    bootstrap : int
+        Bootstrap resamples of each fit (the draws of the coverage).
+    seed : int
+        Random seed.
+    level : float
+        Interval level.
+    progress : callable, optional
+        ``progress(message)`` for long work.
+    source : dict, optional
+        Provenance of the runs table (``data`` in backtest.json).
+    fit_options
+        Further :func:`lawfit.fit` arguments (objective, delta, starts, joint, share, fixed,
+        fitter, ...).
+
+    Returns
+    -------
+    Backtest
+    """
     if not laws:
         raise DataError("--laws needs at least one law")
+    if len(set(map(str, laws))) != len(laws):
+        raise DataError(f"--laws names a law twice: {', '.join(map(str, laws))}")
     law_objs = [resolve_law(name) for name in laws]
     for law in law_objs:
         if law.variables != ("x", "d"):
@@ -243,4 +309,4 @@ def backtest(frame: pd.DataFrame, laws: Sequence[str] = ("multiplicative", "addi
                     summary=pd.DataFrame(summary),
                     runs=pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(),
                     fits=fits, columns={"x": x, "d": d, "y": y}, group_columns=tuple(group_cols),
-                    level=level)
+                    level=level, source=dict(source or {}))

@@ -40,8 +40,9 @@ such a table unless the series are fitted separately. An X whose meaning depends
 different methods: such rows are skipped and listed in ``skipped`` (and refused when asked for
 with ``at``).
 
-Everything here is pure: results are frozen dataclasses and ``to_dict()`` gives the critical.json
-document of DESIGN.md (extra keys allowed).
+Everything here is pure except :func:`critical_from_runs`, which fits first: results are frozen
+dataclasses and ``to_dict()`` gives the critical.json document (written and read back by
+lawfit/io/results.py). The root finder is lawfit/analysis/roots.py.
 """
 from __future__ import annotations
 
@@ -51,14 +52,17 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import brentq, minimize_scalar
 
+from lawfit.analysis.roots import BISECT_TOL, POINTS_PER_E, find_roots, find_roots_batch, log_grid, match_roots
 from lawfit.errors import DataError
 from lawfit.result import FitResult, GroupFit
 
+__all__ = ["D_RANGE", "SERIES_COLUMN", "METHOD_DEPENDENT_X", "Crossing", "CriticalRow",
+           "CriticalResult", "closed_form", "check_series", "method_dependent", "crossings",
+           "superiority", "critical", "measured_x_values", "critical_from_runs"]
+
 D_RANGE = (1.0, 1e12)
-POINTS_PER_E = 64          # grid points per unit of log D (~147 per decade)
-BISECT_TOL = 1e-12         # in log D, for draw roots
+# POINTS_PER_E (grid points per unit of log D) and BISECT_TOL (draw roots, in log D): roots.py
 SERIES_COLUMN = "factor"   # the column naming each run's series (the zhang2024 recipe's)
 # X columns whose meaning depends on the method: prompt length (prompt tuning) vs rank (LoRA)
 METHOD_DEPENDENT_X = ("pet_params",)
@@ -70,7 +74,17 @@ def closed_form(A1: float, alpha1: float, beta1: float, A2: float, alpha2: float
                 beta2: float) -> tuple[float, float]:
     """Zhang et al. 2024 Eq. 3 under the constant-gap assumption (E_1 = E_2):
     D_c = H * X^gamma with H = (A1/A2)^(1/(beta1-beta2)), gamma = (alpha2-alpha1)/(beta1-beta2).
-    Returns (H, gamma); (nan, nan) when beta1 == beta2 (parallel curves in log D)."""
+
+    Parameters
+    ----------
+    A1, alpha1, beta1, A2, alpha2, beta2 : float
+        The two multiplicative laws' parameters.
+
+    Returns
+    -------
+    (float, float)
+        (H, gamma); (nan, nan) when beta1 == beta2 (parallel curves in log D).
+    """
     db = beta1 - beta2
     if db == 0:
         return float("nan"), float("nan")
@@ -79,14 +93,10 @@ def closed_form(A1: float, alpha1: float, beta1: float, A2: float, alpha2: float
     return h, (alpha2 - alpha1) / db
 
 
-# --- root finding ------------------------------------------------------------------------------
+# --- root finding (lawfit/analysis/roots.py) ----------------------------------------------------
 
 def _grid(d_range, points_per_e=POINTS_PER_E) -> np.ndarray:
-    lo, hi = d_range
-    if not (0 < lo < hi and math.isfinite(hi)):
-        raise DataError(f"the D search range must satisfy 0 < lo < hi < inf, got {d_range}")
-    n = max(int(math.ceil((math.log(hi) - math.log(lo)) * points_per_e)) + 1, 16)
-    return np.linspace(math.log(lo), math.log(hi), n)
+    return log_grid(d_range[0], d_range[1], points_per_e)
 
 
 def _variables(x: float, log_d: np.ndarray) -> np.ndarray:
@@ -99,94 +109,6 @@ def _check_law(g: GroupFit) -> None:
                         f"variables {g.law.variables}")
 
 
-def roots_of(f, t: np.ndarray, values: np.ndarray | None = None, xtol: float = 1e-13) -> list:
-    """Every root of a scalar function ``f(t)`` on the grid ``t`` (ascending), as a sorted list of
-    (root, direction) with direction = sign of f above the root (+1 or -1).
-
-    Sign changes between grid points are refined by brentq. Where |f| has an interior local
-    minimum on the grid without a sign change, the minimum of f (or of -f) over the two adjacent
-    intervals is located by a bounded minimisation; if f changes sign there, both roots are
-    bracketed and refined. A grid point where f is exactly zero is a root.
-    """
-    v = np.array([f(ti) for ti in t]) if values is None else np.asarray(values, np.float64)
-    s = np.sign(v)
-    out = []
-    for i in range(len(t) - 1):
-        if s[i] == 0:
-            out.append((t[i], int(np.sign(v[i + 1])) or 1))
-        elif s[i] * s[i + 1] < 0:
-            out.append((brentq(f, t[i], t[i + 1], xtol=xtol, rtol=4 * np.finfo(float).eps,
-                               maxiter=200), int(s[i + 1])))
-    if s[-1] == 0:
-        out.append((t[-1], int(-np.sign(v[-2])) or 1))
-    # near-tangencies: |f| dips between two grid points without a sign change
-    for i in np.nonzero(_dips(t, v))[0] + 1:
-        sign = s[i]
-        res = minimize_scalar(lambda u: sign * f(u), bounds=(t[i - 1], t[i + 1]),
-                              method="bounded", options={"xatol": 1e-12})
-        if sign * res.fun < 0:
-            m = res.x
-            out.append((brentq(f, t[i - 1], m, xtol=xtol), int(-sign)))
-            out.append((brentq(f, m, t[i + 1], xtol=xtol), int(sign)))
-    return sorted(out)
-
-
-def _dips(t: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """(..., N-2) True at interior grid points where |f| has a local minimum without a sign change
-    and the parabola through the three points dips below a tenth of |f| there: a pair of roots
-    may hide between grid points. A smooth minimum well away from zero is not a dip."""
-    s, a = np.sign(v), np.abs(v)
-    m = ((s[..., :-2] == s[..., 1:-1]) & (s[..., 1:-1] == s[..., 2:]) & (s[..., 1:-1] != 0)
-         & (a[..., 1:-1] <= a[..., :-2]) & (a[..., 1:-1] <= a[..., 2:]))
-    h = t[1] - t[0]
-    curv = (a[..., :-2] - 2 * a[..., 1:-1] + a[..., 2:]) / h ** 2          # uniform grid
-    grad = (a[..., 2:] - a[..., :-2]) / (2 * h)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        low = a[..., 1:-1] - np.where(curv > 0, grad ** 2 / (2 * curv), 0.0)
-    return m & (low < 0.1 * a[..., 1:-1])
-
-
-def _draw_roots(diff_fn, t: np.ndarray, values: np.ndarray) -> list[list]:
-    """Roots of each row of ``values`` (B, N) on grid ``t``, refined by vectorised bisection of
-    ``diff_fn(rows, t_points) -> f`` over all brackets at once. Returns per draw a list of
-    (root, direction)."""
-    s = np.sign(values)
-    rows, cols = np.nonzero(s[:, :-1] * s[:, 1:] < 0)
-    lo, hi = t[cols].copy(), t[cols + 1].copy()
-    f_lo = values[rows, cols]
-    while len(rows) and np.max(hi - lo) > BISECT_TOL:
-        mid = 0.5 * (lo + hi)
-        fm = diff_fn(rows, mid)
-        left = np.sign(fm) == np.sign(f_lo)
-        lo = np.where(left, mid, lo)
-        f_lo = np.where(left, fm, f_lo)
-        hi = np.where(left, hi, mid)
-    roots = 0.5 * (lo + hi)
-    out = [[] for _ in range(len(values))]
-    for r, c, root in zip(rows, cols, roots):
-        out[r].append((float(root), int(s[r, c + 1])))
-    # exact zeros on the grid and near-tangencies between grid points, handled exactly per draw
-    zero_rows = np.nonzero((s == 0).any(axis=1))[0]
-    dip = _dips(t, values)
-    for r in sorted(set(zero_rows) | set(np.nonzero(dip.any(axis=1))[0])):
-        out[r] = roots_of(lambda u, r=r: float(diff_fn(np.array([r]), np.array([u]))[0]), t,
-                          values[r])
-    return out
-
-
-def _match(est_roots: list, draw_roots: list) -> list:
-    """Match each estimate root to one draw root of the same direction (nearest in log D,
-    greedy by distance, each draw root used once). Returns per estimate root a draw root or None."""
-    pairs = sorted((abs(dr - er), i, j) for i, (er, ed) in enumerate(est_roots)
-                   for j, (dr, dd) in enumerate(draw_roots) if dd == ed)
-    out, used = [None] * len(est_roots), set()
-    for _, i, j in pairs:
-        if out[i] is None and j not in used:
-            out[i] = draw_roots[j][0]
-            used.add(j)
-    return out
-
-
 # --- what may be compared --------------------------------------------------------------------
 
 def check_series(frame: pd.DataFrame, by, x: str | None, *, column: str = SERIES_COLUMN,
@@ -197,11 +119,16 @@ def check_series(frame: pd.DataFrame, by, x: str | None, *, column: str = SERIES
 
     Parameters
     ----------
-    frame : the runs table, after ``--where``.
-    by : grouping columns of the fit (None: the default).
-    x : the X column spec of the fit (``@factor`` reads each run's own X column).
-    column : the series column (the zhang2024 recipe's ``factor``).
-    recipe : the recipe, if any (a recipe that fits the series separately is fine).
+    frame : pandas.DataFrame
+        The runs table, after ``--where``.
+    by : sequence of str or None
+        Grouping columns of the fit (None: the default).
+    x : str or None
+        The X column spec of the fit (``@factor`` reads each run's own X column).
+    column : str
+        The series column (the zhang2024 recipe's ``factor``).
+    recipe : str, optional
+        The recipe, if any (a recipe that fits the series separately is fine).
     """
     if column not in frame.columns or recipe == "zhang2024":
         return
@@ -222,7 +149,17 @@ def check_series(frame: pd.DataFrame, by, x: str | None, *, column: str = SERIES
 
 
 def method_dependent(x_name: str) -> bool:
-    """True for an X whose meaning depends on the method (e.g. ``pet_params``)."""
+    """True for an X whose meaning depends on the method (e.g. ``pet_params``).
+
+    Parameters
+    ----------
+    x_name : str
+        An X column.
+
+    Returns
+    -------
+    bool
+    """
     return x_name in METHOD_DEPENDENT_X
 
 
@@ -238,6 +175,7 @@ class Crossing:
     extrapolated: bool             # outside the D range of either method's runs
     p_exists: float                # share of paired draws in which this crossing was found
     slope: float                   # d(L_a - L_b)/d log D at the root (how sharply they cross)
+    direction: int = 0             # sign of L_a - L_b just above the root (+1: b better above)
 
     def as_dict(self) -> dict:
         return {"d": self.d, "lo": _fin(self.lo) if self.lo != 0 else None, "hi": _fin(self.hi),
@@ -284,10 +222,11 @@ class CriticalResult:
     skipped: tuple = ()            # rows not compared: dicts of key, x_name, reason
 
     def to_dict(self) -> dict:
-        """The critical.json document (DESIGN.md schema plus documented extra keys)."""
+        """The critical.json document (read back by lawfit.io.results.read_critical)."""
         x_names = sorted({r.x_name for r in self.rows})
         sup = self.superiority.replace({np.nan: None}).to_dict("records")
-        return {"between": list(self.between), "x_name": self.x_name, "d_name": self.d_name,
+        return {"between": list(self.between), "method_column": self.method_column,
+                "x_name": self.x_name, "d_name": self.d_name,
                 "x_names": x_names, "level": self.level, "search": self.search,
                 "pairing": "draw i of method a with draw i of method b",
                 "closed_form_note": "D_c = H * X^gamma of Zhang et al. 2024 Eq. 3, which assumes "
@@ -416,7 +355,32 @@ def crossings(ga: GroupFit, gb: GroupFit, x: float, *, names=("a", "b"),
               d_range=D_RANGE, points_per_e: int = POINTS_PER_E, level: float = 0.95,
               key: dict | None = None, x_name: str = "x") -> CriticalRow:
     """Every crossing in D of method a's and method b's fitted losses at X = ``x``, with intervals
-    from the paired draws; see the module docstring for the conventions."""
+    from the paired draws; see the module docstring for the conventions.
+
+    Parameters
+    ----------
+    ga, gb : GroupFit
+        The two methods' fitted groups (laws of X and D).
+    x : float
+        The value of X.
+    names : (str, str)
+        The methods' names.
+    d_range : (float, float)
+        The searched D range.
+    points_per_e : int
+        Grid points per unit of log D.
+    level : float
+        Interval level.
+    key : dict, optional
+        The group key without the method (recorded in the row).
+    x_name : str
+        The X column (recorded in the row).
+
+    Returns
+    -------
+    CriticalRow
+        Every crossing (none: ``better_everywhere`` names the method better over the range).
+    """
     _check_law(ga)
     _check_law(gb)
     if not (x > 0 and math.isfinite(x)):
@@ -427,7 +391,7 @@ def crossings(ga: GroupFit, gb: GroupFit, x: float, *, names=("a", "b"),
     est_a, est_b = ga.estimate[None], gb.estimate[None]
     f_scalar = (lambda u: float(_diff_fn(ga, gb, x, est_a, est_b)(np.array([0]),
                                                                  np.array([u]))[0]))
-    est = roots_of(f_scalar, t, f_est)
+    est = find_roots(f_scalar, t, f_est)
     lo_a, hi_a = ga.ranges["d"]
     lo_b, hi_b = gb.ranges["d"]
     # method better below/above: f = L_a - L_b > 0 means b has the lower loss
@@ -440,12 +404,12 @@ def crossings(ga: GroupFit, gb: GroupFit, x: float, *, names=("a", "b"),
     if n:
         fn = _diff_fn(ga, gb, x, da, db)
         vals = _loss_grid(ga.law, da, v) - _loss_grid(gb.law, db, v)
-        per_draw = _draw_roots(fn, t, vals)
+        per_draw = find_roots_batch(fn, t, vals, BISECT_TOL)
         draw_roots = [[float(np.exp(r)) for r, _ in dr] for dr in per_draw]
         p_no = float(np.mean([len(dr) == 0 for dr in per_draw]))
         matched = np.empty((len(est), n))
         for i, dr in enumerate(per_draw):
-            m = _match(est, dr)
+            m = match_roots(est, dr)
             for j, (root, direction) in enumerate(est):
                 if m[j] is not None:
                     matched[j, i] = m[j]
@@ -470,7 +434,7 @@ def crossings(ga: GroupFit, gb: GroupFit, x: float, *, names=("a", "b"),
                             better_above=better[direction],
                             extrapolated=not (lo_a * (1 - 1e-12) <= d <= hi_a * (1 + 1e-12)
                                               and lo_b * (1 - 1e-12) <= d <= hi_b * (1 + 1e-12)),
-                            p_exists=p_exists, slope=float(slope)))
+                            p_exists=p_exists, slope=float(slope), direction=int(direction)))
     everywhere = None
     if not est:
         everywhere = better[int(np.sign(np.median(f_est)))] if np.any(f_est != 0) else None
@@ -487,7 +451,28 @@ def superiority(ga: GroupFit, gb: GroupFit, x: float, d_grid, *, names=("a", "b"
                 key: dict | None = None, level: float = 0.95) -> pd.DataFrame:
     """Probability of superiority over a grid of D: the share of paired draws in which method a
     has the lower loss at (x, d), with both predicted losses and their intervals. Without draws
-    the probability is undefined (NaN)."""
+    the probability is undefined (NaN).
+
+    Parameters
+    ----------
+    ga, gb : GroupFit
+        The two methods' fitted groups.
+    x : float
+        The value of X.
+    d_grid : array-like
+        The values of D.
+    names : (str, str)
+        The methods' names (column ``p_A_better``, ``loss_A``, ``loss_B``).
+    key : dict, optional
+        Group columns to add to every row.
+    level : float
+        Interval level of the loss difference.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per D.
+    """
     d_grid = np.asarray(d_grid, np.float64)
     v = np.column_stack([np.full(len(d_grid), float(x)), d_grid])
     da, db = _paired_draws(ga, gb)
@@ -530,6 +515,31 @@ def critical(result: FitResult | tuple, between, *, at: dict | None = None,
     e.g. the measured X values) or five log-spaced values across the X range both methods span.
     ``superiority_points``: D grid of the probability-of-superiority table (log-spaced over the
     union of the two methods' measured D, widened by a factor of 10 on each side).
+
+    Parameters
+    ----------
+    result : FitResult or (FitResult, FitResult)
+        The fit(s) holding both methods' groups.
+    between : (str, str)
+        The two methods.
+    at : dict, optional
+        X column -> X values.
+    method_column : str
+        The group column naming the method.
+    d_range : (float, float)
+        The searched D range.
+    points_per_e : int
+        Grid points per unit of log D.
+    superiority_points : int
+        D values of the probability-of-superiority table.
+    x_values : dict, optional
+        Group key without the method -> X values (:func:`measured_x_values`).
+    level : float, optional
+        Interval level (default: the fit's).
+
+    Returns
+    -------
+    CriticalResult
     """
     a, b = between
     if a == b:
@@ -614,3 +624,108 @@ def critical(result: FitResult | tuple, between, *, at: dict | None = None,
                                   "refinement": "brentq on sign changes (estimate), bisection "
                                                 "to 1e-12 in log D (draws), bounded "
                                                 "minimisation at near-tangencies"})
+
+
+# --- from a runs table ---------------------------------------------------------------------------
+
+def measured_x_values(result: FitResult, frame: pd.DataFrame, method_column: str = "method",
+                      where=None) -> dict:
+    """The X values at which runs were measured, per comparison: the ``x_values`` of
+    :func:`critical` that ``lawfit critical`` uses by default (both methods' values pooled).
+
+    Parameters
+    ----------
+    result : FitResult
+        The fit of ``frame`` (its ``by`` includes ``method_column``).
+    frame : pandas.DataFrame
+        The runs table it was fitted on.
+    method_column : str
+        The column naming the method.
+    where : str or lawfit.expr.Expr, optional
+        The row filter the fit used.
+
+    Returns
+    -------
+    dict
+        Group key without the method (a sorted tuple of (column, text) pairs) -> ascending X values.
+    """
+    from lawfit.expr import filter_frame
+    from lawfit.fit import variable_values
+    fframe = filter_frame(frame, where) if where is not None else frame
+    rest_cols = [c for c in result.by if c != method_column]
+    x_values: dict = {}
+    for g in result.groups:
+        m = np.ones(len(fframe), bool)
+        for c in rest_cols:
+            m &= fframe[c].astype(str).to_numpy() == str(g.key[c])
+        xs = variable_values(fframe.loc[m], _x_name(result, g))
+        k = tuple(sorted((c, str(g.key[c])) for c in g.key if c != method_column))
+        x_values[k] = sorted(set(x_values.get(k, [])) | set(xs.tolist()))
+    return x_values
+
+
+def critical_from_runs(frame: pd.DataFrame, between, *, law=None, recipe: str | None = None,
+                       method_column: str = "method", at: dict | None = None, d_range=D_RANGE,
+                       bootstrap: int = 200, level: float = 0.95, source: dict | None = None,
+                       progress=None, **fit_options) -> tuple[CriticalResult, FitResult]:
+    """Fit the two methods' runs and find their critical data sizes: ``lawfit critical RUNS``.
+
+    Only the runs of the two methods are fitted, grouped by ``by`` (default: task where present)
+    plus the method column; a table of several series (``factor``) is refused unless the fit
+    keeps them apart (:func:`check_series`). Without ``at`` the crossings are sought at the
+    measured X values of both methods (:func:`measured_x_values`).
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The runs table.
+    between : (str, str)
+        The two methods.
+    law : str or Law, optional
+        The law (default multiplicative); not used with ``recipe="zhang2024"``.
+    recipe : {"zhang2024"} or None
+        Fit by the paper's two-stage procedure (:func:`lawfit.analysis.recipes.run_recipe`).
+    method_column : str
+        The column naming the method.
+    at, d_range, level
+        As for :func:`critical`.
+    bootstrap : int
+        Bootstrap resamples of the fit (the draws of the intervals).
+    source, progress, fit_options
+        Further :func:`lawfit.fit` arguments (x, d, y, by, where, objective, delta, starts,
+        seeds, seed, ...).
+
+    Returns
+    -------
+    (CriticalResult, FitResult)
+        The critical data sizes and the fit they come from.
+    """
+    from lawfit.analysis.recipes import run_recipe
+    from lawfit.expr import filter_frame
+    a, b = between
+    if a == b:
+        raise DataError(f"--between needs two different methods, got {a},{b}")
+    mc = method_column
+    if not str(mc).strip():
+        raise DataError("--method-column needs a column name")
+    if mc not in frame.columns:
+        raise DataError(f"the runs table has no {mc!r} column: name the method column with "
+                        "--method-column")
+    present = set(frame[mc].astype(str))
+    for m in between:
+        if m not in present:
+            raise DataError(f"method {m!r} has no runs ({mc} takes {sorted(present)})")
+    frame = frame[frame[mc].astype(str).isin(between)]
+    opts = dict(fit_options)
+    where = opts.get("where")
+    check_series(filter_frame(frame, where), opts.get("by"), opts.get("x"), recipe=recipe)
+    if opts.get("by") is None:
+        opts["by"] = [c for c in ("task", mc) if c in frame.columns]
+    elif mc not in opts["by"]:
+        opts["by"] = [*opts["by"], mc]
+    result = run_recipe(frame, recipe, law=law, bootstrap=bootstrap, level=level, source=source,
+                        progress=progress, **opts)
+    x_values = measured_x_values(result, frame, mc, where) if at is None else None
+    res = critical(result, between, at=at, method_column=mc, d_range=d_range,
+                   x_values=x_values, level=level)
+    return res, result

@@ -22,6 +22,9 @@ import numpy as np
 from lawfit.errors import DataError
 from lawfit.result import FitResult, GroupFit
 
+__all__ = ["REQUIRED", "FLOPS_PER_PARAM_TOKEN", "OptimalResult", "check_law", "allocation",
+           "optimal"]
+
 REQUIRED = ("A", "B", "E", "alpha", "beta")
 FLOPS_PER_PARAM_TOKEN = 6.0
 
@@ -47,7 +50,13 @@ class OptimalResult:
 
 
 def check_law(result: FitResult) -> None:
-    """Raise DataError unless the fit is of a law E + A/N^alpha + B/D^beta in N and D."""
+    """Raise DataError unless the fit is of a law E + A/N^alpha + B/D^beta in N and D.
+
+    Parameters
+    ----------
+    result : FitResult
+        The fit.
+    """
     law = result.law
     if not set(REQUIRED) <= set(law.params) or law.variables != ("x", "d") or \
             law.name not in ("chinchilla", "additive"):
@@ -57,8 +66,25 @@ def check_law(result: FitResult) -> None:
 
 
 def allocation(params: np.ndarray, names, compute: np.ndarray, k: float = FLOPS_PER_PARAM_TOKEN):
-    """N_opt, D_opt and the loss there for natural parameters ``params`` (..., P) and budgets
-    ``compute`` (C,): arrays (..., C); NaN where alpha <= 0 or beta <= 0 (no interior optimum)."""
+    """N_opt, D_opt and the loss there.
+
+    Parameters
+    ----------
+    params : numpy.ndarray
+        (..., P) natural parameters.
+    names : sequence of str
+        The parameter names (columns of ``params``).
+    compute : numpy.ndarray
+        (C,) budgets in FLOP.
+    k : float
+        FLOP per parameter and token.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        N_opt, D_opt, loss, each (..., C); NaN where alpha <= 0 or beta <= 0 (no interior
+        optimum).
+    """
     p = {n: np.asarray(params)[..., names.index(n), None] for n in REQUIRED}
     alpha, beta, A, B, E = p["alpha"], p["beta"], p["A"], p["B"], p["E"]
     ok = (alpha > 0) & (beta > 0) & (A > 0) & (B > 0)

@@ -26,6 +26,8 @@ from lawfit.fit import fit
 from lawfit.result import FitResult
 from lawfit.table import frame_sha256, require_columns
 
+__all__ = ["RECIPES", "STAGE1", "run_recipe", "zhang2024"]
+
 RECIPES = {
     "hoffmann2022": dict(law="chinchilla", objective="huber-log", delta=1e-3, starts="grid"),
     "epoch2024": dict(law="chinchilla", objective="huber-log", delta=1e-3, starts="grid",
@@ -33,6 +35,56 @@ RECIPES = {
     "zhang2024": dict(law="multiplicative", objective="huber", delta=1e-3, starts="grid"),
 }
 STAGE1 = ("model_params", "pretrain_tokens")
+# options a plain fit takes that the zhang2024 recipe sets itself (or does not use)
+_ZHANG_OWN = ("x", "objective", "delta", "solver", "pre_power", "joint", "share", "fixed")
+
+
+def run_recipe(frame: pd.DataFrame, name: str | None = None, *, law=None,
+               bootstrap: int | None = None, **options) -> FitResult:
+    """Fit ``frame`` by a named recipe, or plainly by ``law`` when ``name`` is None: the one
+    entry that ``lawfit fit --recipe`` and ``lawfit critical --recipe`` call.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The runs table.
+    name : {"hoffmann2022", "epoch2024", "zhang2024"} or None
+        The recipe. ``hoffmann2022`` / ``epoch2024`` preset the law, the objective and delta
+        (and epoch2024 the bootstrap) where they are not given; ``zhang2024`` runs
+        :func:`zhang2024` (its own law, objective, X and joint fit; ``d`` defaults to
+        ``finetune_examples``).
+    law : str or Law, optional
+        The law (default: the recipe's, else ``multiplicative``); not used by ``zhang2024``.
+    bootstrap : int, optional
+        Bootstrap resamples (default: the recipe's, else none).
+    options
+        Further :func:`lawfit.fit` arguments (x, d, y, by, where, objective, delta, starts,
+        seeds, seed, level, fitter, source, progress, bayes_options, solver, joint, share,
+        fixed, pre_power, ...).
+
+    Returns
+    -------
+    FitResult
+    """
+    if name == "zhang2024":
+        if options.get("fixed") or options.get("joint") or options.get("share"):
+            raise DataError("--recipe zhang2024 sets its own joint fit: drop --fix, --joint and "
+                            "--share")
+        opts = {k: v for k, v in options.items() if k not in _ZHANG_OWN}
+        opts["d"] = opts.get("d") or "finetune_examples"
+        if opts.get("by") is None:
+            opts.pop("by", None)
+        return zhang2024(frame, bootstrap=bootstrap or 0, **opts)
+    if name is not None and name not in RECIPES:
+        raise DataError(f"unknown recipe {name!r}: choose one of {', '.join(RECIPES)}")
+    preset = dict(RECIPES.get(name, {}))
+    law = law or preset.pop("law", "multiplicative")
+    for k in ("objective", "delta"):
+        if options.get(k) is None and k in preset:
+            options[k] = preset[k]
+    if not bootstrap and "bootstrap" in preset:
+        bootstrap = preset["bootstrap"]
+    return fit(frame, law, bootstrap=bootstrap or 0, **options)
 
 
 def zhang2024(frame: pd.DataFrame, *, factor: str = "factor", d: str = "finetune_examples",

@@ -57,6 +57,9 @@ from lawfit.fit import variable_values
 from lawfit.result import FitResult, GroupFit
 from lawfit.table import frame_sha256, select_recorded
 
+__all__ = ["COST_DEFAULT", "MIN_DRAWS", "CrossingTarget", "PredictionTarget", "ParameterTarget",
+           "Suggestion", "candidate_grid", "evaluate_cost", "check_request", "suggest"]
+
 COST_DEFAULT = "model_params * finetune_examples"
 GRID_POINTS_PER_E = 4          # grid of log D on which per-draw crossings are bracketed
 REFINE_STEPS = 4               # regula falsi steps in each bracket
@@ -72,6 +75,7 @@ class CrossingTarget:
 
     ``group``: the other group columns (e.g. ``{"task": "wmt14_en_de"}``) when the fit has several.
     ``crossing``: which crossing of the point estimate, counted from the smallest D (0 = first).
+    ``x_column``: the column ``x`` is a value of, when named (it must be the fit's X column).
     """
     between: tuple
     x: float
@@ -79,6 +83,7 @@ class CrossingTarget:
     crossing: int = 0
     d_range: tuple = (1.0, 1e12)
     method_column: str = "method"
+    x_column: str | None = None
 
     def describe(self) -> str:
         return f"crossing of {self.between[0]} and {self.between[1]} at X={self.x:g}"
@@ -218,13 +223,6 @@ def _info_inverse(grads: np.ndarray, noise_var: float) -> np.ndarray:
 
 # --- target values on draws -------------------------------------------------------------
 
-@jax.jit
-def _lse_terms(theta, terms):
-    """log L = logsumexp(terms @ theta): theta (M, P), terms (G, K, P) -> (M, G)."""
-    z = jnp.einsum("gkp,mp->mgk", terms, theta)
-    return jax.scipy.special.logsumexp(z, axis=-1)
-
-
 def _terms(law, x: float, log_d: np.ndarray) -> jnp.ndarray:
     lv = np.column_stack([np.full(len(log_d), math.log(x)), log_d])
     return law.terms_fn(jnp.asarray(lv))
@@ -281,25 +279,21 @@ class _CrossingEval:
     stays a continuous function of the draws (and may exceed the range: then it is an
     extrapolation, flagged in the result)."""
 
-    def __init__(self, ga: GroupFit, gb: GroupFit, x: float, root: float, direction: int,
-                 d_range):
+    def __init__(self, ga: GroupFit, gb: GroupFit, x: float, crossing, d_range):
+        """``crossing``: the point estimate's :class:`lawfit.analysis.critical.Crossing` (its
+        root, direction and slope come from critical.py's root finder)."""
         self.la, self.lb, self.x = ga.law, gb.law, x
-        self.t0, self.direction = root, direction
+        root = math.log(crossing.d)
+        self.t0, self.direction = root, crossing.direction
         self.lo, self.hi = math.log(d_range[0]), math.log(d_range[1])
         n = max(int((self.hi - self.lo) * GRID_POINTS_PER_E) + 1, 32)
         self.t = np.linspace(self.lo, self.hi, n)
         self.ta, self.tb = _terms(self.la, x, self.t), _terms(self.lb, x, self.t)
         self.ta0 = _terms(self.la, x, np.array([root]))
         self.tb0 = _terms(self.lb, x, np.array([root]))
-        h = 1e-4
-        ea = jnp.asarray(ga.law.to_internal(ga.estimate)[None])
-        eb = jnp.asarray(gb.law.to_internal(gb.estimate)[None])
-        fp = [float(np.exp(_lse_terms(ea, _terms(self.la, x, np.array([u]))))[0, 0]
-                    - np.exp(_lse_terms(eb, _terms(self.lb, x, np.array([u]))))[0, 0])
-              for u in (root - h, root + h)]
-        self.slope = (fp[1] - fp[0]) / (2 * h)            # d(L_a - L_b)/d log D at the root
-        if not self.slope * direction > 0:                # a tangency: no finite displacement
-            self.slope = direction * 1e-300
+        self.slope = crossing.slope                       # d(L_a - L_b)/d log D at the root
+        if not self.slope * self.direction > 0:           # a tangency: no finite displacement
+            self.slope = self.direction * 1e-300
 
     def values(self, tha: np.ndarray, thb: np.ndarray) -> np.ndarray:
         """(M,) log D of each row's crossing."""
@@ -323,7 +317,17 @@ class _CrossingEval:
 # --- candidates and cost -------------------------------------------------------------------------
 
 def candidate_grid(values: Mapping[str, Sequence]) -> pd.DataFrame:
-    """The Cartesian product of ``values`` (column -> values) as a table, duplicates dropped."""
+    """The Cartesian product of ``values`` as a table, duplicates dropped.
+
+    Parameters
+    ----------
+    values : mapping
+        Column -> values.
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
     import itertools
     names = list(values)
     rows = [dict(zip(names, combo)) for combo in itertools.product(*(values[n] for n in names))]
@@ -332,7 +336,20 @@ def candidate_grid(values: Mapping[str, Sequence]) -> pd.DataFrame:
 
 def evaluate_cost(candidates: pd.DataFrame, cost: str | None) -> np.ndarray:
     """Cost of every candidate from an expression of the safe grammar in lawfit.expr (default
-    ``model_params * finetune_examples``, a FLOPs proxy for finetuning). Must be positive."""
+    ``model_params * finetune_examples``, a FLOPs proxy for finetuning). Must be positive.
+
+    Parameters
+    ----------
+    candidates : pandas.DataFrame
+        The candidate runs.
+    cost : str or None
+        The expression (None: the default).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N,) positive, finite costs.
+    """
     from lawfit.expr import parse
     text = COST_DEFAULT if cost is None else str(cost)
     expr = parse(text)
@@ -368,6 +385,69 @@ def _one_group(result: FitResult, key: Mapping, what: str) -> GroupFit:
                         f"{[g.key for g in result.groups]}): name the group with "
                         + ", ".join(f"{c}=..." for c in cols))
     return hits[0]
+
+
+def check_request(frame: pd.DataFrame, target, *, candidates: pd.DataFrame | Mapping | None = None,
+                  law: str = "multiplicative", x: str | None = None, by=None,
+                  cost: str | None = None) -> None:
+    """Everything about a suggestion request that can be checked against the runs table before
+    the (long) fit: raises DataError on the first problem. :func:`suggest` calls it before
+    fitting.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The runs table.
+    target : CrossingTarget, PredictionTarget or ParameterTarget
+        The target.
+    candidates : DataFrame or mapping of column -> values, optional
+        The candidate runs, as given to :func:`suggest`.
+    law, x, by, cost
+        The law, its X column, the grouping columns and the cost expression, as given to
+        :func:`suggest`.
+    """
+    from lawfit.expr import parse
+    from lawfit.table import default_by
+    from lawfit.userlaw import resolve
+    law_obj = resolve(law)
+    xcol = x or law_obj.default_columns.get("x", "model_params")
+    at_col = getattr(target, "x_column", None)
+    if at_col is not None and at_col != xcol:
+        raise DataError(f"--at names {at_col!r} but the law's X is {xcol!r} (set --x)")
+    if isinstance(target, ParameterTarget) and target.param not in law_obj.params:
+        raise DataError(f"--target-param {target.param!r} is not a parameter of law "
+                        f"{law_obj.name!r} ({', '.join(law_obj.params)})")
+    by = list(by) if by else default_by(frame)
+    if isinstance(target, CrossingTarget):
+        mc = target.method_column
+        if mc not in frame.columns:
+            raise DataError(f"the runs table has no {mc!r} column to take --between from")
+        have = set(frame[mc].astype(str))
+        for m in target.between:
+            if m not in have:
+                raise DataError(f"--between: method {m!r} has no runs ({mc} takes {sorted(have)})")
+    given = list(candidates.columns) if isinstance(candidates, pd.DataFrame) else \
+        list(candidates or {})
+    if candidates is not None:
+        unknown = [c for c in given if c not in frame.columns]
+        if unknown:
+            raise DataError(f"--candidates names column(s) {unknown} that the runs table does not "
+                            f"have ({', '.join(map(str, frame.columns))})")
+        for c in given:
+            if c in (by or []):
+                have = set(frame[c].astype(str))
+                vals = candidates[c].tolist() if isinstance(candidates, pd.DataFrame) else \
+                    candidates[c]
+                bad = [v for v in vals if str(v) not in have]
+                if bad:
+                    raise DataError(f"--candidates {c}: {bad} have no runs to fit ({c} takes "
+                                    f"{sorted(have)})")
+    if cost is not None:
+        cols = set(parse(cost).columns)
+        unknown = sorted(cols - set(map(str, frame.columns)) - set(given))
+        if unknown:
+            raise DataError(f"--cost {cost!r} uses column(s) {unknown} that neither the runs "
+                            "table nor --candidates has")
 
 
 def suggest(frame: pd.DataFrame, target, *, candidates: pd.DataFrame | Mapping | None = None,
@@ -424,6 +504,8 @@ def suggest(frame: pd.DataFrame, target, *, candidates: pd.DataFrame | Mapping |
         if bootstrap < MIN_DRAWS:
             raise DataError(f"--bootstrap must be at least {MIN_DRAWS} (the draws carry the "
                             f"uncertainty suggest narrows), got {bootstrap}")
+        check_request(frame, target, candidates=candidates, law=law, x=fit_options.get("x"),
+                      by=fit_options.get("by"), cost=cost)
         if progress:
             progress(f"fitting {law} with {bootstrap} bootstrap resamples")
         to_fit = frame
@@ -468,6 +550,8 @@ def suggest(frame: pd.DataFrame, target, *, candidates: pd.DataFrame | Mapping |
             raise DataError(f"the fit is not grouped by {mc!r}: fit with --by including it")
         if not (target.x > 0 and math.isfinite(target.x)):
             raise DataError(f"--at: X must be positive and finite, got {target.x}")
+        if target.x_column is not None and target.x_column != xcol:
+            raise DataError(f"--at names {target.x_column!r} but the fit's X is {xcol!r}")
         ga = _one_group(result, {**target.group, mc: a}, f"method {a!r}")
         gb = _one_group(result, {**target.group, mc: b}, f"method {b!r}")
         from lawfit.analysis.critical import crossings
@@ -485,10 +569,10 @@ def suggest(frame: pd.DataFrame, target, *, candidates: pd.DataFrame | Mapping |
                          f"{xcol}={target.x:g}; the target is crossing {target.crossing + 1} "
                          f"(D = {row.crossings[target.crossing].d:.4g})")
         cr = row.crossings[target.crossing]
-        direction = 1 if cr.better_above == b else -1    # sign of L_a - L_b above the root
+        direction = cr.direction                         # sign of L_a - L_b above the root
         groups = [ga, gb]
         thetas = _paired_internal(groups)
-        ev = _CrossingEval(ga, gb, target.x, math.log(cr.d), direction, target.d_range)
+        ev = _CrossingEval(ga, gb, target.x, cr, target.d_range)
         t = ev.values(thetas[0], thetas[1])                               # ln D per draw
         inside = (t >= ev.lo) & (t <= ev.hi)
         lv = np.stack([np.full(len(t), math.log(target.x)), np.where(inside, t, ev.t0)], -1)
@@ -571,9 +655,7 @@ def suggest(frame: pd.DataFrame, target, *, candidates: pd.DataFrame | Mapping |
     # information of the runs measured so far, per group and draw
     noise, inv, owners_key = {}, [], []
     for gi, g in enumerate(groups):
-        m = np.ones(len(work), bool)
-        for kk, v in g.key.items():
-            m &= work[kk].astype(str).to_numpy() == str(v)
+        m = _rows(work, g.key)
         sub = work[m]
         lvm = np.log(np.column_stack([variable_values(sub, xcol), variable_values(sub, dcol)]))
         y = sub[result.columns["y"]].to_numpy(np.float64)
@@ -601,9 +683,7 @@ def suggest(frame: pd.DataFrame, target, *, candidates: pd.DataFrame | Mapping |
     lvc = np.log(np.column_stack([variable_values(cand, xcol), variable_values(cand, dcol)]))
     owner = np.full(len(cand), -1)
     for gi, g in enumerate(groups):
-        m = np.ones(len(cand), bool)
-        for kk, v in g.key.items():
-            m &= cand[kk].astype(str).to_numpy() == str(v)
+        m = _rows(cand, g.key)
         owner[m] = gi
     if (owner < 0).all():
         raise DataError("no candidate belongs to a group the target depends on "
@@ -706,6 +786,14 @@ def _paired_internal(groups) -> list:
     return [t[ok] for t in out]
 
 
+def _rows(frame: pd.DataFrame, key: Mapping) -> np.ndarray:
+    """(N,) True for the rows of ``frame`` in the group ``key`` (values compared as text)."""
+    m = np.ones(len(frame), bool)
+    for k, v in key.items():
+        m &= frame[k].astype(str).to_numpy() == str(v)
+    return m
+
+
 def _fmt(v):
     return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
 
@@ -735,9 +823,7 @@ def _candidates(candidates, result: FitResult, work: pd.DataFrame, target, group
     if xcol not in given:
         xs = set()
         for g in groups:
-            m = np.ones(len(work), bool)
-            for k, v in g.key.items():
-                m &= work[k].astype(str).to_numpy() == str(v)
+            m = _rows(work, g.key)
             xs |= set(variable_values(work[m], xcol).tolist())
         if isinstance(target, CrossingTarget):
             xs.add(float(target.x))
@@ -747,9 +833,7 @@ def _candidates(candidates, result: FitResult, work: pd.DataFrame, target, group
     if dcol not in given:
         ds = set()
         for g in groups:
-            m = np.ones(len(work), bool)
-            for k, v in g.key.items():
-                m &= work[k].astype(str).to_numpy() == str(v)
+            m = _rows(work, g.key)
             ds |= set(variable_values(work[m], dcol).tolist())
         defaults[dcol] = sorted(ds)
     if table is None:

@@ -1,6 +1,5 @@
 """``lawfit critical``, ``lawfit backtest`` and ``lawfit plot`` (registered by ``register``, listed
-in ``lawfit.cli.main.COMMAND_MODULES``). Thin: each is one call into critical.py / backtest.py /
-plot.py.
+in ``lawfit.cli.main.COMMAND_MODULES``). Thin: each is one call into critical.py / backtest.py / plot.py.
 
 ``lawfit critical RUNS``: RUNS is a runs table, which is fitted here (the law per task x method,
 ``--bootstrap`` 200 resamples by default, or ``--recipe zhang2024``), or a directory written by
@@ -96,12 +95,8 @@ def _is_fit_dir(path: str) -> bool:
 
 
 def cmd_critical(args) -> int:
-    import numpy as np
-
-    from lawfit.analysis import recipes
-    from lawfit.analysis.critical import check_series, critical
-    from lawfit.fit import fit, variable_values
-    from lawfit.io import artefacts
+    from lawfit.analysis.critical import critical, critical_from_runs
+    from lawfit.io import artefacts, results
     between = _pair(args.between)
     at = parse_at(args.at)
     d_range = _d_range(args.d_range)
@@ -120,76 +115,33 @@ def cmd_critical(args) -> int:
             raise DataError(f"{args.runs} is a fit directory: {', '.join(used)} only apply "
                             "when critical fits a runs table; refit with lawfit fit instead")
     if args.out:
-        artefacts.check_out_dir(args.out, ["critical.json", "superiority.csv"]
-                           + (["fit.json", "draws.parquet"] if fitted_here else []),
-                           args.overwrite, runs=args.runs)
-    x_values = None
-    if not fitted_here:
-        result = artefacts.load_fit(args.runs, args.law)
-        fitted = {str(g.key.get(args.method_column)) for g in result.groups}
-        for m in between:
-            if m not in fitted:
-                raise DataError(f"method {m!r} is not among the fitted methods "
-                                f"{sorted(fitted)} of {args.runs}")
-        progress(f"read the fit in {args.runs}")
-    else:
+        artefacts.check_out_dir(args.out, [*results.CRITICAL_FILES]
+                                + (["fit.json", "draws.parquet"] if fitted_here else []),
+                                args.overwrite, runs=args.runs)
+    if fitted_here:
         frame, source = load(args)
-        mc = args.method_column
-        if mc not in frame.columns:
-            raise DataError(f"the runs table has no {mc!r} column: name the method column with "
-                            "--method-column")
-        present = set(frame[mc].astype(str))
-        for m in between:
-            if m not in present:
-                raise DataError(f"method {m!r} has no runs ({mc} takes {sorted(present)})")
-        frame = frame[frame[mc].astype(str).isin(between)]
-        from lawfit.expr import filter_frame
-        check_series(filter_frame(frame, opts.get("where")), opts["by"],
-                     opts.get("x"), recipe=args.recipe)
-        if opts["by"] is None:
-            opts["by"] = [c for c in ("task", mc) if c in frame.columns]
-        elif mc not in opts["by"]:
-            opts["by"] = [*opts["by"], mc]
-        common = dict(bootstrap=args.bootstrap, level=args.level, source=source,
-                      progress=progress)
-        if args.recipe == "zhang2024":
-            opts = {k: v for k, v in opts.items() if k not in ("x", "objective", "delta")}
-            opts["d"] = opts["d"] or "finetune_examples"
-            result = recipes.zhang2024(frame, **opts, **common)
-        else:
-            result = fit(frame, args.law or "multiplicative", **opts, **common)
-        if at is None:   # the measured X values of both methods
-            x_values = {}
-            fframe = frame
-            if opts.get("where"):
-                from lawfit.expr import filter_frame
-                fframe = filter_frame(frame, opts["where"])
-            rest_cols = [c for c in result.by if c != mc]
-            for g in result.groups:
-                m = np.ones(len(fframe), bool)
-                for c in rest_cols:
-                    m &= fframe[c].astype(str).to_numpy() == str(g.key[c])
-                spec = result.columns["x"]
-                xcol = str(g.key.get(spec[1:])) if spec.startswith("@") else spec
-                xs = variable_values(fframe.loc[m], xcol)
-                k = tuple(sorted((c, str(g.key[c])) for c in g.key if c != mc))
-                x_values[k] = sorted(set(x_values.get(k, [])) | set(xs.tolist()))
+        res, result = critical_from_runs(frame, between, law=args.law, recipe=args.recipe,
+                                         method_column=args.method_column, at=at,
+                                         d_range=d_range, bootstrap=args.bootstrap,
+                                         level=args.level, source=source, progress=progress,
+                                         **opts)
         if args.out:
             artefacts.write_fit(result, args.out, overwrite=args.overwrite)
-    res = critical(result, between, at=at, method_column=args.method_column, d_range=d_range,
-                   x_values=x_values, level=args.level)
+    else:
+        result = artefacts.load_fit(args.runs, args.law)
+        res = critical(result, between, at=at, method_column=args.method_column,
+                       d_range=d_range, level=args.level)
+        progress(f"compared the methods of the fit in {args.runs}")
     _print_table(res.printable())
     for sk in res.skipped:
         key = ", ".join(f"{k}={v}" for k, v in sk["key"].items())
         print(f"note: not compared along {sk['x_name']} ({key}): {sk['reason']}", file=sys.stderr)
     if args.out:
-        out = artefacts.prepare_out(args.out, [*artefacts.CRITICAL_FILES, "fit.json",
-                                               "draws.parquet"], overwrite=True)
-        artefacts.write_critical(res, out)
-        print(f"wrote {out / 'critical.json'} and {out / 'superiority.csv'}", file=sys.stderr)
+        paths = results.write_critical(res, args.out, overwrite=True)   # checked above
+        print(f"wrote {paths[0]} and {paths[1]}", file=sys.stderr)
         if args.plot:
             from lawfit.plot import plot_critical
-            for path in plot_critical(res, out):
+            for path in plot_critical(res, args.out):
                 print(f"wrote {path}", file=sys.stderr)
     return 0
 
@@ -216,6 +168,7 @@ def _backtest_add(p):
 def cmd_backtest(args) -> int:
     from lawfit.analysis.backtest import backtest, parse_holdout
     from lawfit.io import artefacts
+    from lawfit.io.results import BACKTEST_FILES, write_backtest
     from lawfit.laws import get_law
     laws = csv_list(args.laws) or []
     if not laws:
@@ -231,17 +184,16 @@ def cmd_backtest(args) -> int:
         raise DataError("lawfit backtest compares laws: give them with --laws, not --law")
     opts = fit_options(args)
     if args.out:
-        artefacts.check_out_dir(args.out, ["backtest.json", "backtest_runs.csv"], args.overwrite,
-                           runs=args.runs)
+        artefacts.check_out_dir(args.out, BACKTEST_FILES, args.overwrite, runs=args.runs)
     frame, source = load(args)
     bt = backtest(frame, laws, holdout=holdout, bootstrap=args.bootstrap, level=args.level,
-                  progress=Reporter(args.quiet), **opts)
+                  progress=Reporter(args.quiet), source=source, **opts)
     _print_table(bt.summary.drop(columns=["n_draws"]))
     print("\nDelta_h (mean |prediction - loss| on held-out runs) by law:")
     _print_table(bt.comparison())
     if args.out:
-        out = artefacts.prepare_out(args.out, artefacts.BACKTEST_FILES, overwrite=True)
-        artefacts.write_backtest(bt, out, source=source, overwrite=args.overwrite)
+        out = Path(args.out)
+        write_backtest(bt, out, overwrite=args.overwrite)
         print(f"wrote {out / 'backtest.json'}, {out / 'backtest_runs.csv'} and "
               f"{out / 'fits'}/", file=sys.stderr)
         if args.plot:
@@ -266,7 +218,8 @@ def _plot_add(p):
 
 
 def cmd_plot(args) -> int:
-    from lawfit.io.artefacts import artefact_error, load_fit, prepare_out, read_backtest, read_critical
+    from lawfit.io.artefacts import load_fit, prepare_out
+    from lawfit.io.results import invalid_artefact, read_backtest, read_critical
     from lawfit.io.runs import read_runs
     from lawfit.plot import plot_backtest, plot_critical, plot_fit
     from lawfit.table import select_recorded
@@ -314,13 +267,13 @@ def cmd_plot(args) -> int:
         try:
             paths += plot_critical(crit, out, formats=formats)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise artefact_error(d / "critical.json", exc) from None
+            raise invalid_artefact(d / "critical.json", exc) from None
     if bt is not None:
         found = True
         try:
             paths += plot_backtest(bt, out, formats=formats)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise artefact_error(d / "backtest.json", exc) from None
+            raise invalid_artefact(d / "backtest.json", exc) from None
     if not found:
         raise DataError(f"{d} holds no fit.json, critical.json or backtest.json")
     for p in paths:

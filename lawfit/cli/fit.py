@@ -58,7 +58,6 @@ def _fit_add(p):
 def cmd_fit(args) -> int:
     from lawfit import report
     from lawfit.analysis import recipes
-    from lawfit.fit import fit
     from lawfit.io import artefacts
     if args.plot and not args.out:
         raise DataError("--plot needs --out DIR (the figures are written there)")
@@ -72,7 +71,7 @@ def cmd_fit(args) -> int:
         check_target_accept(args.target_accept)
     opts = fit_options(args)
     fixed = parse_assignments(args.fix or "", "--fix", numeric=True)
-    if args.recipe == "zhang2024" and (args.fix or args.joint or args.share):
+    if args.recipe == "zhang2024" and (args.fix or args.joint or args.share):   # before reading
         raise DataError("--recipe zhang2024 sets its own joint fit: drop --fix, --joint and "
                         "--share")
     bayes_options = dict(bayes_flags)
@@ -85,26 +84,11 @@ def cmd_fit(args) -> int:
                            runs=args.runs)
     frame, source = load(args)
     progress = Reporter(args.quiet)
-    common = dict(bootstrap=args.bootstrap, fitter=args.fitter, level=args.level, source=source,
-                  progress=progress, bayes_options=bayes_options)
-    if args.recipe == "zhang2024":
-        opts = {k: v for k, v in opts.items() if k not in ("x", "objective", "delta")}
-        opts["d"] = opts["d"] or "finetune_examples"
-        if opts["by"] is None:
-            opts.pop("by")
-        result = recipes.zhang2024(frame, **opts, **common)
-    else:
-        preset = dict(recipes.RECIPES.get(args.recipe, {}))
-        law = args.law or preset.pop("law", "multiplicative")
-        preset.pop("law", None)
-        for k in ("objective", "delta"):
-            if opts[k] is None and k in preset:
-                opts[k] = preset[k]
-        if args.recipe and not args.bootstrap and "bootstrap" in preset:
-            common["bootstrap"] = preset["bootstrap"]
-        result = fit(frame, law, solver=args.solver, joint=args.joint, pre_power=args.pre_power,
-                     share=csv_list(args.share) or (), fixed=fixed,
-                     **opts, **common)
+    result = recipes.run_recipe(frame, args.recipe, law=args.law, bootstrap=args.bootstrap,
+                                fitter=args.fitter, level=args.level, source=source,
+                                progress=progress, bayes_options=bayes_options,
+                                solver=args.solver, joint=args.joint, pre_power=args.pre_power,
+                                share=csv_list(args.share) or (), fixed=fixed, **opts)
     print(report.params_table(result))
     if args.out:
         out = artefacts.write_fit(result, args.out, overwrite=args.overwrite)

@@ -42,10 +42,11 @@ def cmd_optimal(args) -> int:
     from pathlib import Path
 
     from lawfit.analysis.optimal import optimal
-    from lawfit.io.artefacts import load_fit, prepare_out, write_json
+    from lawfit.io.artefacts import load_fit, prepare_out
+    from lawfit.io.results import OPTIMAL_FILES, write_optimal
     compute = _budgets(args.compute)
     if args.out:
-        prepare_out(args.out, ["optimal.json"], args.overwrite)
+        prepare_out(args.out, OPTIMAL_FILES, args.overwrite)
     result = load_fit(args.fit_dir)
     opt = optimal(result, compute, flops_per_param_token=args.flops_per_param_token,
                   level=args.level)
@@ -65,8 +66,7 @@ def cmd_optimal(args) -> int:
     if args.out:
         from lawfit.plot import plot_optimal
         out = Path(args.out)
-        write_json(opt.as_dict(), out / "optimal.json")
-        paths = [out / "optimal.json", *plot_optimal(result, opt, out)]
+        paths = [*write_optimal(opt, out, overwrite=True), *plot_optimal(result, opt, out)]
         for p in paths:
             print(f"wrote {p}", file=sys.stderr)
     return 0

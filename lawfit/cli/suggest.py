@@ -1,6 +1,6 @@
-"""``lawfit suggest``: which runs to launch next. Thin: one call into suggest.py, then the table,
-``suggest.json``, a figure and, with ``--emit-toml``, the batch as runners sweep files
-(registered by ``register``, listed in ``lawfit.cli.main.COMMAND_MODULES``).
+"""``lawfit suggest`` (registered by ``register``, listed in ``lawfit.cli.main.COMMAND_MODULES``): which runs to launch
+next. Thin: one call into suggest.py, then the table, ``suggest.json``, a figure and, with
+``--emit-toml``, the batch as runners sweep files.
 
 Sweep files (``--emit-toml FILE --sweep BASE.toml``): the runners' sweep format is a grid (models x
 finetuning sizes x seeds x methods x PET sizes), so a batch is written as the fewest grids that
@@ -18,19 +18,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lawfit.cli.common import (
-    Reporter,
-    add_command,
-    add_data_arguments,
-    csv_list,
-    fit_options,
-    load,
-    parse_assignments,
-)
+from lawfit.cli.common import Reporter, add_command, add_data_arguments, csv_list, fit_options, load, parse_assignments
 from lawfit.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
+
 
 
 def parse_candidates(text: str | None) -> dict | None:
@@ -123,17 +116,18 @@ def _target(args, xcol_default: str = "model_params"):
         if args.crossing < 1:
             raise DataError(f"--crossing counts from 1, got {args.crossing}")
         return CrossingTarget((parts[0], parts[1]), x, group=group, crossing=args.crossing - 1,
-                              d_range=(lo, hi)), col
+                              d_range=(lo, hi), x_column=col)
     if args.target:
         point = parse_assignments(args.target)
-        return PredictionTarget({**group, **point}), None
-    return ParameterTarget(args.target_param.strip(), group=group), None
+        return PredictionTarget({**group, **point})
+    return ParameterTarget(args.target_param.strip(), group=group)
 
 
 def cmd_suggest(args) -> int:
     from lawfit.analysis.suggest import suggest
     from lawfit.io import artefacts
-    target, at_col = _target(args)
+    from lawfit.io.results import SUGGEST_FILES, write_suggestion
+    target = _target(args)
     candidates = parse_candidates(args.candidates)
     if args.n is not None and args.budget is not None:
         raise DataError("give --n or --budget, not both")
@@ -147,68 +141,24 @@ def cmd_suggest(args) -> int:
             raise DataError(f"{args.emit_toml} exists: choose another --emit-toml (existing files "
                             "are never overwritten)")
     if args.out:
-        artefacts.prepare_out(args.out, ["suggest.json", "suggest.png"], args.overwrite)
+        artefacts.prepare_out(args.out, [*SUGGEST_FILES, "suggest.png"], args.overwrite)
     frame, source = load(args)
     opts = fit_options(args)
     if args.bootstrap < 20:
         raise DataError(f"--bootstrap must be at least 20, got {args.bootstrap}")
-    _check_before_fitting(args, frame, candidates, target, at_col)
     progress = Reporter(args.quiet)
     res = suggest(frame, target, candidates=candidates, n=args.n, budget=args.budget,
                   cost=args.cost, law=args.law or "multiplicative", bootstrap=args.bootstrap,
                   level=args.level, progress=progress, source=source, **opts)
     _print(res)
     if args.out:
-        out = Path(args.out)
-        artefacts.write_json(res.to_dict(), out / "suggest.json")
-        paths = [out / "suggest.json"] + plot_suggestion(res, out)
+        from lawfit.plot import plot_suggestion
+        paths = write_suggestion(res, args.out, overwrite=True) + plot_suggestion(res, args.out)
         print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
     if args.emit_toml:
         for path in emit_toml(res.runs, frame, args.sweep, args.emit_toml):
             print(f"wrote {path}", file=sys.stderr)
     return 0
-
-
-def _check_before_fitting(args, frame, candidates, target, at_col) -> None:
-    """Everything that can be checked without the fit, so that bad input fails fast."""
-    from lawfit.analysis.suggest import CrossingTarget, ParameterTarget
-    from lawfit.expr import parse
-    from lawfit.laws import get_law
-    from lawfit.table import default_by
-    law = get_law(args.law or "multiplicative")
-    xcol = args.x or law.default_columns.get("x", "model_params")
-    if at_col is not None and at_col != xcol:
-        raise DataError(f"--at names {at_col!r} but the law's X is {xcol!r} (set --x)")
-    if isinstance(target, ParameterTarget) and target.param not in law.params:
-        raise DataError(f"--target-param {target.param!r} is not a parameter of law {law.name!r} "
-                        f"({', '.join(law.params)})")
-    by = csv_list(args.by) if args.by else default_by(frame)
-    if isinstance(target, CrossingTarget):
-        mc = target.method_column
-        if mc not in frame.columns:
-            raise DataError(f"the runs table has no {mc!r} column to take --between from")
-        have = set(frame[mc].astype(str))
-        for m in target.between:
-            if m not in have:
-                raise DataError(f"--between: method {m!r} has no runs ({mc} takes {sorted(have)})")
-    if candidates is not None:
-        unknown = [c for c in candidates if c not in frame.columns]
-        if unknown:
-            raise DataError(f"--candidates names column(s) {unknown} that the runs table does not "
-                            f"have ({', '.join(map(str, frame.columns))})")
-        for c in candidates:
-            if c in (by or []):
-                have = set(frame[c].astype(str))
-                bad = [v for v in candidates[c] if str(v) not in have]
-                if bad:
-                    raise DataError(f"--candidates {c}: {bad} have no runs to fit ({c} takes "
-                                    f"{sorted(have)})")
-    if args.cost is not None:
-        cols = set(parse(args.cost).columns)
-        unknown = sorted(cols - set(map(str, frame.columns)) - set(candidates or {}))
-        if unknown:
-            raise DataError(f"--cost {args.cost!r} uses column(s) {unknown} that neither the runs "
-                            "table nor --candidates has")
 
 
 def _print(res) -> None:
@@ -233,61 +183,6 @@ def _print(res) -> None:
           f"({res.cost_expr})")
     for note in res.notes:
         print(f"note: {note}", file=sys.stderr)
-
-
-def plot_suggestion(res, out: Path) -> list:
-    """suggest.png: the expected width as the batch grows, and where the candidates and picks lie
-    (X against D per method, colour: expected width after adding that run alone)."""
-    import matplotlib
-    import numpy as np
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from lawfit.io.artefacts import atomic_write
-    cols = res.settings["columns"]
-    xcol, dcol = cols["x"], cols["d"]
-    groups = list(dict.fromkeys(tuple((k, str(v)) for k, v in row.items())
-                                for row in res.candidates[list(res.settings["by"])]
-                                .to_dict("records")))
-    fig, axes = plt.subplots(1, 1 + max(len(groups), 1), figsize=(4.2 * (1 + len(groups)), 3.8))
-    ax = axes[0]
-    steps = np.arange(len(res.runs) + 1)
-    widths = [res.width_now, *res.runs["width_after"].tolist()]
-    ax.plot(steps, widths, "o-")
-    ax.set_xlabel("runs added (in the order picked)")
-    ax.set_ylabel(f"expected {res.level:.0%} interval width ({res.unit})")
-    ax.set_ylim(bottom=0)
-    ax.set_title("expected width")
-    cand = res.candidates
-    vmin, vmax = float(cand["width_alone"].min()), float(cand["width_alone"].max())
-    for ax, key in zip(axes[1:], groups):
-        m = np.ones(len(cand), bool)
-        for k, v in key:
-            m &= cand[k].astype(str).to_numpy() == v
-        c = cand[m]
-        sc = ax.scatter(c[dcol], c[xcol], c=c["width_alone"], cmap="viridis_r", vmin=vmin,
-                        vmax=vmax if vmax > vmin else vmin + 1e-12, s=30)
-        r = res.runs
-        mr = np.ones(len(r), bool)
-        for k, v in key:
-            mr &= r[k].astype(str).to_numpy() == v
-        for _, row in r[mr].iterrows():
-            ax.scatter([row[dcol]], [row[xcol]], s=160, facecolors="none", edgecolors="red")
-            ax.annotate(str(int(row["order"])), (row[dcol], row[xcol]), color="red",
-                        xytext=(5, 5), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel(dcol)
-        ax.set_ylabel(xcol)
-        ax.set_title(", ".join(v for _, v in key), fontsize=9)
-        fig.colorbar(sc, ax=ax, label="width after this run alone")
-    fig.suptitle(f"lawfit suggest: {res.target['kind']} target (picks circled, in order)",
-                 fontsize=10)
-    fig.tight_layout()
-    path = out / "suggest.png"
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    return [path]
 
 
 # --- the batch as runners sweep files -------------------------------------------------------------

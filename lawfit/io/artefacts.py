@@ -1,7 +1,8 @@
-"""Artefacts on disk, each read and written here: ``fit.json`` with the parameter draws
-(``draws.parquet``), ``critical.json`` with ``superiority.csv``, ``backtest.json`` with
-``backtest_runs.csv`` and ``fits/``, and the JSON documents of other commands (``write_json`` /
-``read_json``). Reading a fit directory back gives a :class:`~lawfit.result.FitResult` whose
+"""Artefacts on disk: ``fit.json`` with the parameter draws (``draws.parquet``) and, for a
+Bayesian fit, ``posterior.nc``, written and read here (:func:`write_fit` / :func:`read_fit`), and
+strict JSON written atomically (:func:`write_json`). The analysis artefacts (critical.json,
+backtest.json, optimal.json, suggest.json) are written and read in :mod:`lawfit.io.results` on
+top of these. Reading a fit directory back gives a :class:`~lawfit.result.FitResult` whose
 predictions equal the original's; everything read is checked as data, never evaluated.
 
 Files are written atomically (:func:`lawfit.io.files.atomic_write`); an existing artefact is never
@@ -15,7 +16,6 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,14 +28,8 @@ from lawfit.report import at_floor
 from lawfit.result import FitResult, GroupFit, Status
 from lawfit.userlaw import for_artefact, provenance
 
-if TYPE_CHECKING:
-    from lawfit.analysis.backtest import Backtest
-    from lawfit.analysis.critical import CriticalResult
-
-__all__ = ["BACKTEST_FILES", "CRITICAL_FILES", "artefact_error", "atomic_write", "check_fit_doc",
-           "check_out_dir", "fit_dict", "jsonable", "load_fit", "prepare_out", "prepare_out_file",
-           "read_backtest", "read_critical", "read_fit", "read_json", "write_backtest",
-           "write_critical", "write_fit", "write_json", "write_table"]
+__all__ = ["atomic_write", "check_fit_doc", "check_out_dir", "fit_dict", "jsonable", "load_fit",
+           "prepare_out", "prepare_out_file", "read_fit", "write_fit", "write_json"]
 
 
 def _num(v):
@@ -209,29 +203,6 @@ def write_json(obj: dict, path: str | Path) -> Path:
             json.dump(doc, fh, indent=2, allow_nan=False)
             fh.write("\n")
     return atomic_write(path, w)
-
-
-def read_json(path: str | Path) -> dict:
-    """A JSON object from ``path`` (DataError, one line, if it is not valid JSON or not an
-    object)."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise DataError(f"{path} is not valid JSON ({' '.join(str(exc).split())[:80]})") from None
-    if not isinstance(doc, dict):
-        raise DataError(f"{path} is not a JSON object")
-    return doc
-
-
-def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write a table as CSV or parquet (by ``path``'s suffix), atomically, without the index."""
-    path = Path(path)
-    if path.suffix == ".parquet":
-        return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
-    if path.suffix == ".csv":
-        return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
-    raise DataError(f"{path}: a table is written as .csv or .parquet")
 
 
 def write_fit(result: FitResult, out: str | Path, overwrite: bool = False) -> Path:
@@ -453,95 +424,3 @@ def read_fit(path: str | Path, law=None) -> FitResult:
 
 
 load_fit = read_fit     # the name used before read_fit/write_fit were paired
-
-
-# --- critical.json, backtest.json --------------------------------------------------------------
-
-def artefact_error(path: str | Path, exc: Exception) -> DataError:
-    """The DataError for an artefact whose content does not have the structure it should."""
-    what = f"missing or malformed {exc}" if isinstance(exc, KeyError) else \
-        " ".join(str(exc).split())[:100] or type(exc).__name__
-    return DataError(f"{path} is not a valid lawfit artefact: {what} (it is data, checked and "
-                     "never run; write it again with the command that made it)")
-
-
-CRITICAL_FILES = ("critical.json", "superiority.csv")
-BACKTEST_FILES = ("backtest.json", "backtest_runs.csv")
-
-
-def write_critical(res: CriticalResult, out: str | Path) -> list[Path]:
-    """Write ``critical.json`` and ``superiority.csv`` of a :func:`lawfit.analysis.critical.critical`
-    result into the directory ``out`` (checked by :func:`prepare_out` first); returns the paths."""
-    out = Path(out)
-    return [write_json(res.to_dict(), out / "critical.json"),
-            write_table(res.superiority, out / "superiority.csv")]
-
-
-def read_critical(path: str | Path) -> dict:
-    """A critical.json document, its structure checked before anything is drawn from it."""
-    path = Path(path)
-    doc = read_json(path)
-    between = doc.get("between")
-    search = doc.get("search")
-    ok = (isinstance(between, list) and len(between) == 2
-          and all(isinstance(m, str) for m in between)
-          and isinstance(doc.get("rows"), list) and all(isinstance(r, dict) for r in doc["rows"])
-          and isinstance(search, dict)
-          and all(isinstance(search.get(k), (int, float)) and not isinstance(search.get(k), bool)
-                  and search[k] > 0 for k in ("d_min", "d_max"))
-          and isinstance(doc.get("level"), (int, float)) and 0 < doc["level"] < 1
-          and isinstance(doc.get("d_name"), str) and isinstance(doc.get("x_name"), (str, type(None)))
-          and isinstance(doc.get("superiority", []), (list, type(None))))
-    if not ok:
-        raise DataError(f"{path} is not a valid critical.json: it needs 'between' (two methods), "
-                        "'rows', 'search' (d_min, d_max), 'level' and 'd_name' (write it again "
-                        "with lawfit critical --out)")
-    return doc
-
-
-def write_backtest(bt: Backtest, out: str | Path, *, source: dict | None = None,
-                   overwrite: bool = False) -> list[Path]:
-    """Write a :class:`~lawfit.analysis.backtest.Backtest` into the directory ``out``:
-    ``backtest.json`` (with the runs table's provenance ``source``), ``backtest_runs.csv`` and
-    each law's fit under ``fits/LAW``; returns the paths. :func:`read_backtest` reads it back."""
-    out = Path(out)
-    paths = [write_json(bt.to_dict() | {"data": source}, out / "backtest.json"),
-             write_table(bt.runs, out / "backtest_runs.csv")]
-    for law, res in bt.fits.items():
-        paths.append(write_fit(res, out / "fits" / law, overwrite=overwrite))
-    return paths
-
-
-def read_backtest(path: str | Path) -> Backtest:
-    """A Backtest from a ``lawfit backtest --out`` directory (files and structure checked)."""
-    from lawfit.analysis.backtest import Backtest
-    path = Path(path)
-    for name in BACKTEST_FILES:
-        if not (path / name).is_file():
-            raise DataError(f"{path / name} is missing: a backtest directory holds backtest.json, "
-                            "backtest_runs.csv and fits/ (write it again with lawfit backtest "
-                            "--out)")
-    doc = read_json(path / "backtest.json")
-    try:
-        runs = pd.read_csv(path / "backtest_runs.csv")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {path / 'backtest_runs.csv'}: "
-                        f"{' '.join(str(exc).split())[:100]}") from None
-    try:
-        laws = doc["laws"]
-        if not (isinstance(laws, list) and laws and all(isinstance(x, str) for x in laws)):
-            raise ValueError("'laws' must be a list of law names")
-        for law in laws:
-            if not (path / "fits" / law).is_dir() or law in (".", "..") or "/" in law:
-                raise ValueError(f"no fit directory fits/{law}")
-        fits = {law: read_fit(path / "fits" / law) for law in laws}
-        if not (isinstance(doc["summary"], list) and isinstance(doc["columns"], dict)
-                and isinstance(doc["group_columns"], list)
-                and isinstance(doc["level"], (int, float)) and 0 < doc["level"] < 1):
-            raise ValueError("'summary', 'columns', 'group_columns' or 'level' has the wrong type")
-        return Backtest(laws=tuple(laws), holdout=doc["holdout"],
-                        summary=pd.DataFrame(doc["summary"]), runs=runs, fits=fits,
-                        columns=doc["columns"], group_columns=tuple(doc["group_columns"]),
-                        level=doc["level"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise artefact_error(path / "backtest.json", exc) from None

@@ -86,23 +86,23 @@ class Sweep(_Table):
 
     @field_validator("task")
     @classmethod
-    def check_task(cls, v):
+    def check_task(cls, v: Any) -> Any:
         return _task(v)
 
     @field_validator("zero_shot_task")
     @classmethod
-    def check_zero_shot_task(cls, v):
+    def check_zero_shot_task(cls, v: Any) -> Any:
         return v if v is None or v == "" or v is False else _task(v)
 
     @field_validator("methods")
     @classmethod
-    def check_methods(cls, v):
+    def check_methods(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("lists a method twice")
         return v
 
     @model_validator(mode="after")
-    def check_pool(self):
+    def check_pool(self) -> Sweep:
         if self.train_pool is not None and self.train_pool < max(self.finetune_examples):
             raise ValueError(f"train_pool: {self.train_pool} is smaller than the largest finetune_examples "
                              f"({max(self.finetune_examples)})")
@@ -135,7 +135,7 @@ class Models(_Table):
     configs: Annotated[list[ModelEntry], Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
-    def check_one(self):
+    def check_one(self) -> Models:
         if self.ladder is not None and self.configs is not None:
             raise ValueError("configs: give either ladder or configs, not both")
         return self
@@ -154,7 +154,7 @@ class Pretrain(_Table):
     dtype: Dtype = _PRE.dtype
 
     @model_validator(mode="after")
-    def check_checkpoints(self):
+    def check_checkpoints(self) -> Pretrain:
         if self.checkpoints and max(self.checkpoints) > self.steps:
             raise ValueError(f"checkpoints: {self.checkpoints} go beyond pretrain.steps = {self.steps}")
         return self
@@ -174,7 +174,7 @@ class Finetune(_Table):
 
     @field_validator("lr")
     @classmethod
-    def check_lr(cls, v):
+    def check_lr(cls, v: Any) -> Any:
         def pos(x):
             return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
         if v is None or pos(v):
@@ -235,7 +235,7 @@ class SweepFile(_Table):
 
     @model_validator(mode="before")
     @classmethod
-    def check_not_empty(cls, doc):
+    def check_not_empty(cls, doc: Any) -> Any:
         if isinstance(doc, dict) and not doc:
             raise ValueError("the sweep file is empty: a sweep needs at least a [sweep] table (see README)")
         return doc
