@@ -106,6 +106,7 @@ def test_backtest_rejects_bad_input():
 
 # --- lin2024 (real runs) ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_lin2024_family_backtest_end_to_end():
     """GPT-2 family on WMT19 (5 sizes x 14 finetuning sizes; base-model rows excluded), the
     largest model and the largest D held out, both laws."""

@@ -394,6 +394,7 @@ def test_case_ids_are_unique():
     assert len(ids) == len(set(ids))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cid, argv, fragment", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_exits_2_with_one_line_and_touches_nothing(results, cid, argv, fragment):
     r = results[cid]
@@ -407,6 +408,7 @@ def test_bad_input_exits_2_with_one_line_and_touches_nothing(results, cid, argv,
     assert not (results["root"] / "CANARY").exists()
 
 
+@pytest.mark.slow
 def test_the_headline_injection_runs_nothing_in_a_real_process(tmp_path):
     """`lawfit fit RUNS --where "@pd.io.common.os.system('touch X') == 0"` ran the command
     through pandas query; now it is a parse error, in a plain `python -m lawfit` process."""

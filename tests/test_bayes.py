@@ -35,6 +35,7 @@ def synthetic(seed: int) -> pd.DataFrame:
                     extra={"task": "demo", "method": "lora"})
 
 
+@pytest.mark.slow
 def test_calibration_central_90_intervals_cover_the_truth():
     """10 datasets x 4 parameters = 40 central 90% intervals. Under calibration the number that
     cover is Binomial(40, 0.9) (mean 36) if intervals were independent; those of one dataset are
@@ -93,6 +94,7 @@ def test_posterior_object_diagnostics_and_draws_interface():
     assert len(bad) == 3
 
 
+@pytest.mark.slow
 def test_bayes_and_bootstrap_agree_on_lin2024_opt():
     frame = pd.read_csv(reference("lin2024", "lin2024_wmt19.csv"))
     frame = frame[(frame["family"] == "OPT") & (frame["finetune_examples"] > 0)]
@@ -111,6 +113,7 @@ def test_bayes_and_bootstrap_agree_on_lin2024_opt():
     assert post.interval_method == "posterior" and boot.interval_method == "bootstrap"
 
 
+@pytest.mark.slow
 def test_cli_fit_bayes_writes_posterior_and_diagnostics(tmp_path, capsys):
     runs = tmp_path / "runs.csv"
     synthetic(11).to_csv(runs, index=False)
@@ -139,6 +142,7 @@ def test_cli_fit_bayes_writes_posterior_and_diagnostics(tmp_path, capsys):
     assert not (out / "posterior.nc").exists()
 
 
+@pytest.mark.slow
 def test_compare_ranks_the_true_law_first(tmp_path, capsys):
     runs = tmp_path / "runs.csv"
     synthetic(21).to_csv(runs, index=False)

@@ -26,6 +26,7 @@ def cli(capsys, *args):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_lin2024_family_fits_end_to_end_from_the_command_line(tmp_path):
     """Real runs (Lin et al. 2024): zero-size rows excluded with --where, one family per group."""
     path = require_reference("lin2024", "lin2024_wmt19.csv")

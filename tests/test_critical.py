@@ -350,6 +350,7 @@ def small_runs(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_cli_critical_writes_schema(small_runs, tmp_path, capsys):
     out = tmp_path / "crit"
     rc = main(["critical", str(small_runs), "--between", "fmt,prompt", "--at",
@@ -459,6 +460,7 @@ def test_cli_critical_refuses_to_mix_series(three_series, extra, needle, capsys)
         assert "--recipe zhang2024" in err and "--x @factor" in err and "--where" in err
 
 
+@pytest.mark.slow
 def test_cli_critical_one_series_per_comparison_and_pet_size_not_compared(three_series, tmp_path,
                                                                           capsys):
     """Grouped by factor with each series' own X: one comparison per series, and none along
