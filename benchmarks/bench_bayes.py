@@ -5,10 +5,14 @@ alpha=0.34, beta=0.28) on a 16 x 15 grid of model_params 7e7..1.6e10 and pretrai
 5e9..5e11 (240 runs, one seed each, Gaussian noise sd 0.01 on the loss), objective huber-log
 (Student-t likelihood on log loss).
 
-Measured: 4 chains x (1,000 warm-up + 1,000 draws), for chain_method "vectorized" and
-"sequential": wall time of the first fit in a fresh process (compilation included), of a second
-fit (compiled), min bulk ESS per second, R-hat; then the least-squares fit with 1,000 bootstrap
-resamples on the same runs. Writes benchmarks/results/bench_bayes.json.
+Measured: 4 chains x (1,000 warm-up + 1,000 draws) with lawfit's driver (every chain in one
+compiled program, ``lawfit.bayes.inference.sample``; chain_method "sequential" and "vectorized")
+and with numpyro's own ``MCMC``/``NUTS`` (``sample_numpyro``: the same potential, start and
+Laplace-seeded dense mass matrix; "sequential"): wall and CPU time of the first fit of each
+(compilation included), of a second fit on another dataset of the same shape (compiled), min
+bulk ESS per second, R-hat, E-BFMI; then the least-squares fit with 1,000 bootstrap resamples on
+the same runs. CPU seconds (all threads) are the figure to compare on a shared machine.
+Writes benchmarks/results/bench_bayes.json.
 
     nice .venv/bin/python benchmarks/bench_bayes.py
 """
@@ -34,17 +38,20 @@ GRID = {"model_params": list(np.geomspace(7e7, 1.6e10, 16)),
 
 def main():
     frame = simulate("chinchilla", PARAMS, GRID, noise=0.01, seeds=1, seed=2024)
+    other = simulate("chinchilla", PARAMS, GRID, noise=0.01, seeds=1, seed=2025)
     print(f"{len(frame)} runs", flush=True)
     rows = {}
-    for method in ("sequential", "vectorized"):
-        for attempt in ("first (compile included)", "second (compiled)"):
-            t = time.perf_counter()
-            res = lawfit.fit(frame, "chinchilla", fitter="bayes", seed=1,
-                             bayes_options={"chain_method": method})
-            wall = time.perf_counter() - t
+    for driver, method in (("lawfit", "sequential"), ("numpyro", "sequential"),
+                           ("lawfit", "vectorized")):
+        for attempt, data in (("first (compile included)", frame), ("second (compiled)", other)):
+            t, c = time.perf_counter(), time.process_time()
+            res = lawfit.fit(data, "chinchilla", fitter="bayes", seed=1,
+                             bayes_options={"chain_method": method, "driver": driver})
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
             g = res.groups[0]
             d = g.info["diagnostics"]
-            row = {"wall_s": round(wall, 2), "nuts_s": d["seconds"],
+            row = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "nuts_s": d["seconds"],
+                   "bfmi_min": round(d["bfmi_min"], 3), "load_average": os.getloadavg()[0],
                    "r_hat_max": round(d["r_hat_max"], 4),
                    "ess_bulk_min": round(d["ess_bulk_min"]),
                    "ess_tail_min": round(d["ess_tail_min"]),
@@ -55,13 +62,13 @@ def main():
                    "params": {p: [round(float(v), 4) for v in (g.estimate[j],
                                                                 *np.array(g.interval(0.95))[:, j])]
                               for j, p in enumerate(g.law.params)}}
-            rows[f"{method}, {attempt}"] = row
-            print(method, attempt, json.dumps(row), flush=True)
-    t = time.perf_counter()
+            rows[f"{driver} driver, {method}, {attempt}"] = row
+            print(driver, method, attempt, json.dumps(row), flush=True)
+    t, c = time.perf_counter(), time.process_time()
     res = lawfit.fit(frame, "chinchilla", bootstrap=1000, seed=1)
-    wall = time.perf_counter() - t
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
     g = res.groups[0]
-    boot = {"wall_s": round(wall, 2), "draws": len(g.draws), "status": g.status,
+    boot = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "draws": len(g.draws), "status": g.status,
             "params": {p: [round(float(v), 4) for v in (g.estimate[j],
                                                          *np.array(g.interval(0.95))[:, j])]
                        for j, p in enumerate(g.law.params)}}

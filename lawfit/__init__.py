@@ -19,6 +19,7 @@ __version__ = "0.1.0"      # the one place: pyproject.toml reads it (tool.setupt
 # public name -> the module that defines it (a new public name: here, in __all__ and below)
 _API = {
     "DataError": "lawfit.errors",
+    "compare": "lawfit.analysis.compare",
     "FitResult": "lawfit.result", "GroupFit": "lawfit.result", "Status": "lawfit.result",
     "LAWS": "lawfit.laws", "Law": "lawfit.laws", "get_law": "lawfit.laws", "law": "lawfit.laws",
     "Objective": "lawfit.objectives", "make_objective": "lawfit.objectives",
@@ -28,8 +29,8 @@ _API = {
     "suggest": "lawfit.analysis.suggest",
 }
 
-__all__ = ["DataError", "FitResult", "GroupFit", "LAWS", "Law", "Objective", "Status", "fit",
-           "get_law", "law", "make_objective", "optimal", "read_runs", "suggest"]
+__all__ = ["DataError", "FitResult", "GroupFit", "LAWS", "Law", "Objective", "Status", "compare",
+           "fit", "get_law", "law", "make_objective", "optimal", "read_runs", "suggest"]
 
 
 def __getattr__(name: str):
@@ -61,6 +62,7 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:
+    from lawfit.analysis.compare import compare
     from lawfit.analysis.optimal import optimal
     from lawfit.analysis.suggest import suggest
     from lawfit.errors import DataError

@@ -18,18 +18,17 @@ trajectory depends only on its own start and data); ``tests/test_batch.py`` chec
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import numpy as np
 
 from . import lsq
 
-__all__ = ["multistart_many", "BUDGET"]
+__all__ = ["BUDGET", "multistart_many"]
 
 BUDGET = 1 << 21    # elements of one (starts x runs x terms) intermediate per screening chunk
 ROW_BYTES = 64 << 20    # bytes of per-row data in one refinement batch
-BLOCK = 16          # refinement steps between compactions
 
 
 def _pow2_floor(n: int) -> int:
@@ -87,7 +86,7 @@ def multistart_many(problems: Sequence[lsq.Problem], starts: Sequence[np.ndarray
             res = lsq.multistart_arrays(
                 fns, data, np.stack([prepared[i][1] for i in pad]),
                 np.stack([prepared[i][2] for i in pad]), np.stack([prepared[i][3] for i in pad]),
-                screen_steps=screen_steps, keep=k, max_steps=max_steps, block=BLOCK,
+                screen_steps=screen_steps, keep=k, max_steps=max_steps, flat=True,
                 screen_chunk=screen)
             for i, r in zip(idx, res):
                 out[i] = r

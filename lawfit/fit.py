@@ -475,10 +475,10 @@ def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_
         weights = gdf["n_seeds"].to_numpy(float) if seeds == "average" else None
         post = bayes.fit_problem(problem, layout, rng=rng, progress=progress,
                                  **({"weights": weights} | bayes_options))
-        free_hat, draws_free, status = post["estimate"], post["draws"], post["status"]
+        free_hat, draws_free, status = post.estimate, post.draws, post.status
         objective_value = lsq.objective_value(problem, free_hat)
-        warnings, info, method = list(post.get("warnings", [])), dict(post.get("info", {})), "posterior"
-        posterior = post.get("posterior")
+        warnings, info, method = list(post.warnings), dict(post.info), "posterior"
+        posterior = post.data
     else:
         irls = robust.needs_irls(obj)
         if irls:   # l1 / tiny-delta Huber: start at the Huber(1e-3) optimum, then IRLS

@@ -8,8 +8,11 @@ matrix per row, from jax autodiff) is cheap and gives quadratic convergence wher
 wastes hundreds of line-search iterations (see README, "Why not L-BFGS").
 
 Two phases for a grid of starts: all starts take a few damped Newton steps (screening), the best
-2% (at least 32) are then iterated to convergence. The best *converged* start wins; a fit none of
-whose starts converged is reported as such, never silently.
+2% (at least 32) are then iterated to convergence. From step ABANDON_AFTER of the refinement on, a
+start whose objective is still above that of an already converged start is abandoned (dominated).
+The best *converged* start wins; a fit none of whose starts converged is reported as such, never
+silently. The solver carries a leading group axis, so that lawfit.batch can run the starts of many
+fits as one compiled program.
 
 Everything here is pure: arrays in, arrays out; no I/O, no printing.
 """
@@ -29,6 +32,8 @@ from .objectives import Objective
 PAD = 8             # runs are padded (zero weight) to a few sizes to share compilations: padded_runs
 SCREEN_STEPS = 8       # damped Newton steps every start takes before the best are refined
 MAX_STEPS = 1000
+BLOCK = 16          # refinement pauses every BLOCK steps (abandon dominated starts, compact)
+ABANDON_AFTER = 32  # from this step on, a start above a converged start's objective is abandoned
 FTOL = 1e-12        # converged when the Newton decrement^2 / 2 <= FTOL * (|f| + FABS)
 FABS = 1e-30
 CAP = 2.0          # longest step along one eigen-direction (Jacobi-scaled units)
@@ -352,17 +357,27 @@ def _bucket(live: int, size: int) -> int:
     return size
 
 
-def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0):
+def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
+            abandon_after: int = 0, owner: np.ndarray | None = None):
     """Run the batched solver from ``theta0`` (G, S, F) for up to ``max_steps`` steps.
 
     ``W``: (G, M) weights shared by a group's starts, or (G, S, M) per start; ``data``: the
-    solver arrays of G groups stacked on a leading axis; ``lb`` (G, F). With ``block`` > 0 and
-    G > 1, the batch is compacted every ``block`` steps: groups whose every start is done leave
-    it (the batch shrinks by factors of 4; see :func:`_bucket`), so a few slow groups do not keep
-    the whole batch busy. This changes no row's trajectory.
+    solver arrays of G groups stacked on a leading axis; ``lb`` (G, F).
+
+    With ``block`` > 0 the solver pauses every ``block`` steps, and
+
+    * from step ``abandon_after`` on (if > 0), a start still iterating whose objective is above
+      that of a converged start of the same fit is abandoned (dominated: its fit already has a
+      better optimum); it is reported not converged. The fit of batch row g's starts is
+      ``owner[g]`` (default: row g's own; lawfit.batch flattens many fits' starts into rows);
+    * with G > 1 the batch is compacted: rows whose every start is done leave it (it shrinks by
+      factors of 4; see :func:`_bucket`), so a few slow fits do not keep the whole batch busy.
+
+    Neither changes a row's trajectory before it stops, so a fit's result does not depend on the
+    other fits in its batch.
 
     Returns theta (G, S, F), f (G, S), converged (G, S) and steps (G,) (iterations until each
-    group's last start was done) as numpy arrays.
+    row's last start was done) as numpy arrays.
     """
     theta0 = jnp.asarray(theta0, jnp.float64)
     W = jnp.asarray(W, jnp.float64)
@@ -372,15 +387,17 @@ def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0):
     data = jax.tree_util.tree_map(jnp.asarray, data)
     state = start(theta0, W, data, lb)
     G = theta0.shape[0]
-    if block <= 0 or G == 1:
+    if block <= 0:
         state, _, gsteps = advance(state, W, data, lb, jnp.asarray(max_steps))
         theta, f, _, _, _, _, conv = state
         return np.asarray(theta), np.asarray(f), np.asarray(conv), np.asarray(gsteps)
+    owner = np.arange(G) if owner is None else np.asarray(owner)
+    fbest = np.full(owner.max() + 1, np.inf)      # best converged objective per fit
     out_theta = np.empty(theta0.shape)
     out_f = np.empty(theta0.shape[:2])
     out_conv = np.zeros(theta0.shape[:2], bool)
     out_steps = np.zeros(G, np.int64)
-    rows = np.arange(G)                       # original group of each batch row
+    rows = np.arange(G)                       # original batch row of each current row
     taken = 0
     while True:
         n = min(block, max_steps - taken)
@@ -388,6 +405,13 @@ def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0):
         taken += n
         out_steps[rows] += np.asarray(gsteps)   # duplicate rows are identical: counted once
         theta, f, done, conv = (np.asarray(state[i]) for i in (0, 1, 5, 6))
+        own = np.broadcast_to(owner[rows][:, None], f.shape)
+        np.minimum.at(fbest, own[conv], f[conv])
+        if abandon_after and taken >= abandon_after and taken < max_steps:
+            drop = ~done & (f > fbest[own])
+            if drop.any():
+                done = done | drop
+                state = (*state[:5], jnp.asarray(done), state[6])
         finished = done.all(axis=1) | (taken >= max_steps)
         out_theta[rows[finished]] = theta[finished]
         out_f[rows[finished]] = f[finished]
@@ -458,7 +482,7 @@ def multistart(problem: Problem, starts: np.ndarray, *, screen_steps: int = SCRE
 
 def multistart_arrays(fns, data, w: np.ndarray, lb: np.ndarray, starts: np.ndarray, *,
                       screen_steps: int = SCREEN_STEPS, keep: int | None = None,
-                      max_steps: int = MAX_STEPS, block: int = 0,
+                      max_steps: int = MAX_STEPS, flat: bool = False,
                       screen_chunk: int = 0) -> list[MultiStart]:
     """:func:`multistart` for G problems of one shape at once (lawfit.batch stacks them).
 
@@ -469,8 +493,8 @@ def multistart_arrays(fns, data, w: np.ndarray, lb: np.ndarray, starts: np.ndarr
     w : (G, M) base weights (0 for padded runs).
     lb : (G, F) lower bounds of the free parameters.
     starts : (G, S, F) start vectors.
-    block : if > 0, refine the best starts of all groups as one batch of rows, compacted every
-        ``block`` steps (see :func:`iterate`); 0: one batch per call, no compaction.
+    flat : refine the best starts of all groups as one batch of rows (each with its group's
+        data), compacted as they finish (see :func:`iterate`), rather than group by group.
     screen_chunk : screen this many groups at a time (0: all), to bound memory.
 
     Returns
@@ -493,18 +517,20 @@ def multistart_arrays(fns, data, w: np.ndarray, lb: np.ndarray, starts: np.ndarr
     k = min(s, keep or max(32, int(math.ceil(0.02 * s))))
     best = np.argsort(f, axis=1, kind="stable")[:, :k]
     rows = np.arange(g)[:, None]
-    if block > 0:
+    if flat:
         # refinement row by row: each (group, start) row carries its group's data, so the batch
         # is compacted down to the starts still iterating
         rep = np.repeat(np.arange(g), k)
         data_r = jax.tree_util.tree_map(lambda a: np.asarray(a)[rep], data)
         theta2, f2, conv2, st = iterate(fns, theta[rows, best].reshape(g * k, 1, -1),
                                         np.repeat(w, k, axis=0), data_r,
-                                        np.repeat(lb, k, axis=0), max_steps, block=block)
+                                        np.repeat(lb, k, axis=0), max_steps, block=BLOCK,
+                                        abandon_after=ABANDON_AFTER, owner=rep)
         theta2, f2, conv2 = theta2.reshape(g, k, -1), f2.reshape(g, k), conv2.reshape(g, k)
         steps2 = st.reshape(g, k).max(axis=1)
     else:
-        theta2, f2, conv2, steps2 = iterate(fns, theta[rows, best], w, data, lb, max_steps)
+        theta2, f2, conv2, steps2 = iterate(fns, theta[rows, best], w, data, lb, max_steps,
+                                            block=BLOCK, abandon_after=ABANDON_AFTER)
     # a start that converged during screening keeps its flag
     conv2 = conv2 | conv[rows, best]
     f2 = np.where(np.isfinite(f2), f2, np.inf)

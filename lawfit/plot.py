@@ -22,13 +22,22 @@ leaves pyplot and the user's backend alone. Files are written atomically
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from lawfit.errors import DataError
 from lawfit.table import select_recorded
+
+if TYPE_CHECKING:        # types only: importing them here would import the engines
+    from lawfit.analysis.backtest import Backtest
+    from lawfit.analysis.critical import CriticalResult
+    from lawfit.analysis.optimal import OptimalResult
+    from lawfit.analysis.suggest import Suggestion
+    from lawfit.result import FitResult
 
 __all__ = ["FORMATS", "crossing_series", "plot_backtest", "plot_critical", "plot_fit",
            "plot_optimal", "plot_suggestion", "plot_superiority"]
@@ -156,14 +165,33 @@ def _fit_panel(ax, g, xcol: str, dcol: str, ycol: str, frame: pd.DataFrame | Non
                   title="X", title_fontsize=6)
 
 
-def plot_fit(result, frame: pd.DataFrame | None, out_dir, *, heldout: np.ndarray | None = None,
-             name: str = "fit", formats=FORMATS) -> list[Path]:
+def plot_fit(result: FitResult, frame: pd.DataFrame | None, out_dir: str | Path, *,
+             heldout: np.ndarray | None = None, name: str = "fit",
+             formats: Sequence[str] = FORMATS) -> list[Path]:
     """Loss against D per group with fitted curves and interval bands (one line per X value).
-    ``frame``: the runs (may be None for curves only); for a fit filtered with ``where``, the
-    table it was fitted on, whose fitted rows are selected again from the positions the fit
-    recorded (the stored expression is never evaluated). ``heldout``: (len(frame),) mask of
-    held-out runs, drawn as open diamonds. The grey band is the fitted D range. Writes NAME.png/.pdf (NAME-2... for
-    more than 12 groups)."""
+    The grey band is the fitted D range. Writes NAME.png/.pdf (NAME-2... for more than 12
+    groups).
+
+    Parameters
+    ----------
+    result : FitResult
+        The fit.
+    frame : pandas.DataFrame or None
+        The runs (None: curves only); for a fit filtered with ``where``, the table it was fitted
+        on, whose fitted rows are selected again from the positions the fit recorded (the stored
+        expression is never evaluated).
+    out_dir : str or Path
+        Directory for the figures.
+    heldout : numpy.ndarray, optional
+        (len(frame),) mask of held-out runs, drawn as open diamonds.
+    name, formats
+        File name stem and formats (png, pdf, svg).
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
     out_dir = Path(out_dir)
     if len(result.law.variables) == 1:         # a law of D alone (power, rectified)
         xcol, dcol = None, result.columns[result.law.variables[0]]
@@ -203,12 +231,13 @@ def _critical_doc(critical) -> dict:
     return critical if isinstance(critical, dict) else critical.to_dict()
 
 
-def crossing_series(rows) -> dict:
+def crossing_series(rows: Sequence[dict]) -> dict:
     """The lines of the critical-size figure: crossings joined across X by their direction.
 
     Parameters
     ----------
-    rows : critical.json rows of one panel (one task / factor), each with ``x`` and
+    rows : sequence of dict
+        critical.json rows of one panel (one task / factor), each with ``x`` and
         ``crossings`` (ascending in D, each with ``better_below``).
 
     Returns
@@ -229,11 +258,26 @@ def crossing_series(rows) -> dict:
     return dict(sorted(series.items()))
 
 
-def plot_critical(critical, out_dir, *, name: str = "critical", formats=FORMATS) -> list[Path]:
+def plot_critical(critical: CriticalResult | dict, out_dir: str | Path, *, name: str = "critical",
+                  formats: Sequence[str] = FORMATS) -> list[Path]:
     """D* against X per group (and X column), interval as error bars (arrows where the interval
     reaches past the searched range), measured D ranges of both methods shaded, the closed form
-    dashed; plus the probability-of-superiority figure. ``critical``: a CriticalResult or its
-    critical.json document."""
+    dashed; plus the probability-of-superiority figure (when there are draws).
+
+    Parameters
+    ----------
+    critical : CriticalResult or dict
+        The result or its critical.json document.
+    out_dir : str or Path
+        Directory for the figures.
+    name, formats
+        File name stem and formats.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
     doc = _critical_doc(critical)
     a, b = doc["between"]
     out_dir = Path(out_dir)
@@ -300,9 +344,24 @@ def plot_critical(critical, out_dir, *, name: str = "critical", formats=FORMATS)
     return paths
 
 
-def plot_superiority(critical, out_dir, *, name: str = "superiority",
-                     formats=FORMATS) -> list[Path]:
-    """P(method a has the lower loss) against D, one line per X, one panel per group."""
+def plot_superiority(critical: CriticalResult | dict, out_dir: str | Path, *,
+                     name: str = "superiority", formats: Sequence[str] = FORMATS) -> list[Path]:
+    """P(method a has the lower loss) against D, one line per X, one panel per group.
+
+    Parameters
+    ----------
+    critical : CriticalResult or dict
+        The result or its critical.json document (with draws).
+    out_dir : str or Path
+        Directory for the figures.
+    name, formats
+        File name stem and formats.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
     doc = _critical_doc(critical)
     a, b = doc["between"]
     tab = pd.DataFrame(doc["superiority"])
@@ -345,11 +404,27 @@ def plot_superiority(critical, out_dir, *, name: str = "superiority",
 
 # --- backtests -----------------------------------------------------------------------------
 
-def plot_backtest(bt, out_dir, *, name: str = "backtest", formats=FORMATS,
-                  panels: bool = True) -> list[Path]:
+def plot_backtest(bt: Backtest, out_dir: str | Path, *, name: str = "backtest",
+                  formats: Sequence[str] = FORMATS, panels: bool = True) -> list[Path]:
     """Delta_e and Delta_h per group and law (bars: NAME) and, with ``panels``, per law the
-    fitted curves with the held-out runs marked (NAME_LAW). ``bt``: a
-    :class:`~lawfit.analysis.backtest.Backtest`."""
+    fitted curves with the held-out runs marked (NAME_LAW).
+
+    Parameters
+    ----------
+    bt : Backtest
+        The backtest.
+    out_dir : str or Path
+        Directory for the figures.
+    name, formats
+        File name stem and formats.
+    panels : bool
+        Also draw each law's fit panels.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
     out_dir = Path(out_dir)
     s = bt.summary
     if s.empty:
@@ -399,11 +474,30 @@ def plot_backtest(bt, out_dir, *, name: str = "backtest", formats=FORMATS,
     return paths
 
 
-def plot_optimal(result, opt, out_dir, *, name: str = "optimal", formats=FORMATS,
-                 compute_range: tuple | None = None) -> list[Path]:
+def plot_optimal(result: FitResult, opt: OptimalResult, out_dir: str | Path, *,
+                 name: str = "optimal", formats: Sequence[str] = FORMATS,
+                 compute_range: tuple[float, float] | None = None) -> list[Path]:
     """The compute-optimal frontier of a Chinchilla-law fit: N_opt and D_opt against compute C,
     with interval bands from the fit's draws, the requested budgets marked, one panel per group.
-    ``result``: the FitResult; ``opt``: its :class:`~lawfit.analysis.optimal.OptimalResult`."""
+
+    Parameters
+    ----------
+    result : FitResult
+        The Chinchilla-law fit.
+    opt : OptimalResult
+        Its allocations at the requested budgets.
+    out_dir : str or Path
+        Directory for the figure.
+    name, formats
+        File name stem and formats.
+    compute_range : (float, float), optional
+        Compute range of the frontier (default: the budgets / 1e3 to x 1e3).
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
     from lawfit.analysis.optimal import optimal
     budgets = sorted({r["compute"] for r in opt.rows})
     lo, hi = compute_range or (min(budgets) / 1e3, max(budgets) * 1e3)
@@ -440,7 +534,8 @@ def plot_optimal(result, opt, out_dir, *, name: str = "optimal", formats=FORMATS
 
 # --- suggested batches ---------------------------------------------------------------------
 
-def plot_suggestion(res, out_dir, *, name: str = "suggest", formats=("png",)) -> list[Path]:
+def plot_suggestion(res: Suggestion, out_dir: str | Path, *, name: str = "suggest",
+                    formats: Sequence[str] = ("png",)) -> list[Path]:
     """The expected width as the batch grows, and where the candidates and picks lie (X against
     D per group, colour: expected width after adding that run alone; picks circled, numbered in
     the order picked).

@@ -41,8 +41,8 @@ def _starts(problem, seed, n=48, frozen=()):
                                                (n, len(keep)))
 
 
-T1 = dict(A=300.0, E=0.8, alpha=0.3, beta=0.08)
-T2 = dict(A=90.0, E=1.7, alpha=0.33, beta=0.05)
+T1 = {"A": 300.0, "E": 0.8, "alpha": 0.3, "beta": 0.08}
+T2 = {"A": 90.0, "E": 1.7, "alpha": 0.33, "beta": 0.05}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_convergence_is_judged_per_group():
     hard = _curve(MULT, 4, 5, T2, 0.01, 1)
     opt = lsq.multistart(easy, easy.law.to_internal(T1)[None], screen_steps=0).theta
     s_easy, s_hard = opt[None] + 1e-4, np.array([[20.0, 1.0, 2.0, 1.0]])
-    kw = dict(screen_steps=0, max_steps=12)
+    kw = {"screen_steps": 0, "max_steps": 12}
     alone = [lsq.multistart(easy, s_easy, **kw), lsq.multistart(hard, s_hard, **kw)]
     assert alone[0].converged and not alone[1].converged
     both = batch.multistart_many([easy, hard, easy], [s_easy, s_hard, s_easy], **kw)

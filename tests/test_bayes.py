@@ -20,6 +20,7 @@ import lawfit
 from lawfit import bayes
 from lawfit.cli.main import main
 from lawfit.errors import DataError
+from lawfit.io.priors import read_priors
 from lawfit.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,8 +77,10 @@ def test_posterior_object_diagnostics_and_draws_interface():
     assert set(d) >= {"r_hat_max", "ess_bulk_min", "ess_tail_min", "divergences", "seconds"}
     assert d["r_hat_max"] <= 1.01 and d["ess_bulk_min"] >= 400, d
     assert g.status == "converged" and not g.warnings
-    # the priors used are stated
-    assert g.info["priors"]["E"]["prior"] == "LogNormal(loc=0, scale=2)"
+    # the priors used are stated (E's default is scaled to the data: mean the smallest loss)
+    assert g.info["priors"]["E"]["prior"] == (
+        f"Gamma(concentration=2, rate={2 / synthetic(7)['loss'].min():g})")
+    assert set(g.info["sampler"]["centred"]) == {"A", "E"}
     assert g.info["priors"]["nu"]["prior"].startswith("Gamma")
     # draws feed the same interface as the bootstrap: natural parameters, predictions
     assert g.draws.shape == (4000, 4)
@@ -177,7 +180,7 @@ def test_priors_override_and_toml(tmp_path):
     good = tmp_path / "priors.toml"
     good.write_text('E = { dist = "LogNormal", loc = -0.5, scale = 0.5 }\n'
                     'alpha = { dist = "Normal", loc = 0.3, scale = 0.1 }\n')
-    got = bayes.read_priors(good)
+    got = read_priors(good)
     assert isinstance(got["E"], dist.LogNormal) and float(got["alpha"].scale) == 0.1
     # the file's prior is the one the model uses: the potential moves by exactly the change in
     # the prior's log density (sampling with it would need another compilation)
@@ -191,7 +194,7 @@ def test_priors_override_and_toml(tmp_path):
     diff = float(pinned.potential(u, data, jnp.asarray(base.obs))
                  - base.potential(u, data, jnp.asarray(base.obs)))
     expect = -(float(got["E"].log_prob(0.6)) + float(got["alpha"].log_prob(0.3))
-               - float(dist.LogNormal(0.0, 2.0).log_prob(0.6))
+               - float(dist.Gamma(2.0, 2.0 / float(p.y.min())).log_prob(0.6))
                - float(dist.Normal(0.0, 1.0).log_prob(0.3)))
     assert math.isclose(diff, expect, rel_tol=1e-9)
     assert pinned.priors.as_dict()["E"]["prior"] == "LogNormal(loc=-0.5, scale=0.5)"
@@ -214,7 +217,7 @@ def test_bad_priors_file_exits_2(tmp_path, capsys, text, message):
         # checked against the law: before any sampling, as a one-line error
         with pytest.raises(DataError, match=message):
             bayes.build_model(_problem(), ("A", "E", "alpha", "beta"),
-                              priors=bayes.read_priors(bad))
+                              priors=read_priors(bad))
         return
     assert main(["fit", str(runs), "--fitter", "bayes", "--priors", str(bad), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
@@ -252,16 +255,40 @@ def test_weights_scale_the_noise_and_log_space_likelihood():
     ml = bayes.build_model(pl, law.params)
     assert ml.obs_name == "log_loss"
     np.testing.assert_allclose(ml.obs, np.log(p.y))
-    # the potential is numpyro's log density plus the support Jacobian: check at a point
-    u = ml.unconstrain({"A": 300.0, "E": 0.6, "alpha": 0.3, "beta": 0.1, "sigma": 0.01,
-                        "nu": 5.0})
+    # the potential is numpyro's log density plus the support Jacobian: check at a point,
+    # sampling every site in its own logs (centre=False) ...
+    import jax
     import jax.numpy as jnp
     from scipy import stats
-    data = {k: jnp.asarray(v) for k, v in ml.data.items()}
-    pot = float(ml.potential(jnp.asarray(u), data, jnp.asarray(ml.obs)))
+    vals = {"A": 300.0, "E": 0.6, "alpha": 0.3, "beta": 0.1, "sigma": 0.01, "nu": 5.0}
+    plain = bayes.build_model(pl, law.params, centre=False)
+    assert not any(plain.reparam)
+    u = plain.unconstrain(vals)
+    data = {k: jnp.asarray(v) for k, v in plain.data.items()}
+    pot = float(plain.potential(jnp.asarray(u), data, jnp.asarray(plain.obs)))
     pred = np.log(law.predict(TRUTH, x=np.exp(p.log_vars[:, 0]), d=np.exp(p.log_vars[:, 1])))
     ll = stats.t.logpdf(np.log(p.y), 5.0, pred, 0.01).sum()
-    lp = (stats.lognorm.logpdf(300, 15) + np.log(300) + stats.lognorm.logpdf(0.6, 2) + np.log(0.6)
-          + stats.norm.logpdf(0.3) + stats.norm.logpdf(0.1) + stats.halfnorm.logpdf(0.01, 0, 0.5)
-          + np.log(0.01) + stats.gamma.logpdf(5.0, 2, scale=10) + np.log(5.0))
+    e_mean = float(p.y.min())                  # E's default prior: Gamma(2), mean the smallest loss
+    lp = (stats.lognorm.logpdf(300, 15) + np.log(300) + stats.gamma.logpdf(0.6, 2, scale=e_mean / 2)
+          + np.log(0.6) + stats.norm.logpdf(0.3) + stats.norm.logpdf(0.1)
+          + stats.halfnorm.logpdf(0.01, 0, 0.5) + np.log(0.01)
+          + stats.gamma.logpdf(5.0, 2, scale=10) + np.log(5.0))
     assert math.isclose(pot, -(ll + lp), rel_tol=1e-9)
+    # ... and centred (A and E as their terms' values at the centre of the data): the same
+    # posterior density, times the Jacobian of the map from the sampler's coordinates to the
+    # natural parameters, computed here by autodiff
+    assert ml.reparam == (True, True, False, False)
+    np.testing.assert_allclose(ml.data["shear"][0], [0, 0, *-p.log_vars.mean(axis=0)])
+    uc = jnp.asarray(ml.unconstrain(vals))
+    back, _ = ml.constrain(uc)
+    np.testing.assert_allclose([float(back[k]) for k in vals], list(vals.values()), rtol=1e-9)
+    sites = ml.priors.sites
+
+    def natural(v):
+        c, _ = ml.constrain(v)
+        return jnp.stack([c[s] for s in sites])
+    logjac = float(jnp.linalg.slogdet(jax.jacfwd(natural)(uc))[1])
+    potc = float(ml.potential(uc, {k: jnp.asarray(v) for k, v in ml.data.items()},
+                              jnp.asarray(ml.obs)))
+    lp_nat = lp - np.log(300) - np.log(0.6) - np.log(0.01) - np.log(5.0)  # density in naturals
+    assert math.isclose(potc, -(ll + lp_nat + logjac), rel_tol=1e-9)

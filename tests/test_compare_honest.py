@@ -4,6 +4,7 @@ not converge), in the printed summary and in compare.json."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,53 @@ def test_compare_says_which_groups_could_not_be_compared(tmp_path, capsys):
     doc = json.loads((out / "compare.json").read_text())
     assert doc["not_compared"] and not any(r["comparable"] for r in doc["rows"])
     assert doc["bayes"]["target_accept"] == 0.95
+
+
+def test_compare_library_checks_its_arguments(series_table):
+    """``lawfit.compare`` (the function behind the command) refuses bad arguments before any
+    sampling, with the library's own words."""
+    import pandas as pd
+
+    import lawfit
+    from lawfit.errors import DataError
+    frame = pd.read_csv(series_table)
+    one = "factor == 'model_params'"
+    for laws, kw, needle in [(["multiplicative"], {}, "at least two laws"),
+                             (["additive", "additive"], {}, "named twice"),
+                             (["multiplicative", "additive"], {"target_accept": 1.5},
+                              "target_accept"),
+                             (["multiplicative", "additive"], {"holdout_fitter": "x"},
+                              "holdout_fitter"),
+                             (["multiplicative", "additive"], {"where": None},
+                              "series in column 'factor'")]:
+        with pytest.raises(DataError, match=needle):
+            lawfit.compare(frame, laws, **({"where": one} | kw))
+
+
+@pytest.mark.slow
+def test_centred_scales_mix_where_the_old_geometry_stalls():
+    """The additive law on the bundled En-De LoRA model-size series (the data follow the
+    multiplicative law): sampled as before (every scale in its own logs, E ~ LogNormal(0, 2);
+    both start at the posterior mode), NUTS needs hundreds of leapfrog steps per draw and its
+    chains disagree (R-hat 1.07, bulk ESS 67 measured); with the scales sampled as their terms'
+    values at the centre of the data and E's prior scaled to the losses, it needs a fifth of the
+    steps for more effective draws and chains that agree better (1.04, 90). It still does not
+    reach R-hat <= 1.01 in 300 + 300 draws: the law is misspecified there, and ``lawfit
+    compare`` says so (README)."""
+    import numpyro.distributions as dist
+    import pandas as pd
+
+    import lawfit
+    root = Path(__file__).resolve().parents[1]
+    f = pd.read_csv(root / "data" / "zhang2024_simulated.csv")
+    f = f[(f["factor"] == "model_params") & (f["task"] == "wmt14_en_de") & (f["method"] == "lora")]
+    common = {"chains": 4, "warmup": 300, "draws": 300}
+    old = lawfit.fit(f, "additive", fitter="bayes", seed=0, bayes_options=common | {
+        "centre": False, "priors": {"E": dist.LogNormal(0.0, 2.0)}}).groups[0]
+    new = lawfit.fit(f, "additive", fitter="bayes", seed=0, bayes_options=common).groups[0]
+    do, dn = old.info["diagnostics"], new.info["diagnostics"]
+    assert old.status == "not_converged" and do["r_hat_max"] > 1.05, do
+    assert dn["r_hat_max"] < do["r_hat_max"], (do, dn)
+    assert dn["ess_bulk_min"] > do["ess_bulk_min"], (do, dn)
+    assert dn["mean_leapfrog_steps"] < do["mean_leapfrog_steps"] / 3, (do, dn)
+    assert set(new.info["sampler"]["centred"]) == {"A", "B", "E"}

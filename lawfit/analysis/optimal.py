@@ -15,6 +15,7 @@ Pure: no printing, no files.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,7 +66,8 @@ def check_law(result: FitResult) -> None:
                         f"of the {law.name} law ({law.formula})")
 
 
-def allocation(params: np.ndarray, names, compute: np.ndarray, k: float = FLOPS_PER_PARAM_TOKEN):
+def allocation(params: np.ndarray, names: Sequence[str], compute: np.ndarray,
+               k: float = FLOPS_PER_PARAM_TOKEN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """N_opt, D_opt and the loss there.
 
     Parameters
@@ -117,7 +119,8 @@ def _finite_summary(estimate: float, draws: np.ndarray, level: float) -> dict:
     return _summary(estimate, draws[np.isfinite(draws)], level)
 
 
-def optimal(result: FitResult, compute, *, flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
+def optimal(result: FitResult, compute: float | Sequence[float], *,
+            flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN,
             level: float | None = None) -> OptimalResult:
     """Compute-optimal model size and tokens for each group of a Chinchilla-law fit.
 

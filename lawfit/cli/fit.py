@@ -76,7 +76,7 @@ def cmd_fit(args) -> int:
                         "--share")
     bayes_options = dict(bayes_flags)
     if args.priors:
-        from lawfit.bayes import read_priors
+        from lawfit.io.priors import read_priors
         bayes_options["priors"] = read_priors(args.priors)
     if args.out:
         artefacts.check_out_dir(args.out, ["fit.json", "draws.parquet"]

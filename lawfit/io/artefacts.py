@@ -218,7 +218,7 @@ def write_fit(result: FitResult, out: str | Path, overwrite: bool = False) -> Pa
     draws = result.draws
     atomic_write(out / "draws.parquet", lambda tmp: draws.to_parquet(tmp, index=False))
     if posteriors:
-        from lawfit.bayes import write_posteriors
+        from lawfit.io.posterior import write_posteriors
         atomic_write(out / "posterior.nc", lambda tmp: write_posteriors(posteriors, tmp))
     else:
         (out / "posterior.nc").unlink(missing_ok=True)   # a stale posterior of an earlier fit
@@ -390,7 +390,7 @@ def read_fit(path: str | Path, law=None) -> FitResult:
     draws = _read_draws(fj.parent / "draws.parquet", law, doc)
     posteriors = []
     if (fj.parent / "posterior.nc").exists():
-        from lawfit.bayes import read_posteriors
+        from lawfit.io.posterior import read_posteriors
         posteriors = read_posteriors(fj.parent / "posterior.nc")
     groups = []
     for g in doc["groups"]:
