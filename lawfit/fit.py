@@ -17,18 +17,32 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from . import lsq, quality, robust
-from lawfit.table import (CONFIG_COLUMNS, average_seeds, column_for, column_values, default_by,
-                          duplicate_rows, frame_sha256, is_per_row, loss_trend, numeric_column,
-                          referenced_columns, require_columns, resolve_columns, spec_column)
 from lawfit.errors import DataError
+from lawfit.table import (
+    CONFIG_COLUMNS,
+    average_seeds,
+    column_for,
+    column_values,
+    default_by,
+    duplicate_rows,
+    frame_sha256,
+    is_per_row,
+    loss_trend,
+    numeric_column,
+    referenced_columns,
+    require_columns,
+    resolve_columns,
+    spec_column,
+)
+
+from . import lsq, quality, robust
 from .expr import Expr, filter_with_record
 from .laws import Law
-from .userlaw import resolve as resolve_law
+from .numerics import float64
 from .objectives import Objective, make_objective
 from .problem import GroupProblem, Layout, Status, build_layout, group_problem
-from .numerics import float64
 from .result import FitResult, GroupFit, bootstrap_health
+from .userlaw import resolve as resolve_law
 
 __all__ = ["FitOptions", "fit"]
 
@@ -361,7 +375,7 @@ def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str
 
     fixed_per_draw = None          # (B, n_fixed) frozen internal values paired with the draws
     if opts.fitter == "bayes":
-        from . import bayes    # numpyro is imported only when asked for
+        from . import bayes  # numpyro is imported only when asked for
         weights = n_seeds if opts.seeds == "average" else None
         post = bayes.fit_problem(group, rng=rng, progress=progress,
                                  **({"weights": weights} | dict(opts.bayes_options)))

@@ -31,6 +31,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 
 from lawfit.errors import DataError
+
 from .numerics import float64
 
 __all__ = ["GRID_BUDGET", "LAWS", "Law", "ROLES", "check_params", "get_law", "law", "register",

@@ -22,12 +22,12 @@ import math
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from lawfit.errors import DataError
+
 from .laws import Law
 from .numerics import float64
 from .objectives import Objective

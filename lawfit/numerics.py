@@ -47,7 +47,7 @@ def float64(fn: F) -> F:
     """
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        import jax       # imported on first use: importing lawfit starts no jax backend
+        import jax  # imported on first use: importing lawfit starts no jax backend
         if jax.config.jax_enable_x64:
             return fn(*args, **kwargs)
         with jax.enable_x64(True):

@@ -36,7 +36,7 @@ class Objective:
         return self.name.split("-")[0]
 
     def residuals(self, log_pred, y):
-        import jax.numpy as jnp     # jax on first use: the registry itself is light
+        import jax.numpy as jnp  # jax on first use: the registry itself is light
         return log_pred - jnp.log(y) if self.space == "log" else jnp.exp(log_pred) - y
 
     def penalty(self, r):

@@ -15,14 +15,14 @@ import pandas as pd
 
 from lawfit.errors import DataError
 from lawfit.table import column_for, is_per_row, key_matches, rows_matching
+
 from .laws import Law
-from .objectives import Objective
 from .numerics import float64
+from .objectives import Objective
 from .problem import Status
 
 __all__ = ["FitResult", "GroupFit", "INTERVALS", "MAX_FAILED_SHARE", "NEW_RUN_NOISE_DRAWS", "Status",
            "bootstrap_health"]
-
 
 # A bootstrap whose refits fail is biased towards the resamples that are easy to fit: its interval
 # is computed from the converged refits only when at most this share failed, else withheld.

@@ -36,8 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import lsq
-from .objectives import Objective, make_objective
 from .numerics import float64
+from .objectives import Objective, make_objective
 from .problem import Problem
 
 __all__ = ["needs_irls", "residuals", "solve"]

@@ -9,9 +9,9 @@ import lawfit
 from lawfit import lsq
 from lawfit.errors import DataError
 from lawfit.laws import get_law
+from lawfit.numerics import float64
 from lawfit.objectives import Objective
 from lawfit.simulate import paper_grid, simulate
-from lawfit.numerics import float64
 
 CHIN = dict(A=406.4, B=410.7, E=1.69, alpha=0.34, beta=0.28)
 

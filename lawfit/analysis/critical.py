@@ -53,12 +53,11 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from lawfit.analysis.roots import BISECT_TOL, POINTS_PER_E, find_roots, find_roots_batch, \
-    log_grid, match_roots
+from lawfit.analysis.roots import BISECT_TOL, POINTS_PER_E, find_roots, find_roots_batch, log_grid, match_roots
 from lawfit.errors import DataError
 from lawfit.numerics import float64
-from lawfit.table import column_for, column_values, key_matches, rows_matching
 from lawfit.result import FitResult, GroupFit
+from lawfit.table import column_for, column_values, key_matches, rows_matching
 
 __all__ = ["D_RANGE", "SERIES_COLUMN", "METHOD_DEPENDENT_X", "Crossing", "CriticalRow",
            "CriticalResult", "closed_form", "check_series", "method_dependent", "crossings",

@@ -51,12 +51,11 @@ import pandas as pd
 
 from lawfit import __version__
 from lawfit.errors import DataError
-from lawfit.table import frame_sha256, select_recorded
 from lawfit.expr import filter_frame
 from lawfit.fit import fit as fit_runs
-from lawfit.table import column_values, rows_matching
 from lawfit.numerics import float64
 from lawfit.result import FitResult, GroupFit
+from lawfit.table import column_values, frame_sha256, rows_matching, select_recorded
 
 __all__ = ["COST_DEFAULT", "MIN_DRAWS", "CrossingTarget", "PredictionTarget", "ParameterTarget",
            "Suggestion", "candidate_grid", "evaluate_cost", "check_request", "suggest"]
