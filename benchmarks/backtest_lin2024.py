@@ -59,7 +59,6 @@ def main() -> None:
             "delta_e additive", "coverage_predictive multiplicative",
             "coverage_predictive additive"]
     wide = wide[cols].reset_index()
-    n = bt.summary.groupby("law").n_heldout.first()
     lines = [f"Families with >= 4 sizes: {', '.join(families)}; both tasks; held out: the "
              f"largest model and the largest D_f of each family (runs with D_f = 0 excluded"
              + (f", and D_f < {args.min_d:g}" if args.min_d else "") + f"); bootstrap "

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import lawfit  # noqa: E402
 from lawfit import paper  # noqa: E402
-from lawfit.analysis import recipes
+from lawfit.analysis import recipes  # noqa: E402
 from lawfit.analysis.critical import crossings  # noqa: E402
 from lawfit.laws import get_law  # noqa: E402
 from lawfit.result import GroupFit  # noqa: E402

@@ -120,7 +120,8 @@ def main() -> None:
     text = [f"{args.reps} replicates per task, noise sd {args.noise}, bootstrap "
             f"{args.bootstrap}, nominal level 95%; {seconds:.0f} s.", "",
             f"Overall coverage: {cr_rows.covered.mean():.3f} over {len(cr_rows)} true "
-            f"crossings (inside the measured D of both methods: {cr_rows[~cr_rows.extrapolated_true.astype(bool)].covered.mean():.3f}, "
+            f"crossings (inside the measured D of both methods: "
+            f"{cr_rows[~cr_rows.extrapolated_true.astype(bool)].covered.mean():.3f}, "
             f"n={int((~cr_rows.extrapolated_true.astype(bool)).sum())}; extrapolated: "
             f"{cr_rows[cr_rows.extrapolated_true.astype(bool)].covered.mean():.3f}, "
             f"n={int(cr_rows.extrapolated_true.astype(bool).sum())}).",

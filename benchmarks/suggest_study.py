@@ -41,10 +41,10 @@ sys.path.insert(0, str(ROOT))
 import lawfit  # noqa: E402
 from lawfit import paper  # noqa: E402
 from lawfit.analysis.critical import crossings  # noqa: E402
+from lawfit.analysis.suggest import CrossingTarget, suggest  # noqa: E402
 from lawfit.laws import get_law  # noqa: E402
 from lawfit.result import GroupFit  # noqa: E402
 from lawfit.simulate import simulate  # noqa: E402
-from lawfit.analysis.suggest import CrossingTarget, suggest  # noqa: E402
 
 TASK, METHODS, X_TARGET = "wmt14_en_de", ("prompt", "lora"), 8e9
 SIZES = paper.MODEL_SIZES[:4] + (16e9,)

@@ -15,15 +15,24 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from . import lsq, quality, robust
-from lawfit.table import (CONFIG_COLUMNS, average_seeds, default_by, duplicate_rows, frame_sha256,
-    loss_trend, numeric_column, require_columns)
 from lawfit.errors import DataError
+from lawfit.table import (
+    CONFIG_COLUMNS,
+    average_seeds,
+    default_by,
+    duplicate_rows,
+    frame_sha256,
+    loss_trend,
+    numeric_column,
+    require_columns,
+)
+
+from . import lsq, quality, robust
 from .expr import Expr, filter_with_record
 from .laws import Law, check_params
-from .userlaw import resolve as resolve_law
 from .objectives import Objective, make_objective
 from .result import FitResult, GroupFit, Status, bootstrap_health
+from .userlaw import resolve as resolve_law
 
 
 @dataclass(frozen=True)
@@ -272,9 +281,10 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     "ats" (Lin et al. 2024) finds each curve's pre-power phase (lawfit.prepower) and fits the law
     on the power phase only (base-model rows D = 0 are dropped with it); what was excluded is in
     each group's ``info["pre_power"]`` and warnings. Intervals are conditional on that choice.
-    fixed_draws: per group key, arrays (B,) of values of the ``fixed`` parameters, one per bootstrap resample (a two-stage recipe's
-    first-stage draws): the bootstrap then takes B resamples and refits resample b with the frozen
-    values of draw b, so that their uncertainty propagates (least squares only).
+    fixed_draws: per group key, arrays (B,) of values of the ``fixed`` parameters, one per
+    bootstrap resample (a two-stage recipe's first-stage draws): the bootstrap then takes B
+    resamples and refits resample b with the frozen values of draw b, so that their uncertainty
+    propagates (least squares only).
     """
     law = resolve_law(law)
     obj = objective if isinstance(objective, Objective) else make_objective(objective, delta, law)
@@ -461,7 +471,7 @@ def _fit_group(gdf, key, layout, law, obj, cols, joint, share, fixed, starts, n_
 
     fixed_per_draw = None          # (B, n_fixed) frozen internal values paired with the draws
     if fitter == "bayes":
-        from . import bayes    # numpyro is imported only when asked for
+        from . import bayes  # numpyro is imported only when asked for
         weights = gdf["n_seeds"].to_numpy(float) if seeds == "average" else None
         post = bayes.fit_problem(problem, layout, rng=rng, progress=progress,
                                  **({"weights": weights} | bayes_options))

@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,6 +1,7 @@
 """Figures (matplotlib): fits, critical data sizes, probability of superiority, backtests,
-compute-optimal frontiers and suggested batches. Every function takes results (or their JSON documents) and a directory, writes PNG and
-PDF files and returns their paths. Nothing here fits anything; fitting code never plots.
+compute-optimal frontiers and suggested batches. Every function takes results (or their JSON
+documents) and a directory, writes PNG and PDF files and returns their paths. Nothing here fits
+anything; fitting code never plots.
 
 - ``plot_fit``: loss against D per group (one panel per group), the runs as points and the fitted
   curve with its interval band for each value of X (one colour per X); held-out runs, when given,

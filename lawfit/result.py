@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from lawfit.errors import DataError
+
 from .laws import Law
 from .objectives import Objective
-
 
 # A bootstrap whose refits fail is biased towards the resamples that are easy to fit: its interval
 # is computed from the converged refits only when at most this share failed, else withheld.

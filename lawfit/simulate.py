@@ -13,8 +13,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import paper
 from lawfit.errors import DataError
+
+from . import paper
 from .laws import Law, check_params, get_law
 
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from lawfit.errors import DataError
+
 from .laws import LAWS, Law, get_law
 
 BUILTIN_MODULE = "lawfit.laws"

@@ -2,7 +2,7 @@
 
 ``python tests/cli_runner.py CASES.json RESULTS.json``: CASES is a list of
 ``{"argv": [...], "cwd": DIR, "watch": DIR or null}``. This process imports the command once and then, for every case,
-forks a child that runs it exactly as ``python -m lawfit.cli.main ARGV`` would (fresh stdout/stderr
+forks a child that runs it exactly as ``python -m lawfit ARGV`` would (fresh stdout/stderr
 file descriptors, an uncaught exception printed as a traceback with exit status 1), so each case
 is a real process with its own exit status and stderr, without paying the imports each time.
 A case running longer than ``LAWFIT_CASE_TIMEOUT`` seconds (default 120) is killed (status -9).
@@ -94,13 +94,15 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=".*use of fork.. may lead to deadlocks",
                             category=DeprecationWarning)
     import jax  # noqa: F401  (imported, not initialised: the children start their own backends)
+
     import lawfit.cli.main
-    lawfit.cli.main.build_parser()          # import the subcommand plugins once, before forking
-    import lawfit.analysis.backtest  # noqa: F401  (the heavy imports of every subcommand, once)
-    import lawfit.bayes  # noqa: F401
-    import lawfit.analysis.critical  # noqa: F401
-    import lawfit.plot  # noqa: F401
+    lawfit.cli.main.build_parser()          # import the command modules once, before forking
     from jax._src import xla_bridge
+
+    import lawfit.analysis.backtest  # noqa: F401  (the heavy imports of every subcommand, once)
+    import lawfit.analysis.critical  # noqa: F401
+    import lawfit.bayes  # noqa: F401
+    import lawfit.plot  # noqa: F401
     assert not xla_bridge._backends, "a jax backend started before forking"
     cases = json.loads(open(sys.argv[1]).read())
     results = [run_case(c["argv"], c["cwd"], c.get("watch")) for c in cases]

@@ -4,9 +4,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
-
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -36,5 +35,5 @@ def require_reference(*parts: str) -> Path:
 
 def run_cli(*args, cwd=None, timeout=600):
     """Run `lawfit ARGS` in a subprocess; returns CompletedProcess (text)."""
-    return subprocess.run([sys.executable, "-m", "lawfit.cli.main", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "lawfit", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_reference as reference
 
 from lawfit.analysis.backtest import backtest, holdout_mask, parse_holdout
 from lawfit.cli.main import main
-
-from conftest import require_reference as reference
 from lawfit.errors import DataError
 from lawfit.simulate import simulate
 
@@ -107,6 +106,7 @@ def test_backtest_rejects_bad_input():
 
 # --- lin2024 (real runs) ----------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_lin2024_family_backtest_end_to_end():
     """GPT-2 family on WMT19 (5 sizes x 14 finetuning sizes; base-model rows excluded), the
     largest model and the largest D held out, both laws."""

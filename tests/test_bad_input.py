@@ -17,10 +17,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT
 
 from lawfit.simulate import simulate
-
-from conftest import ROOT
 
 INJECT = "touch CANARY"
 AT = "model_params=1e9,finetune_examples=1e4"
@@ -351,7 +350,7 @@ def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad-input")
     _runs().to_csv(root / "runs.csv", index=False)
     pd.concat([_runs(), _runs("fmt", 0.05)]).to_csv(root / "runs2.csv", index=False)
-    proc = subprocess.run([sys.executable, "-m", "lawfit.cli.main", "fit", "runs.csv", "--starts", "4",
+    proc = subprocess.run([sys.executable, "-m", "lawfit", "fit", "runs.csv", "--starts", "4",
                            "--bootstrap", "5", "--out", "fit", "--quiet"], cwd=root,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -395,6 +394,7 @@ def test_case_ids_are_unique():
     assert len(ids) == len(set(ids))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cid, argv, fragment", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_exits_2_with_one_line_and_touches_nothing(results, cid, argv, fragment):
     r = results[cid]
@@ -408,11 +408,12 @@ def test_bad_input_exits_2_with_one_line_and_touches_nothing(results, cid, argv,
     assert not (results["root"] / "CANARY").exists()
 
 
+@pytest.mark.slow
 def test_the_headline_injection_runs_nothing_in_a_real_process(tmp_path):
     """`lawfit fit RUNS --where "@pd.io.common.os.system('touch X') == 0"` ran the command
-    through pandas query; now it is a parse error, in a plain `python -m lawfit.cli.main` process."""
+    through pandas query; now it is a parse error, in a plain `python -m lawfit` process."""
     _runs().to_csv(tmp_path / "runs.csv", index=False)
-    proc = subprocess.run([sys.executable, "-m", "lawfit.cli.main", "fit", "runs.csv", "--where",
+    proc = subprocess.run([sys.executable, "-m", "lawfit", "fit", "runs.csv", "--where",
                            f"@pd.io.common.os.system('{INJECT}') == 0"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
@@ -423,8 +424,8 @@ def test_a_where_filtered_fit_is_plotted_without_evaluating_its_expression(tmp_p
     """plot re-selects the fitted rows from the positions fit.json records; an expression in the
     artefact is data. The same table gives the fitted points; another table, curves only."""
     import lawfit
-    from lawfit.plot import plot_fit
     from lawfit.io.artefacts import load_fit, write_fit
+    from lawfit.plot import plot_fit
     frame = pd.concat([_runs(), _runs().assign(finetune_examples=0)], ignore_index=True)
     res = lawfit.fit(frame, where="finetune_examples > 0", starts=4)
     doc = res.settings
@@ -465,8 +466,8 @@ def test_the_api_refuses_injections_too(tmp_path, monkeypatch, where):
     same grammar: a DataError, and the canary is never created."""
     import lawfit
     from lawfit.analysis.backtest import backtest
-    from lawfit.expr import filter_frame
     from lawfit.analysis.recipes import zhang2024
+    from lawfit.expr import filter_frame
     monkeypatch.chdir(tmp_path)
     frame = _runs()
     for call in (lambda: lawfit.fit(frame, where=where, starts=2),

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_reference as reference
 from scipy.stats import binom
 
 import lawfit
@@ -21,8 +22,6 @@ from lawfit.cli.main import main
 from lawfit.errors import DataError
 from lawfit.io.priors import read_priors
 from lawfit.simulate import simulate
-
-from conftest import require_reference as reference
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH = {"A": 300.0, "E": 0.6, "alpha": 0.3, "beta": 0.1}
@@ -37,6 +36,7 @@ def synthetic(seed: int) -> pd.DataFrame:
                     extra={"task": "demo", "method": "lora"})
 
 
+@pytest.mark.slow
 def test_calibration_central_90_intervals_cover_the_truth():
     """10 datasets x 4 parameters = 40 central 90% intervals. Under calibration the number that
     cover is Binomial(40, 0.9) (mean 36) if intervals were independent; those of one dataset are
@@ -97,6 +97,7 @@ def test_posterior_object_diagnostics_and_draws_interface():
     assert len(bad) == 3
 
 
+@pytest.mark.slow
 def test_bayes_and_bootstrap_agree_on_lin2024_opt():
     frame = pd.read_csv(reference("lin2024", "lin2024_wmt19.csv"))
     frame = frame[(frame["family"] == "OPT") & (frame["finetune_examples"] > 0)]
@@ -115,6 +116,7 @@ def test_bayes_and_bootstrap_agree_on_lin2024_opt():
     assert post.interval_method == "posterior" and boot.interval_method == "bootstrap"
 
 
+@pytest.mark.slow
 def test_cli_fit_bayes_writes_posterior_and_diagnostics(tmp_path, capsys):
     runs = tmp_path / "runs.csv"
     synthetic(11).to_csv(runs, index=False)
@@ -143,6 +145,7 @@ def test_cli_fit_bayes_writes_posterior_and_diagnostics(tmp_path, capsys):
     assert not (out / "posterior.nc").exists()
 
 
+@pytest.mark.slow
 def test_compare_ranks_the_true_law_first(tmp_path, capsys):
     runs = tmp_path / "runs.csv"
     synthetic(21).to_csv(runs, index=False)

@@ -4,11 +4,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_reference, run_cli
 
 from lawfit.cli.main import main
 from lawfit.simulate import simulate
-
-from conftest import require_reference, run_cli
 
 
 @pytest.fixture
@@ -27,6 +26,7 @@ def cli(capsys, *args):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_lin2024_family_fits_end_to_end_from_the_command_line(tmp_path):
     """Real runs (Lin et al. 2024): zero-size rows excluded with --where, one family per group."""
     path = require_reference("lin2024", "lin2024_wmt19.csv")
@@ -183,3 +183,52 @@ def test_no_traceback_at_process_level(runs):
     proc = run_cli("fit", runs, "--x", "nope")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_python_m_lawfit_is_the_command(runs):
+    import subprocess
+    import sys
+
+    import lawfit
+    proc = subprocess.run([sys.executable, "-m", "lawfit", "--version"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"lawfit {lawfit.__version__}"
+    proc = subprocess.run([sys.executable, "-m", "lawfit", "fit", str(runs), "--x", "nope"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "nope" in proc.stderr
+
+
+def test_the_version_is_the_installed_distributions():
+    import importlib.metadata
+
+    import lawfit
+    assert importlib.metadata.version("lawfit") == lawfit.__version__
+
+
+def test_every_command_is_registered_once_from_the_module_table():
+    from lawfit.cli.main import COMMAND_MODULES, build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    names = list(sub.choices)
+    assert names == ["fit", "predict", "simulate", "run", "critical", "backtest", "plot",
+                     "compare", "optimal", "suggest"]
+    for module in COMMAND_MODULES:
+        assert callable(module.register)
+
+
+def test_the_lazy_api_gives_every_public_name_and_fit_is_the_function():
+    """`import lawfit` is lazy; every name in __all__ resolves, and ``lawfit.fit`` stays the
+    function even after the submodule lawfit/fit.py was imported by someone else."""
+    import subprocess
+    import sys
+    code = ("import lawfit, lawfit.fit, inspect\n"
+            "from lawfit.analysis.backtest import backtest\n"
+            "assert inspect.isfunction(lawfit.fit), lawfit.fit\n"
+            "for n in lawfit.__all__:\n"
+            "    assert getattr(lawfit, n) is not None, n\n"
+            "from lawfit import *\n"
+            "assert inspect.isfunction(fit) and inspect.isfunction(suggest)\n"
+            "assert set(lawfit.__all__) <= set(dir(lawfit))\n"
+            "print('OK')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr[-2000:]

@@ -46,6 +46,7 @@ def test_fit_target_accept_needs_bayes_and_a_probability(series_table, capsys):
     assert "between 0 and 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_compare_says_which_groups_could_not_be_compared(tmp_path, capsys):
     """Chains far too short to converge (5 warm-up + 20 draws): every group is listed as not
     compared, with the reason, and compare.json marks its rows not comparable."""

@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_reference as reference
 
 import lawfit
-from lawfit.cli.main import main
-
-from conftest import require_reference as reference
 from lawfit.analysis.critical import closed_form, critical, crossings, superiority
 from lawfit.analysis.roots import Root, find_crossings, find_roots, find_roots_batch, log_grid, match_roots
+from lawfit.cli.main import main
 from lawfit.laws import get_law
 from lawfit.result import GroupFit
 from lawfit.simulate import paper_grid
@@ -26,8 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 LAW = get_law("multiplicative")
 SIZES = (1e9, 2e9, 4e9, 8e9, 16e9)
 PAIRS = (("FMT", "Prompt"), ("FMT", "LoRA"), ("Prompt", "LoRA"))
-
-
 
 
 @pytest.fixture(scope="module")
@@ -353,6 +350,7 @@ def small_runs(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_cli_critical_writes_schema(small_runs, tmp_path, capsys):
     out = tmp_path / "crit"
     rc = main(["critical", str(small_runs), "--between", "fmt,prompt", "--at",
@@ -444,38 +442,6 @@ def three_series(tmp_path_factory):
     return f, path
 
 
-def test_critical_is_one_library_call_and_its_artefact_reads_back(small_runs, tmp_path):
-    """``lawfit critical RUNS`` is critical_from_runs(frame, ...): same document (crossings at
-    the measured X of both methods by default); critical.json reads back into the same result,
-    and a malformed one is refused as data."""
-    from lawfit.analysis.critical import critical_from_runs
-    from lawfit.io.artefacts import jsonable
-    from lawfit.io.results import read_critical, write_critical
-    out = tmp_path / "cli"
-    assert main(["critical", str(small_runs), "--between", "fmt,prompt", "--bootstrap", "20",
-                 "--out", str(out), "--quiet"]) == 0
-    doc = json.loads((out / "critical.json").read_text())
-    frame, source = lawfit.read_runs(small_runs)
-    res, fitted = critical_from_runs(frame, ("fmt", "prompt"), bootstrap=20,
-                                     source=source.as_dict())
-    assert json.loads(json.dumps(jsonable(res.to_dict()))) == doc
-    assert sorted({r.x for r in res.rows}) == sorted(set(frame.model_params))   # measured X
-    assert {g.key["method"] for g in fitted.groups} == {"fmt", "prompt"}
-    back = read_critical(out)
-    assert json.loads(json.dumps(jsonable(back.to_dict()))) == doc
-    assert [c.direction for r in back.rows for c in r.crossings] == \
-        [c.direction for r in res.rows for c in r.crossings]
-    again = write_critical(back, tmp_path / "again")
-    assert json.loads(again[0].read_text()) == doc
-    with pytest.raises(lawfit.DataError, match="already exists|exists"):
-        write_critical(back, tmp_path / "again")             # nothing overwritten unasked
-    bad = dict(doc, rows=[dict(doc["rows"][0], crossings=[{"d": "x"}])])
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "critical.json").write_text(json.dumps(bad))
-    with pytest.raises(lawfit.DataError, match="not a valid lawfit artefact"):
-        read_critical(tmp_path / "bad")
-
-
 @pytest.mark.parametrize("extra,needle", [
     ([], "holds 3 series in column 'factor'"),
     (["--by", "task,factor"], "add --x @factor"),
@@ -494,6 +460,7 @@ def test_cli_critical_refuses_to_mix_series(three_series, extra, needle, capsys)
         assert "--recipe zhang2024" in err and "--x @factor" in err and "--where" in err
 
 
+@pytest.mark.slow
 def test_cli_critical_one_series_per_comparison_and_pet_size_not_compared(three_series, tmp_path,
                                                                           capsys):
     """Grouped by factor with each series' own X: one comparison per series, and none along

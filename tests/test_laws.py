@@ -6,9 +6,9 @@ import pytest
 
 import lawfit  # noqa: F401  (float64)
 from lawfit import lsq
+from lawfit.errors import DataError
 from lawfit.laws import LAWS, get_law
 from lawfit.objectives import NAMES, Objective, make_objective
-from lawfit.errors import DataError
 
 NAT = {"multiplicative": dict(A=2.1e3, E=0.62, alpha=0.36, beta=0.081),
        "additive": dict(A=50.0, B=8.0, E=0.6, alpha=0.2, beta=0.3),

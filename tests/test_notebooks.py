@@ -30,6 +30,7 @@ def test_notebooks_are_found():
     assert {p.stem for p in NOTEBOOKS} >= {"uncertainty", "paper_replication"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_and_saves_its_figures(path, tmp_path, monkeypatch):
     nb = nbformat.read(path, as_version=4)

@@ -4,14 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ROOT, run_cli
 from scipy.optimize import minimize_scalar
 
 import lawfit
 from lawfit.analysis import recipes
 from lawfit.analysis.optimal import allocation
 from lawfit.simulate import simulate
-
-from conftest import ROOT, run_cli
 
 EPOCH = ROOT / "data" / "epoch2024_chinchilla.csv"
 HOFFMANN = {"A": 406.4, "B": 410.7, "E": 1.69, "alpha": 0.34, "beta": 0.28}
@@ -83,6 +82,7 @@ def test_epoch_replication_gives_about_18_tokens_per_parameter(tmp_path):
     assert json.loads((tmp_path / "opt" / "optimal.json").read_text()) == doc
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line(tmp_path):
     runs = simulate("multiplicative", {"A": 300.0, "E": 0.6, "alpha": 0.3, "beta": 0.1},
                     {"model_params": [1e8, 1e9, 1e10], "finetune_examples": [1e3, 1e4, 1e5]},

@@ -10,8 +10,8 @@ import pytest
 import lawfit
 import lawfit.report  # noqa: F401  (used as lawfit.report below, whatever ran before)
 from lawfit.analysis.backtest import backtest
-from lawfit.cli.main import main
 from lawfit.analysis.critical import critical
+from lawfit.cli.main import main
 from lawfit.plot import plot_backtest, plot_critical, plot_fit, plot_superiority
 from lawfit.simulate import paper_grid
 
@@ -56,7 +56,8 @@ def test_plot_critical_and_superiority(study, tmp_path):
     assert_image(tmp_path / "critical.png")
     assert_image(tmp_path / "superiority.png")
     # from the JSON document as written to critical.json
-    doc = json.loads(json.dumps(lawfit.io.artefacts._jsonable(cr.to_dict())))
+    from lawfit.io.artefacts import jsonable
+    doc = json.loads(json.dumps(jsonable(cr.to_dict())))
     assert_image(plot_superiority(doc, tmp_path / "doc", formats=("png",))[0])
 
 

@@ -2,13 +2,12 @@
 interval does not, and multi-group fits (a two-stage recipe's @factor) pick the right group."""
 import numpy as np
 import pytest
+from conftest import run_cli
 
 import lawfit
 from lawfit.analysis import recipes
 from lawfit.errors import DataError
 from lawfit.simulate import paper_grid, simulate
-
-from conftest import run_cli
 
 CASES = {
     # law, truth, fitted grid, noise sd, objective

@@ -9,13 +9,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_reference, run_cli
 
 import lawfit
 import lawfit.report
 from lawfit.laws import get_law
 from lawfit.quality import assess, lack_of_fit, runs_test
-
-from conftest import require_reference, run_cli
 
 MULT = get_law("multiplicative")
 TRUTH = {"A": 300.0, "E": 0.6, "alpha": 0.3, "beta": 0.1}

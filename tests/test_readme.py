@@ -4,7 +4,6 @@ import shlex
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, require_reference, run_cli
 
 README = (ROOT / "README.md").read_text()

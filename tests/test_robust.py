@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT
 
 import lawfit
 from lawfit.objectives import make_objective
-
-from conftest import ROOT
 
 EPOCH = ROOT / "data" / "epoch2024_chinchilla.csv"
 # Besiroglu et al. 2024 (Epoch AI), "Chinchilla Scaling: A replication attempt", Table 1

@@ -126,6 +126,7 @@ def test_bad_configuration_is_refused_by_run_before_anything_runs(tmp_path, text
 TWO = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 
 
+@pytest.mark.slow
 def test_batches_must_divide_by_the_devices_a_run_uses(tmp_path, monkeypatch):
     p = tmp_path / "s.toml"
     cases = [("pretrain", "batch_size = 3"), ("finetune", "batch_size = 5"), ("eval", "batch_size = 63")]
@@ -148,6 +149,7 @@ def test_batches_must_divide_by_the_devices_a_run_uses(tmp_path, monkeypatch):
     assert r.returncode == 0 and "2 cpu device(s) per run" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_device_flag_gpu_is_refused_on_a_cpu(tmp_path, capsys):
     p = tmp_path / "s.toml"
     p.write_text(GOOD)
@@ -156,6 +158,7 @@ def test_device_flag_gpu_is_refused_on_a_cpu(tmp_path, capsys):
     assert main_in_process([p, "--dry-run", "--device", "cpu"], capsys)[0] == 0
 
 
+@pytest.mark.slow
 def test_dtype_alias_is_normalised_and_the_resolved_dtype_is_hashed(tmp_path):
     ids = {}
     for dt in ("auto", "float32", "bf16", "bfloat16"):

@@ -93,6 +93,7 @@ class CompileLog(logging.Handler):
         jax.config.update("jax_log_compiles", False)
 
 
+@pytest.mark.slow
 def test_train_step_compiles_once_per_configuration(tmp_path):
     task, cfg = _tiny()
     with CompileLog("_train_step") as pre:
@@ -113,6 +114,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_interrupted_pretraining_resumes_to_the_same_result(tmp_path):
     task, cfg = _tiny()
     pcfg = PretrainConfig(steps=12, batch_size=4, seq_len=16, warmup=2, checkpoints=(6, 12))

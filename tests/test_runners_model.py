@@ -56,6 +56,7 @@ def _base_params(cfg, seed=0):
     return nnx.to_pure_dict(nnx.state(Transformer(cfg, rngs=nnx.Rngs(seed)), nnx.Param))
 
 
+@pytest.mark.slow
 def test_lora_at_init_leaves_output_unchanged_and_prompt_is_prepended():
     cfg = ModelConfig(vocab_size=50, d_model=16, n_layers=2, n_heads=2)
     base = _base_params(cfg)
@@ -98,6 +99,7 @@ def tiny_setup():
     return task, cfg, _base_params(cfg, seed=3), task.split("train", 32), task.split("dev", 16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,pet", [("prompt", 4), ("lora", 2), ("fmt", None)])
 def test_frozen_base_bit_identical_after_pet(tiny_setup, method, pet):
     task, cfg, base, train, dev = tiny_setup

@@ -48,6 +48,7 @@ def wait_for_rows(out: Path, proc, n=1, limit=240):
     assert proc.poll() is None, "sweep ended before the signal: " + proc.communicate()[1][-2000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_stops_promptly_without_partial_rows_and_resume_completes(tmp_path, env, sig):
     base, ckpt, e = env
@@ -79,6 +80,7 @@ def test_signal_stops_promptly_without_partial_rows_and_resume_completes(tmp_pat
     assert all((plan.out / n).stat().st_mtime_ns == m for n, m in before.items())
 
 
+@pytest.mark.slow
 def test_second_signal_kills_workers_at_once(tmp_path, env):
     base, ckpt, e = env
     t = toml(tmp_path, ckpt, name="k", steps=400)
@@ -102,6 +104,7 @@ def test_second_signal_kills_workers_at_once(tmp_path, env):
     assert not list(plan.out.glob(".*.claim"))
 
 
+@pytest.mark.slow
 def test_workers_do_not_outlive_a_killed_driver(tmp_path, env):
     """SIGKILL of the driver alone (an OOM killer, a scheduler's hard kill): its workers go too."""
     _, ckpt, e = env
@@ -119,6 +122,7 @@ def test_workers_do_not_outlive_a_killed_driver(tmp_path, env):
     assert rows.run_files(plan.out) == []  # the abandoned run left no row
 
 
+@pytest.mark.slow
 def test_two_sweeps_on_one_directory_compute_each_run_once(tmp_path, env):
     base, ckpt, e = env
     t = toml(tmp_path, ckpt, name="c", sizes=(8, 12, 16, 20, 24, 28), steps=40)
@@ -132,6 +136,7 @@ def test_two_sweeps_on_one_directory_compute_each_run_once(tmp_path, env):
     assert not list(plan.out.glob(".*.claim"))
 
 
+@pytest.mark.slow
 def test_lawfit_run_trains_like_python_m_runners(tmp_path, env):
     """`lawfit` switches on float64 for the fitter; its sweep workers must still train in float32."""
     base, ckpt, e = env
@@ -162,6 +167,7 @@ def test_lawfit_run_trains_like_python_m_runners(tmp_path, env):
     assert db.device_kind.notna().all()
 
 
+@pytest.mark.slow
 def test_failing_run_leaves_a_readable_log(tmp_path, env):
     base, ckpt, e = env
     t = toml(tmp_path, tmp_path / "ck", name="f", sizes=(8,), steps=4)
@@ -199,6 +205,7 @@ def test_claims(tmp_path):
     assert p.exists()
 
 
+@pytest.mark.slow
 def test_fresh_two_device_sweep_records_its_devices(tmp_path, env):
     """Simulated 2-device host: the plan is made for 2 devices per run, the workers see them, rows say so."""
     _, _, e = env

@@ -48,6 +48,7 @@ def check_rows(out: Path, plan):
     return df
 
 
+@pytest.mark.slow
 def test_local_sweep_killed_mid_run_then_resumed(tmp_path, env):
     base, ckpt, e = env
     toml = sweep_toml(tmp_path, ckpt, methods=("fmt", "lora"), sizes=(8, 16), seeds=(0,), steps=300, decode=0)
@@ -77,6 +78,7 @@ def test_local_sweep_killed_mid_run_then_resumed(tmp_path, env):
     assert r.returncode == 0 and f"({len(plan.runs)} already done, 0 to run)" in r.stderr
 
 
+@pytest.mark.slow
 def test_submitit_local_executor_end_to_end(tmp_path, env):
     base, ckpt, e = env
     toml = sweep_toml(tmp_path, ckpt, sizes=(8,), steps=4, decode=2, name="s")
@@ -93,6 +95,7 @@ def test_submitit_local_executor_end_to_end(tmp_path, env):
     assert src.rows == 3 and set(CANON) <= set(frame.columns)
 
 
+@pytest.mark.slow
 def test_corrupt_or_partial_row_file_is_reported(tmp_path, env):
     base, ckpt, e = env
     toml = sweep_toml(tmp_path, ckpt, name="c")

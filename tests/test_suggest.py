@@ -14,10 +14,10 @@ import pytest
 
 import lawfit
 from lawfit import paper
-from lawfit.cli.main import main
 from lawfit.analysis.critical import crossings
-from lawfit.simulate import simulate
 from lawfit.analysis.suggest import CrossingTarget, ParameterTarget, PredictionTarget, suggest
+from lawfit.cli.main import main
+from lawfit.simulate import simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("prompt", "lora")

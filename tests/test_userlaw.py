@@ -7,14 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 
 import lawfit
 from lawfit import lsq, prepower
 from lawfit.errors import DataError
 from lawfit.laws import LAWS, get_law
 from lawfit.objectives import make_objective
-
-from conftest import run_cli
 
 TRUTH = dict(B=40.0, Dl=30.0, beta=0.45, E=1.1)
 LAW_SOURCE = '''import lawfit

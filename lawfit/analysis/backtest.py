@@ -26,11 +26,12 @@ import numpy as np
 import pandas as pd
 
 from lawfit.errors import DataError
-from lawfit.table import average_seeds, default_by, require_columns
 from lawfit.expr import Expr, filter_frame
-from lawfit.fit import variable_values, fit
-from lawfit.userlaw import resolve as resolve_law
+from lawfit.fit import fit, variable_values
+from lawfit.progress import counted
 from lawfit.result import FitResult
+from lawfit.table import average_seeds, default_by, require_columns
+from lawfit.userlaw import resolve as resolve_law
 
 __all__ = ["HOLDOUTS", "Backtest", "parse_holdout", "holdout_mask", "backtest"]
 
@@ -292,16 +293,18 @@ def backtest(frame: pd.DataFrame, laws: Sequence[str] = ("multiplicative", "addi
                         "there; choose another --holdout or exclude the group with --where")
     rng = np.random.default_rng(seed + 7919)
     fits, summary, runs = {}, [], []
-    for law in law_objs:
-        if progress:
-            progress(f"law {law.name}: fitting {len(keep)} of {len(table)} configurations "
-                     f"({int(heldout.sum())} held out)")
-        res = fit(keep, law, x=x, d=d, y=y, by=by, bootstrap=bootstrap, seed=seed, level=level,
-                  progress=progress, **fit_options)
-        fits[law.name] = res
-        s, r = _evaluate(res, table, heldout, law.name, group_cols, level, rng)
-        summary += s
-        runs += r
+    with counted(progress, "backtest refits", len(law_objs), unit="law") as advance:
+        for law in law_objs:
+            if progress:
+                progress(f"law {law.name}: fitting {len(keep)} of {len(table)} configurations "
+                         f"({int(heldout.sum())} held out)")
+            res = fit(keep, law, x=x, d=d, y=y, by=by, bootstrap=bootstrap, seed=seed, level=level,
+                      progress=progress, **fit_options)
+            fits[law.name] = res
+            s, r = _evaluate(res, table, heldout, law.name, group_cols, level, rng)
+            summary += s
+            runs += r
+            advance()
     return Backtest(laws=tuple(law.name for law in law_objs), holdout=spec,
                     summary=pd.DataFrame(summary),
                     runs=pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(),

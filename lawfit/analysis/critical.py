@@ -53,8 +53,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from lawfit.analysis.roots import BISECT_TOL, POINTS_PER_E, find_roots, find_roots_batch, \
-    log_grid, match_roots
+from lawfit.analysis.roots import BISECT_TOL, POINTS_PER_E, find_roots, find_roots_batch, log_grid, match_roots
 from lawfit.errors import DataError
 from lawfit.result import FitResult, GroupFit
 

@@ -21,10 +21,10 @@ from dataclasses import replace
 import pandas as pd
 
 from lawfit.errors import DataError
-from lawfit.table import frame_sha256, require_columns
 from lawfit.expr import filter_with_record
 from lawfit.fit import fit
 from lawfit.result import FitResult
+from lawfit.table import frame_sha256, require_columns
 
 __all__ = ["RECIPES", "STAGE1", "run_recipe", "zhang2024"]
 

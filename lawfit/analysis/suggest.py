@@ -51,11 +51,11 @@ import pandas as pd
 
 from lawfit import __version__
 from lawfit.errors import DataError
-from lawfit.table import frame_sha256, select_recorded
 from lawfit.expr import filter_frame
 from lawfit.fit import fit as fit_runs
 from lawfit.fit import variable_values
 from lawfit.result import FitResult, GroupFit
+from lawfit.table import frame_sha256, select_recorded
 
 __all__ = ["COST_DEFAULT", "MIN_DRAWS", "CrossingTarget", "PredictionTarget", "ParameterTarget",
            "Suggestion", "candidate_grid", "evaluate_cost", "check_request", "suggest"]

@@ -1,1 +1,2 @@
-"""The ``lawfit`` command line: one module per command group; ``lawfit.cli.main:main`` is the entry point."""
+"""The ``lawfit`` command line: one module per command group; ``lawfit.cli.main:main`` is the entry
+point (see :mod:`lawfit.cli.main`)."""

@@ -1,5 +1,5 @@
-"""``lawfit critical``, ``lawfit backtest`` and ``lawfit plot`` (registered on import by
-``lawfit.cli.main._load_plugins``). Thin: each is one call into critical.py / backtest.py / plot.py.
+"""``lawfit critical``, ``lawfit backtest`` and ``lawfit plot`` (registered by ``register``, listed
+in ``lawfit.cli.main.COMMAND_MODULES``). Thin: each is one call into critical.py / backtest.py / plot.py.
 
 ``lawfit critical RUNS``: RUNS is a runs table, which is fitted here (the law per task x method,
 ``--bootstrap`` 200 resamples by default, or ``--recipe zhang2024``), or a directory written by
@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
-from lawfit.cli.main import Progress, _csv, add_data_arguments, fit_options, load, subcommand
+from lawfit.cli.common import Reporter, add_command, add_data_arguments, csv_list, fit_options, load
 from lawfit.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def parse_at(values) -> dict | None:
     """``--at model_params=1e9,2e9 --at pretrain_tokens=84e9`` -> {column: [values]}; a token
     without ``=`` continues the previous column."""
+    import numpy as np
     if not values:
         return None
     out: dict = {}
@@ -43,13 +45,14 @@ def parse_at(values) -> dict | None:
 
 
 def _pair(text: str) -> tuple[str, str]:
-    parts = _csv(text) or []
+    parts = csv_list(text) or []
     if len(parts) != 2 or parts[0] == parts[1]:
         raise DataError(f"--between expects two different methods, e.g. fmt,lora; got {text!r}")
     return parts[0], parts[1]
 
 
 def _d_range(text: str) -> tuple[float, float]:
+    import numpy as np
     try:
         lo, hi = (float(t) for t in text.split(","))
     except ValueError:
@@ -60,6 +63,7 @@ def _d_range(text: str) -> tuple[float, float]:
 
 
 def _print_table(df: pd.DataFrame) -> None:
+    import pandas as pd
     with pd.option_context("display.width", 220, "display.max_columns", 40,
                            "display.float_format", "{:.4g}".format):
         print(df.to_string(index=False))
@@ -90,8 +94,6 @@ def _is_fit_dir(path: str) -> bool:
     return (p.is_dir() and (p / "fit.json").exists()) or p.name == "fit.json"
 
 
-@subcommand("critical", "critical data sizes where two methods' losses cross, with intervals",
-            _critical_add)
 def cmd_critical(args) -> int:
     from lawfit.analysis.critical import critical, critical_from_runs
     from lawfit.io import artefacts, results
@@ -103,7 +105,7 @@ def cmd_critical(args) -> int:
     if not args.method_column.strip():
         raise DataError("--method-column needs a column name")
     opts = fit_options(args)
-    progress = Progress(args.quiet)
+    progress = Reporter(args.quiet)
     fitted_here = not _is_fit_dir(args.runs)
     if not fitted_here:
         used = [f"--{k.replace('_', '-')}" for k in ("x", "d", "by", "where", "objective",
@@ -163,14 +165,12 @@ def _backtest_add(p):
     p.add_argument("--plot", action="store_true", help="also draw the figures into --out")
 
 
-@subcommand("backtest", "hold out the largest scales, fit the rest, measure extrapolation error",
-            _backtest_add)
 def cmd_backtest(args) -> int:
+    from lawfit.analysis.backtest import backtest, parse_holdout
     from lawfit.io import artefacts
     from lawfit.io.results import BACKTEST_FILES, write_backtest
-    from lawfit.analysis.backtest import backtest, parse_holdout
     from lawfit.laws import get_law
-    laws = _csv(args.laws) or []
+    laws = csv_list(args.laws) or []
     if not laws:
         raise DataError(f"--laws needs at least one law, got {args.laws!r}")
     if len(set(laws)) != len(laws):
@@ -187,7 +187,7 @@ def cmd_backtest(args) -> int:
         artefacts.check_out_dir(args.out, BACKTEST_FILES, args.overwrite, runs=args.runs)
     frame, source = load(args)
     bt = backtest(frame, laws, holdout=holdout, bootstrap=args.bootstrap, level=args.level,
-                  progress=Progress(args.quiet), source=source, **opts)
+                  progress=Reporter(args.quiet), source=source, **opts)
     _print_table(bt.summary.drop(columns=["n_draws"]))
     print("\nDelta_h (mean |prediction - loss| on held-out runs) by law:")
     _print_table(bt.comparison())
@@ -217,19 +217,17 @@ def _plot_add(p):
                    "(its source hash is checked)")
 
 
-@subcommand("plot", "draw the fits, critical data sizes and backtests saved in a directory",
-            _plot_add)
 def cmd_plot(args) -> int:
-    from lawfit.io.runs import read_runs
-    from lawfit.io.results import invalid_artefact, read_backtest, read_critical
-    from lawfit.table import select_recorded
-    from lawfit.plot import plot_backtest, plot_critical, plot_fit
     from lawfit.io.artefacts import load_fit, prepare_out
+    from lawfit.io.results import invalid_artefact, read_backtest, read_critical
+    from lawfit.io.runs import read_runs
+    from lawfit.plot import plot_backtest, plot_critical, plot_fit
+    from lawfit.table import select_recorded
     d = Path(args.fit_dir)
     if not d.is_dir():
         raise DataError(f"{d} is not a directory: give the --out directory of lawfit fit, "
                         "critical or backtest")
-    formats = tuple(_csv(args.format) or ())
+    formats = tuple(csv_list(args.format) or ())
     bad = [f for f in formats if f not in ("png", "pdf", "svg")]
     if bad or not formats:
         raise DataError(f"--format takes png, pdf or svg, got {args.format!r}")
@@ -281,3 +279,15 @@ def cmd_plot(args) -> int:
     for p in paths:
         print(f"wrote {p}", file=sys.stderr)
     return 0
+
+
+# --- registration ----------------------------------------------------------------------------
+
+def register(subparsers) -> None:
+    """Add ``lawfit critical``, ``lawfit backtest``, ``lawfit plot`` to ``subparsers``."""
+    add_command(subparsers, "critical", "critical data sizes where two methods' losses cross, with intervals",
+                _critical_add, cmd_critical)
+    add_command(subparsers, "backtest", "hold out the largest scales, fit the rest, measure extrapolation error",
+                _backtest_add, cmd_backtest)
+    add_command(subparsers, "plot", "draw the fits, critical data sizes and backtests saved in a directory",
+                _plot_add, cmd_plot)

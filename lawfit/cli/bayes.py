@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import sys
 
-from lawfit.cli.main import (
-    Progress,
-    _csv,
+from lawfit.cli.common import (
+    Reporter,
+    add_command,
     add_data_arguments,
     check_target_accept,
+    csv_list,
     fit_options,
     load,
-    subcommand,
 )
 from lawfit.errors import DataError
 
@@ -83,12 +83,10 @@ def format_comparison(cmp) -> str:
     return "\n".join(lines)
 
 
-@subcommand("compare", "rank laws per group by PSIS-LOO (Bayesian fits) and held-out error",
-            _compare_add)
 def cmd_compare(args) -> int:
     from lawfit.analysis.compare import compare
     from lawfit.io import artefacts
-    laws = _csv(args.laws) or []
+    laws = csv_list(args.laws) or []
     if args.law:
         raise DataError("compare takes --laws LAW,LAW,... (not --law)")
     if len(laws) < 2:
@@ -109,10 +107,18 @@ def cmd_compare(args) -> int:
     cmp = compare(frame, laws, **opts, priors=priors, chains=args.chains, warmup=args.warmup,
                   draws=args.draws, likelihood=args.likelihood,
                   target_accept=args.target_accept, holdout_fitter=args.holdout_fitter,
-                  source=source, progress=Progress(args.quiet))
+                  source=source, progress=Reporter(args.quiet))
     print(format_comparison(cmp))
     if args.out:
         out = artefacts.prepare_out(args.out, ["compare.json"], args.overwrite)
         artefacts.write_json(artefacts._jsonable(cmp.as_dict()), out / "compare.json")
         print(f"wrote {out / 'compare.json'}", file=sys.stderr)
     return 0
+
+
+# --- registration ----------------------------------------------------------------------------
+
+def register(subparsers) -> None:
+    """Add ``lawfit compare`` to ``subparsers``."""
+    add_command(subparsers, "compare", "rank laws per group by PSIS-LOO (Bayesian fits) and held-out error",
+                _compare_add, cmd_compare)

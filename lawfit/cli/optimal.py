@@ -1,10 +1,10 @@
 """``lawfit optimal``: compute-optimal model size and tokens from a saved Chinchilla-law fit
-(registered on import by ``lawfit.cli.main._load_plugins``). Thin: one call into optimal.py."""
+(registered by ``register``, listed in ``lawfit.cli.main.COMMAND_MODULES``). Thin: one call into optimal.py."""
 from __future__ import annotations
 
 import sys
 
-from lawfit.cli.main import _csv, subcommand
+from lawfit.cli.common import add_command, csv_list
 from lawfit.errors import DataError
 
 
@@ -22,7 +22,7 @@ def _optimal_add(p):
 
 def _budgets(text: str) -> list[float]:
     out = []
-    for tok in _csv(text) or []:
+    for tok in csv_list(text) or []:
         try:
             out.append(float(tok))
         except ValueError:
@@ -38,10 +38,9 @@ def _fmt(s: dict) -> str:
     return f"{f(s['estimate'])} [{f(s['lo'])}, {f(s['hi'])}]"
 
 
-@subcommand("optimal", "compute-optimal model size and tokens (C = 6 N D) from a chinchilla fit",
-            _optimal_add)
 def cmd_optimal(args) -> int:
     from pathlib import Path
+
     from lawfit.analysis.optimal import optimal
     from lawfit.io.artefacts import load_fit, prepare_out
     from lawfit.io.results import OPTIMAL_FILES, write_optimal
@@ -71,3 +70,11 @@ def cmd_optimal(args) -> int:
         for p in paths:
             print(f"wrote {p}", file=sys.stderr)
     return 0
+
+
+# --- registration ----------------------------------------------------------------------------
+
+def register(subparsers) -> None:
+    """Add ``lawfit optimal`` to ``subparsers``."""
+    add_command(subparsers, "optimal", "compute-optimal model size and tokens (C = 6 N D) from a chinchilla fit",
+                _optimal_add, cmd_optimal)

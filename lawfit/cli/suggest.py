@@ -1,4 +1,4 @@
-"""``lawfit suggest`` (registered on import by ``lawfit.cli.main._load_plugins``): which runs to launch
+"""``lawfit suggest`` (registered by ``register``, listed in ``lawfit.cli.main.COMMAND_MODULES``): which runs to launch
 next. Thin: one call into suggest.py, then the table, ``suggest.json``, a figure and, with
 ``--emit-toml``, the batch as runners sweep files.
 
@@ -16,17 +16,14 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
-from lawfit.cli.main import (Progress, add_data_arguments, fit_options, load, parse_assignments,
-    subcommand)
+from lawfit.cli.common import Reporter, add_command, add_data_arguments, csv_list, fit_options, load, parse_assignments
 from lawfit.errors import DataError
 
+if TYPE_CHECKING:
+    import pandas as pd
 
-def _csv(text: str | None) -> list[str] | None:
-    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
 def parse_candidates(text: str | None) -> dict | None:
@@ -34,7 +31,7 @@ def parse_candidates(text: str | None) -> dict | None:
     if text is None:
         return None
     out: dict = {}
-    for item in _csv(text) or []:
+    for item in csv_list(text) or []:
         if "=" not in item:
             raise DataError(f"--candidates expects COL=v1:v2:...,COL=...; got {item!r}")
         col, vals = (s.strip() for s in item.split("=", 1))
@@ -88,8 +85,8 @@ def _add(p):
 
 
 def _target(args, xcol_default: str = "model_params"):
-    from lawfit.cli.analysis import parse_at
     from lawfit.analysis.suggest import CrossingTarget, ParameterTarget, PredictionTarget
+    from lawfit.cli.analysis import parse_at
     given = [n for n, v in (("--between", args.between), ("--target", args.target),
                             ("--target-param", args.target_param)) if v]
     if len(given) != 1:
@@ -100,7 +97,7 @@ def _target(args, xcol_default: str = "model_params"):
     group = {k: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
              for k, v in group.items()}
     if args.between:
-        parts = _csv(args.between) or []
+        parts = csv_list(args.between) or []
         if len(parts) != 2 or parts[0] == parts[1]:
             raise DataError(f"--between expects two different methods, e.g. prompt,lora; got "
                             f"{args.between!r}")
@@ -126,12 +123,10 @@ def _target(args, xcol_default: str = "model_params"):
     return ParameterTarget(args.target_param.strip(), group=group)
 
 
-@subcommand("suggest", "which runs to launch next to narrow an interval the most per unit cost",
-            _add)
 def cmd_suggest(args) -> int:
+    from lawfit.analysis.suggest import suggest
     from lawfit.io import artefacts
     from lawfit.io.results import SUGGEST_FILES, write_suggestion
-    from lawfit.analysis.suggest import suggest
     target = _target(args)
     candidates = parse_candidates(args.candidates)
     if args.n is not None and args.budget is not None:
@@ -151,7 +146,7 @@ def cmd_suggest(args) -> int:
     opts = fit_options(args)
     if args.bootstrap < 20:
         raise DataError(f"--bootstrap must be at least 20, got {args.bootstrap}")
-    progress = Progress(args.quiet)
+    progress = Reporter(args.quiet)
     res = suggest(frame, target, candidates=candidates, n=args.n, budget=args.budget,
                   cost=args.cost, law=args.law or "multiplicative", bootstrap=args.bootstrap,
                   level=args.level, progress=progress, source=source, **opts)
@@ -167,6 +162,7 @@ def cmd_suggest(args) -> int:
 
 
 def _print(res) -> None:
+    import pandas as pd
     t = res.target
     print(f"target: {t['kind']} "
           + {"crossing": lambda: f"{t['between'][0]} vs {t['between'][1]} at "
@@ -192,6 +188,7 @@ def _print(res) -> None:
 # --- the batch as runners sweep files -------------------------------------------------------------
 
 def _toml_value(v) -> str:
+    import numpy as np
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, np.integer)):
@@ -230,6 +227,9 @@ def emit_toml(runs: pd.DataFrame, frame: pd.DataFrame, base: str, path: str) -> 
     """Write the picked ``runs`` as runners sweep TOML files next to ``path`` (see the module
     docstring); returns the paths written."""
     import tomllib
+
+    import numpy as np
+    import pandas as pd
     try:
         from runners.config import param_count
         from runners.sweep import SweepError, load_plan
@@ -328,3 +328,11 @@ def emit_toml(runs: pd.DataFrame, frame: pd.DataFrame, base: str, path: str) -> 
             fh.write(text)
         written.append(p)
     return written
+
+
+# --- registration ----------------------------------------------------------------------------
+
+def register(subparsers) -> None:
+    """Add ``lawfit suggest`` to ``subparsers``."""
+    add_command(subparsers, "suggest", "which runs to launch next to narrow an interval the most per unit cost",
+                _add, cmd_suggest)

@@ -1,9 +1,13 @@
-"""Artefacts on disk: ``fit.json`` (schema in DESIGN.md), the parameter draws
-as parquet, Loading a fit directory back gives a
-:class:`~lawfit.result.FitResult` whose predictions equal the original's.
+"""Artefacts on disk: ``fit.json`` with the parameter draws (``draws.parquet``) and, for a
+Bayesian fit, ``posterior.nc``, written and read here (:func:`write_fit` / :func:`read_fit`), and
+strict JSON written atomically (:func:`write_json`). The analysis artefacts (critical.json,
+backtest.json, optimal.json, suggest.json) are written and read in :mod:`lawfit.io.results` on
+top of these. Reading a fit directory back gives a :class:`~lawfit.result.FitResult` whose
+predictions equal the original's; everything read is checked as data, never evaluated.
 
-Files are written atomically (temporary file, then rename); an existing artefact is never
-overwritten unless asked.
+Files are written atomically (:func:`lawfit.io.files.atomic_write`); an existing artefact is never
+overwritten unless asked, and output directories are checked before any work (:func:`prepare_out`,
+:func:`check_out_dir`, :func:`prepare_out_file`).
 """
 from __future__ import annotations
 
@@ -18,10 +22,14 @@ import pandas as pd
 
 from lawfit import __version__
 from lawfit.errors import DataError
-from lawfit.userlaw import for_artefact, provenance
+from lawfit.io.files import atomic_write
 from lawfit.objectives import make_objective
-from lawfit.result import FitResult, GroupFit, Status
 from lawfit.report import at_floor
+from lawfit.result import FitResult, GroupFit, Status
+from lawfit.userlaw import for_artefact, provenance
+
+__all__ = ["atomic_write", "check_fit_doc", "check_out_dir", "fit_dict", "jsonable", "load_fit",
+           "prepare_out", "prepare_out_file", "read_fit", "write_fit", "write_json"]
 
 
 def _num(v):
@@ -31,11 +39,13 @@ def _num(v):
     return v if math.isfinite(v) else None
 
 
-def _jsonable(obj):
+def jsonable(obj):
+    """``obj`` with numpy scalars as Python numbers, non-finite floats and pd.NA as None, tuples
+    as lists and keys as text: what :func:`json.dump` writes as strict JSON."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (float, np.floating)):
@@ -43,11 +53,6 @@ def _jsonable(obj):
     if obj is pd.NA:
         return None
     return obj
-
-
-def jsonable(obj):
-    """``obj`` with numpy numbers as Python numbers and non-finite floats as None (JSON-ready)."""
-    return _jsonable(obj)
 
 
 def fit_dict(result: FitResult) -> dict:
@@ -64,38 +69,24 @@ def fit_dict(result: FitResult) -> dict:
                 params[name]["frozen"] = True
             if at_floor(g, name, g.estimate[j]):
                 params[name]["at_bound"] = True      # effectively 0: the data support no value
-        entry = {"key": _jsonable(g.key), "n_points": g.n_points, "status": g.status,
+        entry = {"key": jsonable(g.key), "n_points": g.n_points, "status": g.status,
                  "objective_value": _num(g.objective_value), "params": params,
                  "interval": {"level": result.level, "method": g.interval_method,
                               "draws": int(len(g.draws)), "status": g.interval_status},
                  "ranges": {r: list(v) for r, v in g.ranges.items()},
                  "warnings": list(g.warnings),
-                 "info": _jsonable({k: v for k, v in g.info.items() if k != "fit_quality"})}
+                 "info": jsonable({k: v for k, v in g.info.items() if k != "fit_quality"})}
         if "diagnostics" in g.info:
-            entry["diagnostics"] = _jsonable(g.info["diagnostics"])
+            entry["diagnostics"] = jsonable(g.info["diagnostics"])
         if "fit_quality" in g.info:
-            entry["fit_quality"] = _jsonable(g.info["fit_quality"])
+            entry["fit_quality"] = jsonable(g.info["fit_quality"])
         groups.append(entry)
     user_law = provenance(result.law)
     return {"lawfit_version": __version__, "law": result.law.name, "formula": result.law.formula,
             **({"law_source": user_law} if user_law else {}),
             "objective": result.objective.as_dict(), "fitter": result.fitter,
-            "data": _jsonable(result.source), "columns": result.columns, "by": list(result.by),
-            "settings": _jsonable(result.settings), "groups": groups}
-
-
-def atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)    # mkstemp makes 0600; give the user's usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            "data": jsonable(result.source), "columns": result.columns, "by": list(result.by),
+            "settings": jsonable(result.settings), "groups": groups}
 
 
 def _run_files(directory: Path, ours=()) -> list[Path]:
@@ -203,12 +194,15 @@ def prepare_out_file(out: str | Path, overwrite: bool = False) -> Path:
     return out
 
 
-def write_json(obj: dict, path: Path) -> None:
+def write_json(obj: dict, path: str | Path) -> Path:
+    """Write ``obj`` (made :func:`jsonable`) as indented strict JSON to ``path``, atomically."""
+    doc = jsonable(obj)
+
     def w(tmp):
         with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=2)
+            json.dump(doc, fh, indent=2, allow_nan=False)
             fh.write("\n")
-    atomic_write(path, w)
+    return atomic_write(path, w)
 
 
 def write_fit(result: FitResult, out: str | Path, overwrite: bool = False) -> Path:
@@ -253,8 +247,8 @@ def check_fit_doc(doc, fj="fit.json", law=None):
     off) and return its :class:`~lawfit.laws.Law` (a user law only as given again in ``law``,
     never imported from the document); the stored ``where`` expression is parsed and its tree
     validated, never evaluated."""
-    from lawfit.table import check_selection_record
     from lawfit.expr import Expr, parse
+    from lawfit.table import check_selection_record
     if not isinstance(doc, dict):
         raise _bad(fj, "the document is not a JSON object")
     for k in ("law", "objective", "fitter", "columns", "by", "settings", "data", "groups"):
@@ -375,7 +369,7 @@ def _read_draws(path: Path, law, doc) -> pd.DataFrame:
     return draws
 
 
-def load_fit(path: str | Path, law=None) -> FitResult:
+def read_fit(path: str | Path, law=None) -> FitResult:
     """Read a fit directory (or its fit.json) written by :func:`write_fit`. ``law``: the user law
     (object or ``MODULE:FUNCTION``) of a fit that records one; its source hash must match.
 
@@ -427,3 +421,6 @@ def load_fit(path: str | Path, law=None) -> FitResult:
                      by=tuple(doc["by"]), groups=tuple(groups), settings=doc["settings"],
                      source=doc["data"],
                      level=doc["groups"][0]["interval"]["level"] if doc["groups"] else 0.95)
+
+
+load_fit = read_fit     # the name used before read_fit/write_fit were paired

@@ -23,8 +23,7 @@ import numpy as np
 import pandas as pd
 
 from lawfit.errors import DataError
-from lawfit.io.artefacts import atomic_write, jsonable, load_fit, prepare_out, write_fit, \
-    write_json
+from lawfit.io.artefacts import atomic_write, jsonable, load_fit, prepare_out, write_fit, write_json
 
 __all__ = ["write_critical", "read_critical", "read_critical_doc", "write_backtest",
            "read_backtest", "write_optimal", "read_optimal", "write_suggestion",
