@@ -335,7 +335,8 @@ def row_d(args) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
-    full = {"k": 150, "reps": 3, "curves": 2000, "ref_curves": 100, "one_by_one": 20, "rss_curves": 20000, "rss_chunk": 2000}
+    full = {"k": 150, "reps": 3, "curves": 2000, "ref_curves": 100, "one_by_one": 20,
+            "rss_curves": 20000, "rss_chunk": 2000}
     quick = {"k": 30, "reps": 1, "curves": 200, "ref_curves": 20, "one_by_one": 5,
              "rss_curves": 1000, "rss_chunk": 500}
     ap.add_argument("--k", type=int, help="(a) reference starts timed (150; quick 30)")
