@@ -107,12 +107,14 @@ def chinchilla_objective(theta, lN, lD, lL):
 
 def scipy_starts(fun, starts, args):
     """scipy L-BFGS-B one start at a time (analytic gradient): (seconds, best value, best x)."""
-    best = (np.inf, None)
-    t0 = time.perf_counter()
+    best, nfev = (np.inf, None), 0
+    t0, c0 = time.perf_counter(), time.process_time()
     for s in starts:
         r = minimize(fun, s, args=args, jac=True, method="L-BFGS-B")
+        nfev += r.nfev
         if r.fun < best[0]:
             best = (r.fun, r.x)
+    scipy_starts.last = {"cpu_seconds": time.process_time() - c0, "evaluations": nfev}
     return time.perf_counter() - t0, best[0], best[1]
 
 
@@ -131,10 +133,13 @@ def row_a(args, exp_rate) -> dict:
                       method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 10000})
     ref_grid_s = ref_s / args.k * len(grid)
     times, phases = [], []
+    ref_cpu = scipy_starts.last
+    cpu = []
     for _ in range(args.reps + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         ms = lsq.multistart(prob, grid)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     times = times[1:]                     # the first includes compilation
     t0 = time.perf_counter()
     screen = lsq.multistart(prob, grid, max_steps=0)      # screening only (refinement: 0 steps)
@@ -151,21 +156,26 @@ def row_a(args, exp_rate) -> dict:
             "reference": {"what": "scipy L-BFGS-B one start at a time, numpy objective + analytic "
                                   f"gradient; {args.k} starts spread over the grid, scaled",
                           "seconds_per_start": ref_s / args.k, "grid_seconds": ref_grid_s,
-                          "best_objective_polished": float(min(ref_f, polish.fun))},
+                          "best_objective_polished": float(min(ref_f, polish.fun)),
+                          "cpu_seconds_per_start": ref_cpu["cpu_seconds"] / args.k,
+                          "evaluations_per_start": ref_cpu["evaluations"] / args.k},
             "lawfit": {"grid_seconds_median": lawfit_s, "screening_seconds": phases[0],
+                       "grid_cpu_seconds_median": statistics.median(cpu[1:]),
                        "objective": ms.value, "converged": ms.converged,
                        "steps": ms.steps, "screen_steps": screen_steps},
             "relative_objective_difference": (ms.value - min(ref_f, polish.fun))
             / min(ref_f, polish.fun),
             "speedup": ref_grid_s / lawfit_s,
+            "speedup_cpu_time": ref_cpu["cpu_seconds"] / args.k * len(grid)
+            / statistics.median(cpu[1:]),
             "exp_limit": {"exponentials": n_exp, "seconds_at_jax_rate": n_exp / exp_rate,
                           "fraction_of_limit": n_exp / exp_rate / lawfit_s,
                           "one_grid_evaluation_seconds": len(grid) * len(L) * 3 / exp_rate}}
 
 
 def row_b(args, ref_grid_s) -> dict:
-    exe = Path(sys.executable).parent / "lawfit"
-    cmd = [str(exe), "fit", str(ROOT / "data" / "epoch2024_chinchilla.csv"), "--law",
+    entry = "import sys; from lawfit.cli.main import main; sys.exit(main())"
+    cmd = [sys.executable, "-c", entry, "fit", str(ROOT / "data" / "epoch2024_chinchilla.csv"), "--law",
            "chinchilla", "--where", "not epoch_excluded", "--quiet"]
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, LAWFIT_CACHE_DIR=cache)
@@ -176,7 +186,7 @@ def row_b(args, ref_grid_s) -> dict:
             subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=ROOT)
             times.append(time.perf_counter() - t0)
     warm = statistics.median(times[1:])          # the first run fills the cache
-    return {"command": " ".join(cmd[1:]), "cold_cache_seconds": times[0],
+    return {"command": "lawfit " + " ".join(cmd[3:]), "cold_cache_seconds": times[0],
             "warm_cache_seconds_median": warm, "speedup": ref_grid_s / warm}
 
 
@@ -238,29 +248,12 @@ def row_c(args) -> dict:
         ref_s += s
         ref_f[int(c)] = f
     ref_per_curve = ref_s / len(sub)
-    times, res = [], None
-    for _ in range(args.reps_c + 1):
-        t0 = time.perf_counter()
-        res = lawfit.fit(frame, "multiplicative", by=["curve"])
-        times.append(time.perf_counter() - t0)
-    per_curve = statistics.median(times[1:]) / args.curves
-    ours = {int(g.key["curve"]): g.objective_value for g in res.groups}
-    no_worse = [ours[c] <= ref_f[c] * (1 + 1e-9) + 1e-15 for c in ref_f]
-    statuses = {}
-    for g in res.groups:
-        statuses[str(g.status)] = statuses.get(str(g.status), 0) + 1
     out = {"curves": args.curves, "runs_per_curve": 20, "starts_per_curve": len(grid),
            "simulation_seconds": sim_s,
            "reference": {"what": "scipy L-BFGS-B from 20 grid starts per curve, analytic "
                                  f"gradient; {len(sub)} curves timed", "seconds_per_curve":
-                         ref_per_curve},
-           "lawfit_fit": {"first_call_seconds": times[0],
-                          "seconds_median": statistics.median(times[1:]),
-                          "seconds_per_curve": per_curve, "statuses": statuses},
-           "speedup": ref_per_curve / per_curve,
-           "share_no_worse_than_reference": float(np.mean(no_worse)),
-           "curves_compared": len(no_worse)}
-    # the solver alone: batched vs one by one (a subsample)
+                         ref_per_curve}}
+    # the solver: all curves batched (lawfit.batch), and a few one by one (lsq.multistart)
     from lawfit import batch, lsq
     from lawfit.objectives import make_objective
     obj = make_objective("huber", DELTA)
@@ -273,14 +266,29 @@ def row_c(args) -> dict:
     warm = probs[:128]                  # one chunk of the batched call's shapes: compiled
     batch.multistart_many(warm, [grid] * len(warm))
     t0 = time.perf_counter()
-    batch.multistart_many(probs, [grid] * len(probs))
-    out["solver_batched_seconds_per_curve"] = (time.perf_counter() - t0) / len(probs)
+    fits = batch.multistart_many(probs, [grid] * len(probs))
+    per_curve = (time.perf_counter() - t0) / len(probs)
     few = probs[: args.one_by_one]
     lsq.multistart(few[0], grid)
     t0 = time.perf_counter()
     for p in few:
         lsq.multistart(p, grid)
-    out["solver_one_by_one_seconds_per_curve"] = (time.perf_counter() - t0) / len(few)
+    one_by_one = (time.perf_counter() - t0) / len(few)
+    no_worse = [fits[c].value <= ref_f[c] * (1 + 1e-9) + 1e-15 for c in ref_f]
+    out |= {"batched_seconds_per_curve": per_curve, "one_by_one_seconds_per_curve": one_by_one,
+            "converged": int(sum(f.converged for f in fits)),
+            "speedup": ref_per_curve / per_curve,
+            "speedup_one_by_one": ref_per_curve / one_by_one,
+            "share_no_worse_than_reference": float(np.mean(no_worse)),
+            "curves_compared": len(no_worse)}
+    if args.fit_call:
+        t0 = time.perf_counter()
+        res = lawfit.fit(frame, "multiplicative", by=["curve"])
+        out["lawfit_fit_seconds_per_curve"] = (time.perf_counter() - t0) / args.curves
+        statuses = {}
+        for g in res.groups:
+            statuses[str(g.status)] = statuses.get(str(g.status), 0) + 1
+        out["lawfit_fit_statuses"] = statuses
     return out
 
 
@@ -327,15 +335,16 @@ def row_d(args) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
-    full = {"k": 150, "reps": 3, "curves": 2000, "ref_curves": 100, "reps_c": 1,
-            "one_by_one": 20, "rss_curves": 20000, "rss_chunk": 2000}
-    quick = {"k": 30, "reps": 1, "curves": 200, "ref_curves": 20, "reps_c": 1, "one_by_one": 5,
+    full = {"k": 150, "reps": 3, "curves": 2000, "ref_curves": 100, "one_by_one": 20,
+            "rss_curves": 20000, "rss_chunk": 2000}
+    quick = {"k": 30, "reps": 1, "curves": 200, "ref_curves": 20, "one_by_one": 5,
              "rss_curves": 1000, "rss_chunk": 500}
     ap.add_argument("--k", type=int, help="(a) reference starts timed (150; quick 30)")
     ap.add_argument("--reps", type=int, help="repetitions of (a) and (b) (3; quick 1)")
     ap.add_argument("--curves", type=int, help="(c) curves (2000; quick 200)")
     ap.add_argument("--ref-curves", type=int, help="(c) reference curves timed (100; quick 20)")
-    ap.add_argument("--reps-c", type=int, help="(c) repetitions of the warm fit (1)")
+    ap.add_argument("--fit-call", action="store_true",
+                    help="(c) also time one lawfit.fit(..., by='curve') call")
     ap.add_argument("--one-by-one", type=int, help="(c) curves fitted one by one (20; quick 5)")
     ap.add_argument("--rss-curves", type=int, help="(d) curves in the big run (20000; quick 1000)")
     ap.add_argument("--rss-chunk", type=int, help="(d) curves per call (2000; quick 500)")
@@ -359,26 +368,29 @@ def main(argv=None):
         ref_grid_s = a["reference"]["grid_seconds"]
         print(f"(a) {a['table']}; reference {ref_grid_s:.1f} s for {a['starts']} starts "
               f"({a['reference']['seconds_per_start'] * 1e3:.1f} ms per start), lawfit "
-              f"{a['lawfit']['grid_seconds_median']:.2f} s compiled = {a['speedup']:.1f}x; "
+              f"{a['lawfit']['grid_seconds_median']:.2f} s compiled = {a['speedup']:.1f}x "
+              f"({a['speedup_cpu_time']:.1f}x in CPU time; scipy "
+              f"{a['reference']['evaluations_per_start']:.0f} evaluations per start); "
               f"objective difference {a['relative_objective_difference']:.1e} relative; "
               f"exp limit {a['exp_limit']['seconds_at_jax_rate']:.3f} s = "
               f"{100 * a['exp_limit']['fraction_of_limit']:.1f}% achieved", flush=True)
     if "b" in args.rows:
         b = row_b(args, ref_grid_s)
         res["b_fit_process"] = b
-        print(f"(b) lawfit {b['command']}: {b['warm_cache_seconds_median']:.2f} s with a warm "
+        print(f"(b) {b['command']}: {b['warm_cache_seconds_median']:.2f} s with a warm "
               f"cache ({b['cold_cache_seconds']:.1f} s cold) = {b['speedup']:.1f}x", flush=True)
     if "c" in args.rows:
         c = row_c(args)
         res["c_curves"] = c
         print(f"(c) {c['curves']} curves x 20 runs: reference "
-              f"{c['reference']['seconds_per_curve'] * 1e3:.1f} ms per curve, lawfit.fit "
-              f"{c['lawfit_fit']['seconds_per_curve'] * 1e3:.2f} ms per curve = {c['speedup']:.1f}x"
-              f" (solver alone: batched {c['solver_batched_seconds_per_curve'] * 1e3:.2f} ms, one "
-              f"by one {c['solver_one_by_one_seconds_per_curve'] * 1e3:.1f} ms per curve); "
-              f"objective no worse than scipy's in "
-              f"{100 * c['share_no_worse_than_reference']:.1f}% of {c['curves_compared']} curves; "
-              f"statuses {c['lawfit_fit']['statuses']}", flush=True)
+              f"{c['reference']['seconds_per_curve'] * 1e3:.1f} ms per curve, lawfit batched "
+              f"{c['batched_seconds_per_curve'] * 1e3:.2f} ms per curve = {c['speedup']:.1f}x "
+              f"(one by one {c['one_by_one_seconds_per_curve'] * 1e3:.1f} ms = "
+              f"{c['speedup_one_by_one']:.2f}x); {c['converged']} converged; objective no worse "
+              f"than scipy's in {100 * c['share_no_worse_than_reference']:.1f}% of "
+              f"{c['curves_compared']} curves"
+              + (f"; lawfit.fit {c['lawfit_fit_seconds_per_curve'] * 1e3:.1f} ms per curve"
+                 if "lawfit_fit_seconds_per_curve" in c else ""), flush=True)
     if "d" in args.rows:
         d = row_d(args)
         res["d_memory"] = d

@@ -17,7 +17,7 @@ anything; fitting code never plots.
 Figures are built as ``matplotlib.figure.Figure`` objects and saved through their own canvas, so
 no backend is needed and none is chosen: importing this module imports no matplotlib at all and
 leaves pyplot and the user's backend alone. Files are written atomically
-(``lawfit.io.artefacts.atomic_write``).
+(``lawfit.io.files.atomic_write``).
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def _colours(cmap: str, n: int) -> np.ndarray:
 
 
 def _save(fig, out_dir: Path, name: str, formats=FORMATS, *, tight: bool = True) -> list[Path]:
-    from lawfit.io.artefacts import atomic_write
+    from lawfit.io.files import atomic_write
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in formats:

@@ -7,7 +7,7 @@
 
 Every ``write_*`` takes a result and a directory, refuses to replace an existing artefact unless
 ``overwrite`` (:func:`lawfit.io.artefacts.prepare_out`) and writes each file atomically
-(:func:`lawfit.io.artefacts.atomic_write`); it returns the paths written. Every ``read_*`` takes
+(:func:`lawfit.io.files.atomic_write`); it returns the paths written. Every ``read_*`` takes
 that directory (or the JSON file itself) and gives the result back, its structure checked as data
 first (nothing read is ever evaluated): a malformed file is a one-line :class:`DataError`.
 What a document does not store (a critical result's per-draw roots, a suggestion's computation)
@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from lawfit.errors import DataError
-from lawfit.io.artefacts import atomic_write, jsonable, load_fit, prepare_out, write_fit, write_json
+from lawfit.io.artefacts import prepare_out, read_fit, write_fit, write_json
+from lawfit.io.files import atomic_write
 
 __all__ = ["write_critical", "read_critical", "read_critical_doc", "write_backtest",
            "read_backtest", "write_optimal", "read_optimal", "write_suggestion",
@@ -99,7 +100,7 @@ def write_critical(res, out: str | Path, overwrite: bool = False) -> list[Path]:
         The files written.
     """
     out = prepare_out(out, CRITICAL_FILES, overwrite)
-    write_json(jsonable(res.to_dict()), out / "critical.json")
+    write_json(res.to_dict(), out / "critical.json")
     atomic_write(out / "superiority.csv", lambda tmp: res.superiority.to_csv(tmp, index=False))
     return [out / n for n in CRITICAL_FILES]
 
@@ -204,7 +205,7 @@ def write_backtest(bt, out: str | Path, overwrite: bool = False) -> list[Path]:
     for law in bt.fits:        # a law's name becomes a directory name: refuse a path
         if law in (".", "..") or "/" in law or "\\" in law:
             raise DataError(f"law name {law!r} cannot name a directory under fits/")
-    write_json(jsonable(bt.to_dict()), out / "backtest.json")
+    write_json(bt.to_dict(), out / "backtest.json")
     atomic_write(out / "backtest_runs.csv", lambda t: bt.runs.to_csv(t, index=False))
     fits = [write_fit(res, out / "fits" / law, overwrite=overwrite)
             for law, res in bt.fits.items()]
@@ -241,7 +242,7 @@ def read_backtest(path: str | Path):
         for law in laws:
             if not (path / "fits" / law).is_dir() or law in (".", "..") or "/" in law:
                 raise ValueError(f"no fit directory fits/{law}")
-        fits = {law: load_fit(path / "fits" / law) for law in laws}
+        fits = {law: read_fit(path / "fits" / law) for law in laws}
         if not (isinstance(doc["summary"], list) and isinstance(doc["columns"], dict)
                 and isinstance(doc["group_columns"], list)
                 and isinstance(doc["level"], (int, float)) and 0 < doc["level"] < 1):
@@ -275,7 +276,7 @@ def write_optimal(opt, out: str | Path, overwrite: bool = False) -> list[Path]:
         The file written.
     """
     out = prepare_out(out, OPTIMAL_FILES, overwrite)
-    write_json(jsonable(opt.as_dict()), out / "optimal.json")
+    write_json(opt.as_dict(), out / "optimal.json")
     return [out / "optimal.json"]
 
 
