@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -22,6 +21,8 @@ from pathlib import Path
 import jax
 import numpy as np
 from flax import nnx
+
+from lawfit.io.files import atomic_write
 
 from .config import ModelConfig, PretrainConfig, param_count
 from .device import float32_scope
@@ -163,9 +164,7 @@ def _pretrain(task, cfg, pcfg, ckpt_dir, log, resume_every_s):
                 task=task.name, tokens_per_step=tokens_per_step,
                 checkpoints={str(s): s * tokens_per_step for s in keep}, curve=curve,
                 wall_seconds=time.time() - t0, resumed_from_step=start)
-    tmp = ckpt_dir / ".meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, ckpt_dir / "meta.json")
+    atomic_write(ckpt_dir / "meta.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
     shutil.rmtree(ckpt_dir / RESUME_DIR, ignore_errors=True)
     return meta
 

@@ -1,21 +1,22 @@
 """The runs-table dataset directory: one parquet file per finished run, written atomically.
 
-Layout: `<out>/<run_id>.parquet`, one row each. Writers put the row in a temporary file whose name
-starts with "." in the same directory, fsync it, `os.replace` it onto the final name and fsync the
-directory, so a reader never sees a partial file and a killed writer leaves only an ignored
-dot-file. Readers take every `*.parquet` not starting with "." and fail loudly on any they cannot
+Layout: `<out>/<run_id>.parquet`, one row each. Rows are written by lawfit's one atomic write
+(`lawfit.io.files.atomic_write`, durable: a temporary dot-file in the same directory, fsynced,
+renamed onto the final name, the directory fsynced), so a reader never sees a partial file and a
+killed writer leaves only an ignored dot-file (`clean_stale_tmp` removes those of dead writers).
+Readers take every `*.parquet` not starting with "." and fail loudly on any they cannot
 read: the fitter's reader (lawfit/io/runs.py) reads the directory as it is; the sweep checks every
 row file before it runs (`finished_run_ids`).
 """
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from lawfit.io.files import atomic_write, remove_stale_temp
 
 if TYPE_CHECKING:
     from .device import DeviceInfo
@@ -39,10 +40,6 @@ _TYPES = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string
 
 class CorruptRunFile(ValueError):
     """A row file that cannot be read, or is not one run's row: the message names the file."""
-
-
-def _tmp_name(run_id: str) -> str:
-    return f".{run_id}__{socket.gethostname()}__{os.getpid()}.tmp"
 
 
 def write_row(out: Path, row: dict) -> Path:
@@ -70,19 +67,12 @@ def write_row(out: Path, row: dict) -> Path:
         fields.append(pa.field(k, t))
         arrays.append(pa.array([v], type=t))
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-    final = out / f"{row['run_id']}.parquet"
-    tmp = out / _tmp_name(row["run_id"])
-    with open(tmp, "wb") as f:
-        pq.write_table(table, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-    dfd = os.open(out, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-    return final
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            pq.write_table(table, f)
+
+    return atomic_write(out / f"{row['run_id']}.parquet", write, durable=True)
 
 
 def device_columns(info: DeviceInfo | dict) -> dict:
@@ -131,15 +121,4 @@ def finished_run_ids(out: Path) -> set[str]:
 
 def clean_stale_tmp(out: Path) -> int:
     """Remove temp files left by writers on this host whose process is gone."""
-    n, host = 0, socket.gethostname()
-    for p in Path(out).glob(".*.tmp"):
-        parts = p.name[1:-len(".tmp")].rsplit("__", 2)
-        if len(parts) == 3 and parts[1] == host:
-            try:
-                os.kill(int(parts[2]), 0)
-            except ProcessLookupError:
-                p.unlink(missing_ok=True)
-                n += 1
-            except (ValueError, PermissionError):
-                pass
-    return n
+    return remove_stale_temp(out)

@@ -23,6 +23,12 @@ def _checker():
     return mod
 
 
+def test_lawfit_has_no_import_cycle_no_private_import_and_never_imports_runners():
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "check_imports.py")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_the_layering_check_catches_each_kind_of_problem(tmp_path):
     """A small package with one of each problem: the script names every one of them."""
     pkg = tmp_path / "lawfit"
