@@ -111,7 +111,7 @@ def cmd_compare(args) -> int:
     print(format_comparison(cmp))
     if args.out:
         out = artefacts.prepare_out(args.out, ["compare.json"], args.overwrite)
-        artefacts.write_json(artefacts._jsonable(cmp.as_dict()), out / "compare.json")
+        artefacts.write_json(artefacts.jsonable(cmp.as_dict()), out / "compare.json")
         print(f"wrote {out / 'compare.json'}", file=sys.stderr)
     return 0
 
