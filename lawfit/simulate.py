@@ -2,7 +2,7 @@
 time, and (``paper_grid``) for a paper-shaped table built from Zhang et al. 2024's Tables 1b and 4.
 
 Noise is additive Gaussian on the loss, one draw per (configuration, seed); rows follow the runs
-table contract (DESIGN.md) with ``simulated = True``.
+table contract (lawfit/table.py) with ``simulated = True``.
 """
 from __future__ import annotations
 
