@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from .plan import Plan
     from .progress import Progress, StopSignals
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorEntry", "make_executor"]
@@ -57,7 +56,7 @@ EXECUTORS: dict[str, ExecutorEntry] = {
 }
 
 
-def make_executor(name: str, plan: Plan, stop: StopSignals, threads_per_job: int | None = None) -> Executor:
+def make_executor(name: str, plan: Any, stop: StopSignals, threads_per_job: int | None = None) -> Executor:
     """The executor `name` of EXECUTORS for `plan`.
 
     Parameters
@@ -65,7 +64,8 @@ def make_executor(name: str, plan: Plan, stop: StopSignals, threads_per_job: int
     name
         A key of EXECUTORS.
     plan
-        The sweep's plan (runners/sweep/plan.py).
+        The sweep's plan (a `runners.sweep.plan.Plan`; not imported here, as the plan imports this
+        module's EXECUTORS table).
     stop
         The sweep's signal state; the executor registers its kill function there.
     threads_per_job
