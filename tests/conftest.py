@@ -37,3 +37,16 @@ def run_cli(*args, cwd=None, timeout=600):
     """Run `lawfit ARGS` in a subprocess; returns CompletedProcess (text)."""
     return subprocess.run([sys.executable, "-m", "lawfit", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_main(capsys, *args) -> subprocess.CompletedProcess:
+    """Run `lawfit ARGS` in this process (for tests about a command's result, not about the process:
+    no interpreter start and no jax import per call); returns what `run_cli` does."""
+    from lawfit.cli.main import main
+    capsys.readouterr()                         # what earlier steps printed is not this command's
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:                   # argparse's errors
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["lawfit", *map(str, args)], code, out, err)

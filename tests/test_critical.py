@@ -299,6 +299,7 @@ def test_superiority_table(table4):
 
 # --- synthetic coverage study (test-sized; benchmarks/critical_study.py is the large one) -----
 
+@pytest.mark.slow
 def test_synthetic_critical_intervals_cover_and_widen_outside_data():
     """Paper grid (Table 1b) from Table 4 plus Gaussian noise (sd 0.005, 3 seeds); En-De Prompt vs
     LoRA on the model-size series. Their true crossings lie below the measured D (8e3..1e5) at

@@ -61,6 +61,7 @@ def test_plot_critical_and_superiority(study, tmp_path):
     assert_image(plot_superiority(doc, tmp_path / "doc", formats=("png",))[0])
 
 
+@pytest.mark.slow
 def test_plot_backtest(study, tmp_path):
     f, _ = study
     bt = backtest(f, ["multiplicative"], holdout="largest", bootstrap=5)
@@ -89,6 +90,7 @@ def test_cli_plot(study, tmp_path, capsys):
     assert "Traceback" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_importing_and_plotting_leaves_the_backend_alone(study, tmp_path):
     """lawfit.plot chooses no backend and never touches pyplot: a notebook's or GUI's backend is
     the user's. Checked in a fresh interpreter (this one has imported matplotlib already)."""
@@ -113,3 +115,19 @@ def test_importing_and_plotting_leaves_the_backend_alone(study, tmp_path):
     assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-2000:]
     assert_image(tmp_path / "fit.png")
     assert (tmp_path / "fit.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_plotting_counts_its_panels_and_quiet_silences_it(study, tmp_path, capsys):
+    """`lawfit plot` (stderr not a terminal here): a line when the panels start, one when they are
+    drawn; nothing of it with --quiet."""
+    from lawfit.io.artefacts import write_fit
+    _, res = study
+    out = tmp_path / "fit"
+    write_fit(res, out)
+    capsys.readouterr()
+    assert main(["plot", str(out), "--format", "png"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.endswith("drawing fit: 2 panels") for line in err), err
+    assert any("drawing fit: 2/2 done in" in line for line in err), err
+    assert main(["plot", str(out), "--format", "png", "--quiet"]) == 0
+    assert "drawing" not in capsys.readouterr().err

@@ -20,6 +20,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_new_run_interval_covers_fresh_runs(case):
     """6 datasets x 16 fresh single runs (inside the fitted grid and one step beyond it): the 95%
@@ -59,6 +60,7 @@ def test_residual_scale_is_in_the_objectives_space():
     assert sd_log == pytest.approx(noise / runs["loss"].mean(), rel=0.35)
 
 
+@pytest.mark.slow
 def test_two_stage_fit_predicts_through_its_factor_column(tmp_path):
     frame = paper_grid(seed=3, tasks=("wmt14_en_de",), methods=("fmt", "lora"))
     res = recipes.zhang2024(frame, bootstrap=20, seed=0, starts=20)
