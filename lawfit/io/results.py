@@ -82,6 +82,13 @@ def checked_artefact(path: Path) -> Iterator[None]:
         raise invalid_artefact(path, exc) from None
 
 
+def _write_document(doc: dict, out: str | Path, files: tuple[str, ...], overwrite: bool) -> list[Path]:
+    """An artefact of one JSON document, ``files[0]``, written into directory ``out``."""
+    out = prepare_out(out, files, overwrite)
+    write_json(doc, out / files[0])
+    return [out / files[0]]
+
+
 def invalid_artefact(path: Path, exc: Exception) -> DataError:
     """The one-line error for an artefact at ``path`` whose content failed a check (``exc``)."""
     what = f"missing or malformed {exc}" if isinstance(exc, KeyError) else \
@@ -295,9 +302,7 @@ def write_optimal(opt, out: str | Path, overwrite: bool = False) -> list[Path]:
     list of Path
         The file written.
     """
-    out = prepare_out(out, OPTIMAL_FILES, overwrite)
-    write_json(opt.as_dict(), out / "optimal.json")
-    return [out / "optimal.json"]
+    return _write_document(opt.as_dict(), out, OPTIMAL_FILES, overwrite)
 
 
 def read_optimal(path: str | Path):
@@ -343,9 +348,7 @@ def write_suggestion(res, out: str | Path, overwrite: bool = False) -> list[Path
     list of Path
         The file written.
     """
-    out = prepare_out(out, SUGGEST_FILES, overwrite)
-    write_json(res.to_dict(), out / "suggest.json")
-    return [out / "suggest.json"]
+    return _write_document(res.to_dict(), out, SUGGEST_FILES, overwrite)
 
 
 def read_suggestion(path: str | Path):
