@@ -454,6 +454,7 @@ def test_a_where_filtered_fit_is_plotted_without_evaluating_its_expression(tmp_p
     assert calls == []
 
 
+@pytest.mark.slow
 def test_duplicate_free_tables_do_not_warn():
     import lawfit
     res = lawfit.fit(_runs(), starts=4)

@@ -104,6 +104,7 @@ def test_convergence_is_judged_per_group():
     assert abs(both[1].value - alone[1].value) <= 1e-9 * abs(alone[1].value)
 
 
+@pytest.mark.slow
 def test_memory_budget_splits_the_groups_into_chunks(mixed):
     """A tiny budget (one group per screening chunk) gives the same results."""
     probs, starts = mixed

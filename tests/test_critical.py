@@ -485,6 +485,7 @@ def test_cli_critical_one_series_per_comparison_and_pet_size_not_compared(three_
     assert rc == 0
 
 
+@pytest.mark.slow
 def test_pet_size_comparison_is_refused_when_asked_for(three_series):
     f, _ = three_series
     res = lawfit.fit(f[f.factor == "pet_params"], "multiplicative", x="@factor",

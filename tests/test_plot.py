@@ -35,6 +35,7 @@ def study():
     return f, res
 
 
+@pytest.mark.slow
 def test_plot_fit(study, tmp_path):
     f, res = study
     paths = plot_fit(res, f, tmp_path)
@@ -80,8 +81,15 @@ def test_cli_plot(study, tmp_path, capsys):
                  "--quiet"]) == 0
     assert_image(out / "fit.png")
     (out / "fit.png").unlink()
+    capsys.readouterr()
     assert main(["plot", str(out), "--format", "png"]) == 0
     assert_image(out / "fit.png")
+    # progress (stderr is not a terminal here): a line when the panels start, one when drawn
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.endswith("drawing fit: 2 panels") for line in err), err
+    assert any("drawing fit: 2/2 done in" in line for line in err), err
+    assert main(["plot", str(out), "--format", "png", "--quiet"]) == 0
+    assert "drawing" not in capsys.readouterr().err
     assert main(["plot", str(tmp_path / "nothing")]) == 2
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -116,18 +124,3 @@ def test_importing_and_plotting_leaves_the_backend_alone(study, tmp_path):
     assert_image(tmp_path / "fit.png")
     assert (tmp_path / "fit.pdf").read_bytes().startswith(b"%PDF")
 
-
-def test_plotting_counts_its_panels_and_quiet_silences_it(study, tmp_path, capsys):
-    """`lawfit plot` (stderr not a terminal here): a line when the panels start, one when they are
-    drawn; nothing of it with --quiet."""
-    from lawfit.io.artefacts import write_fit
-    _, res = study
-    out = tmp_path / "fit"
-    write_fit(res, out)
-    capsys.readouterr()
-    assert main(["plot", str(out), "--format", "png"]) == 0
-    err = capsys.readouterr().err.splitlines()
-    assert any(line.endswith("drawing fit: 2 panels") for line in err), err
-    assert any("drawing fit: 2/2 done in" in line for line in err), err
-    assert main(["plot", str(out), "--format", "png", "--quiet"]) == 0
-    assert "drawing" not in capsys.readouterr().err

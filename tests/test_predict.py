@@ -48,6 +48,7 @@ def test_new_run_interval_covers_fresh_runs(case):
     assert curve <= 0.75 * inside, f"curve interval covered {curve}/{inside}"
 
 
+@pytest.mark.slow
 def test_residual_scale_is_in_the_objectives_space():
     law, truth, grid, noise, _ = CASES["log space"]
     runs = simulate(law, truth, grid, noise=noise, seeds=1, seed=0)

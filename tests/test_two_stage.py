@@ -133,6 +133,7 @@ def test_too_many_failed_refits_withhold_the_interval(monkeypatch, tmp_path, n_f
     assert row["interval"] == "withheld" and np.isnan(row["coverage"])
 
 
+@pytest.mark.slow
 def test_withheld_stage1_interval_withholds_stage2(monkeypatch):
     failing_bootstrap(monkeypatch, 30)
     res = recipes.zhang2024(one_task(7), bootstrap=40, seed=3, starts=20)

@@ -87,9 +87,8 @@ def test_user_law_bootstrap_intervals_cover_the_truth():
     assert (covered.sum(axis=0) >= 34).all(), covered.sum(axis=0)
 
 
-# the first law in the quick set; the others, the same check, with the slow ones
-@pytest.mark.parametrize("name", [n if i == 0 else pytest.param(n, marks=pytest.mark.slow) for i, n in
-                                  enumerate(n for n, law in LAWS.items() if law.analytic)])
+@pytest.mark.slow     # the autodiff path itself is in the quick set: the rectified @lawfit.law above
+@pytest.mark.parametrize("name", [n for n, law in LAWS.items() if law.analytic])
 @float64     # computes with jax directly: in float64, as lawfit does (lawfit/numerics.py)
 def test_autodiff_path_matches_the_analytic_derivatives(name):
     law = get_law(name)
@@ -141,7 +140,8 @@ def flat_then_power(start=3200.0, noise=0.002, seed=0):
                          "loss": np.concatenate([[5.0], y])})
 
 
-@pytest.mark.parametrize("start", [800.0, 3200.0, 12800.0])
+@pytest.mark.parametrize("start", [800.0, pytest.param(3200.0, marks=pytest.mark.slow),
+                                   pytest.param(12800.0, marks=pytest.mark.slow)])
 def test_pre_power_phase_is_found_on_a_curve_with_a_known_flat_phase(start):
     c = flat_then_power(start)
     ph = prepower.power_phase(c.finetune_examples, c.loss, "validate")
