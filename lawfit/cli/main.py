@@ -57,7 +57,7 @@ def _compilation_cache() -> None:
     import jax
     jax.config.update("jax_compilation_cache_dir", where)
     # every program, however quick to compile: a fit compiles ~300 small ones (about 2 MB in all)
-    # whose compile time, at jax's default 1 s threshold, would be paid again on every run
+    # whose compile time, at any positive threshold (jax's default is 1 s), is paid on every run
     # (benchmarks/bench_cache.py)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
