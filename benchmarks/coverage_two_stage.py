@@ -118,6 +118,7 @@ def main() -> None:
                     help="summarise these per-grid CSVs (shards) instead of fitting")
     ap.add_argument("--seconds", type=float, default=None,
                     help="with --from-csv: the shards' wall time, for the summary")
+    ap.add_argument("--note", default="", help="appended to the summary's first line (the machine)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     truth_x = true_crossings()
@@ -194,7 +195,7 @@ def main() -> None:
     table = pd.DataFrame([{**s, "cp95": f"[{s['cp95'][0]:.3f}, {s['cp95'][1]:.3f}]",
                            "coverage": f"{s['coverage']:.3f}"} for s in summary])
     text = [f"{args.grids} simulated paper grids (noise sd {args.noise}, 3 seeds), bootstrap "
-            f"{args.bootstrap}, nominal level 95%; {seconds or float('nan'):.0f} s wall.", "",
+            f"{args.bootstrap}, nominal level 95%; {seconds or float('nan'):.0f} s wall{args.note}.", "",
             table.to_markdown(index=False), "",
             f"Intervals withheld (too many failed refits): {doc['withheld_intervals']}."]
     (out / "coverage_two_stage.md").write_text("\n".join(text) + "\n")

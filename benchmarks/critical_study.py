@@ -62,6 +62,7 @@ def main() -> None:
                     help="summarise these per-replicate CSVs (shards) instead of fitting")
     ap.add_argument("--seconds", type=float, default=None,
                     help="with --from-csv: the shards' wall time, for the summary")
+    ap.add_argument("--note", default="", help="appended to the summary's first line (the machine)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     rows = []
@@ -133,7 +134,7 @@ def main() -> None:
     seconds = args.seconds if args.from_csv else time.perf_counter() - t0
     ins, outs = summ[~summ.extrapolated], summ[summ.extrapolated]
     text = [f"{args.reps} replicates per task, noise sd {args.noise}, bootstrap "
-            f"{args.bootstrap}, nominal level 95%; {seconds or float('nan'):.0f} s wall.", "",
+            f"{args.bootstrap}, nominal level 95%; {seconds or float('nan'):.0f} s wall{args.note}.", "",
             f"Overall coverage: {cr_rows.covered.mean():.3f} over {len(cr_rows)} true "
             f"crossings (inside the measured D of both methods: "
             f"{cr_rows[~cr_rows.extrapolated_true.astype(bool)].covered.mean():.3f}, "

@@ -5,6 +5,7 @@
 #   OUT=/some/dir bash benchmarks/studies_sharded.sh        (default OUT=benchmarks/results)
 # Settings: GRIDS=30 GRID_SHARDS=10 REPS=20 REP_SHARDS=5 BOOTSTRAP=100 PYTHON=python3
 set -uo pipefail
+CORES=$(nproc)
 OUT=${OUT:-benchmarks/results}
 PY=${PYTHON:-python3}
 GRIDS=${GRIDS:-30}; GRID_SHARDS=${GRID_SHARDS:-10}
@@ -29,9 +30,10 @@ for ((s = 0; s < REPS; s += per)); do
 done
 wait
 secs=$(( $(date +%s) - t0 ))
+note=" ($GRID_SHARDS + $REP_SHARDS processes on $CORES cores, $($PY -c 'import platform; print(platform.processor() or platform.machine())'))"
 tail -n 2 "$TMP"/*.log
 $PY benchmarks/coverage_two_stage.py --bootstrap $B --from-csv "$TMP"/cov*/coverage_two_stage.csv \
-    --seconds $secs --out "$OUT" > "$OUT/coverage_two_stage.log" 2>&1 || tail "$OUT/coverage_two_stage.log"
+    --seconds $secs --note "$note" --out "$OUT" > "$OUT/coverage_two_stage.log" 2>&1 || tail "$OUT/coverage_two_stage.log"
 $PY benchmarks/critical_study.py --bootstrap $B --from-csv "$TMP"/cs*/critical_study.csv \
-    --seconds $secs --out "$OUT" > "$OUT/critical_study.log" 2>&1 || tail "$OUT/critical_study.log"
-echo "shards done in $secs s on $(nproc) cores"
+    --seconds $secs --note "$note" --out "$OUT" > "$OUT/critical_study.log" 2>&1 || tail "$OUT/critical_study.log"
+echo "shards done in $secs s$note"
