@@ -31,7 +31,7 @@ HOLDOUT_FITTERS = ("lsq", "bayes", "none")
 # NUTS' target acceptance of a comparison (a fit's default is 0.9): a comparison fits laws that
 # do not describe the data, whose posteriors have edges (the additive law's D term vanishing at
 # the largest D) where steps of the size 0.9 adapts to diverge; measured on the README's
-# example (benchmarks/bench_compare.py)
+# example (README, "Law comparison"; tests/test_compare_honest.py checks it converges)
 TARGET_ACCEPT = 0.99
 
 
