@@ -63,6 +63,7 @@ def test_calibration_central_90_intervals_cover_the_truth():
     assert all(v >= 6 for v in per_param.values()), per_param
 
 
+@pytest.mark.slow
 def test_posterior_object_diagnostics_and_draws_interface():
     res = lawfit.fit(synthetic(7), "multiplicative", fitter="bayes", seed=1)
     g = res.groups[0]

@@ -179,6 +179,7 @@ def test_a_sweep_directory_with_a_corrupt_file_is_reported(capsys, runs, tmp_pat
     assert code == 2 and "broken.parquet" in err
 
 
+@pytest.mark.slow
 def test_no_traceback_at_process_level(runs):
     proc = run_cli("fit", runs, "--x", "nope")
     assert proc.returncode == 2
