@@ -381,7 +381,7 @@ def fit_problem(group: GroupProblem, *, rng: np.random.Generator | None = None,
                 likelihood: str = "student", nu: float | None = None, weights=None,
                 chains: int = CHAINS, warmup: int = WARMUP, draws: int = DRAWS,
                 chain_method: str = CHAIN_METHOD, target_accept: float = TARGET_ACCEPT,
-                centre: bool = True, driver: str = "lawfit") -> Posterior:
+                centre: bool = True, ends: bool = False, driver: str = "lawfit") -> Posterior:
     """Posterior of one problem (the Bayesian fitter behind ``lawfit.fit(fitter="bayes")``).
 
     Parameters
@@ -399,6 +399,9 @@ def fit_problem(group: GroupProblem, *, rng: np.random.Generator | None = None,
     centre : bool
         Sample scale parameters as their term's value at the centre of the data
         (:func:`lawfit.bayes.model.centring`; False: in their own logs, as before).
+    ends : bool
+        Sample a term with one scale and one exponent (``B D^-beta``) as its values at the two
+        ends of the data (:func:`lawfit.bayes.model.two_point`; False: centred).
     driver : {"lawfit", "numpyro"}
         :func:`sample` (every chain in one compiled program) or :func:`sample_numpyro`
         (numpyro's ``MCMC``); ``benchmarks/bench_bayes.py`` measures both.
@@ -413,7 +416,7 @@ def fit_problem(group: GroupProblem, *, rng: np.random.Generator | None = None,
     rng = np.random.default_rng(0) if rng is None else rng
     problem, layout = group.problem, group.layout
     model = build_model(problem, layout.free_names, priors=priors, likelihood=likelihood, nu=nu,
-                        weights=weights, centre=centre)
+                        weights=weights, centre=centre, ends=ends)
     ms = lsq_optimum(group, rng)
     start = init_values(model, ms.theta)
     mode, moved = posterior_mode(model, start)
@@ -454,6 +457,8 @@ def fit_problem(group: GroupProblem, *, rng: np.random.Generator | None = None,
                         "chain_method": chain_method, "target_accept": target_accept,
                         "dense_mass": True, "seed": seed, "driver": driver,
                         "centred": [s for s, r in zip(model.priors.sites, model.reparam) if r],
+                        "two_point": [[model.priors.sites[j], model.priors.sites[k]]
+                                      for j, k in model.pairs],
                         "init": ("posterior mode (from the least-squares optimum), dispersed by "
                                  "its Laplace covariance" if moved else
                                  "least-squares optimum, dispersed by its Laplace covariance")},
