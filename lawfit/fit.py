@@ -44,6 +44,7 @@ from .laws import Law
 from .numerics import float64
 from .objectives import Objective, make_objective
 from .problem import GroupProblem, Layout, Status, build_layout, group_problem
+from .progress import counted
 from .result import FitResult, GroupFit, bootstrap_health
 from .userlaw import resolve as resolve_law
 
@@ -435,13 +436,20 @@ def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str
                         gdf.groupby([c for c in gdf.columns if c in CONFIG_COLUMNS or c == joint],
                                     dropna=False, sort=False).ngroup().to_numpy())
             weights = lsq.bootstrap_weights(n_boot, clusters, rng)
-            cb = (lambda done, total: progress(f"  bootstrap {done}/{total}")) if progress else None
-            if fixed_draws is None:
-                draws_free, ok = lsq.bootstrap(problem, fitted.candidates, weights, progress=cb)
-            else:
-                draws_free, ok = lsq.bootstrap_frozen(problem, fitted.candidates, weights,
-                                                      fixed_draws, progress=cb)
-                fixed_per_draw = fixed_draws[ok]
+            with counted(progress, "bootstrap", n_boot, unit="resample") as advance:
+                seen = [0]
+
+                def cb(done, total):
+                    advance(done - seen[0])
+                    seen[0] = done
+
+                if fixed_draws is None:
+                    draws_free, ok = lsq.bootstrap(problem, fitted.candidates, weights,
+                                                   progress=cb)
+                else:
+                    draws_free, ok = lsq.bootstrap_frozen(problem, fitted.candidates, weights,
+                                                          fixed_draws, progress=cb)
+                    fixed_per_draw = fixed_draws[ok]
             health = bootstrap_health(n_boot, int((~ok).sum()))
             info["bootstrap"] = health
             info["bootstrap_failed"] = health["failed"]
