@@ -10,7 +10,10 @@ fitted crossing that goes the same way (same method better below).
     nice .venv/bin/python benchmarks/critical_study.py [--reps 30] [--bootstrap 200]
 
 Writes benchmarks/results/critical_study.csv (one row per replicate x pair x size x true root),
-critical_study.md (the summary) and example figures under docs/figures/.
+critical_study.md (the summary) and example figures under docs/figures/ (from replicate 0).
+Replicate r of a task draws its noise from the seed (crc32(task), r) and bootstraps with seed r,
+so a run is reproducible and shards: ``--start S --reps K --out DIR_i`` in several processes,
+then ``--from-csv DIR_1/critical_study.csv ...`` summarises them together.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import argparse
 import math
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +56,17 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--noise", type=float, default=0.005)
+    ap.add_argument("--start", type=int, default=0, help="index of the first replicate (default 0)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--from-csv", type=Path, nargs="+", default=None,
+                    help="summarise these per-replicate CSVs (shards) instead of fitting")
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="with --from-csv: the shards' wall time, for the summary")
+    ap.add_argument("--note", default="", help="appended to the summary's first line (the machine)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     rows = []
-    for task, pairs in CASES.items():
+    for task, pairs in (CASES.items() if args.from_csv is None else ()):
         methods = sorted({m for p in pairs for m in p})
         truth = {}
         for a, b in pairs:
@@ -64,8 +75,8 @@ def main() -> None:
                                              names=(a, b)).crossings
         base = paper_grid(noise=0.0, seeds=3, seed=0, tasks=(task,), methods=tuple(methods))
         base = base[base.factor == "model_params"].reset_index(drop=True)
-        rng = np.random.default_rng(hash(task) % 2**32)
-        for rep in range(args.reps):
+        for rep in range(args.start, args.start + args.reps):
+            rng = np.random.default_rng([zlib.crc32(task.encode()), rep])
             f = base.assign(loss=base.loss_true + rng.normal(0, args.noise, len(base)))
             res = lawfit.fit(f, "multiplicative", bootstrap=args.bootstrap, seed=rep)
             for a, b in pairs:
@@ -99,10 +110,15 @@ def main() -> None:
                                             and math.isfinite(c.hi) else np.inf),
                             "extrapolated_fit": c.extrapolated if c else np.nan,
                             "p_exists": c.p_exists if c else np.nan})
-            print(f"[{time.perf_counter() - t0:6.0f}s] {task} replicate {rep + 1}/{args.reps}",
-                  file=sys.stderr, flush=True)
-    df = pd.DataFrame(rows)
-    out = ROOT / "benchmarks" / "results"
+            print(f"[{time.perf_counter() - t0:6.0f}s] {task} replicate {rep + 1 - args.start}/"
+                  f"{args.reps}", file=sys.stderr, flush=True)
+    if args.from_csv:
+        df = pd.concat([pd.read_csv(p) for p in args.from_csv], ignore_index=True)
+        df = df.sort_values(["task", "rep"], kind="stable").reset_index(drop=True)
+        args.reps = int(df.groupby("task").rep.nunique().min())
+    else:
+        df = pd.DataFrame(rows)
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     df.to_csv(out / "critical_study.csv", index=False)
     cr_rows = df[df.root > 0].copy()
@@ -115,10 +131,10 @@ def main() -> None:
     none = df[df.root == 0].groupby(["task", "a", "b", "x"]).agg(
         share_fit_no_crossing=("n_roots_fit", lambda s: float(np.mean(s == 0))),
         mean_p_no_crossing=("p_no_crossing", "mean")).reset_index()
-    seconds = time.perf_counter() - t0
+    seconds = args.seconds if args.from_csv else time.perf_counter() - t0
     ins, outs = summ[~summ.extrapolated], summ[summ.extrapolated]
     text = [f"{args.reps} replicates per task, noise sd {args.noise}, bootstrap "
-            f"{args.bootstrap}, nominal level 95%; {seconds:.0f} s.", "",
+            f"{args.bootstrap}, nominal level 95%; {seconds or float('nan'):.0f} s wall{args.note}.", "",
             f"Overall coverage: {cr_rows.covered.mean():.3f} over {len(cr_rows)} true "
             f"crossings (inside the measured D of both methods: "
             f"{cr_rows[~cr_rows.extrapolated_true.astype(bool)].covered.mean():.3f}, "

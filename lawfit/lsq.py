@@ -43,8 +43,8 @@ SCREEN_STEPS = 8       # damped Newton steps every start takes before the best a
 MAX_STEPS = 1000
 BLOCK = 16          # refinement pauses every BLOCK steps (abandon dominated starts, compact)
 ABANDON_AFTER = 32  # from this step on, a start above a converged start's objective is abandoned
-FTOL = 1e-12        # converged when the Newton decrement^2 / 2 <= FTOL * (|f| + FABS)
-FABS = 1e-30
+FTOL = 1e-12        # converged when the Newton decrement^2 / 2 <= FTOL * |f| + FABS
+FABS = 1e-24        # absolute floor: an exact fit (f at rounding level, ~n (eps y)^2) converges
 CAP = 2.0          # longest step along one eigen-direction (Jacobi-scaled units)
 MAXSTEP = 10.0     # longest step in any parameter (log-scale or exponent units)
 # the built-in log-sum-exp laws use their exact analytic derivatives rather than autodiff:
@@ -302,7 +302,7 @@ def _solver(fns, shared_w: bool):
         dec = jnp.sum(jnp.where(reliable, qg * qg / jnp.where(reliable, ev, 1.0),
                                 2.0 * CAP * jnp.abs(qg)))
         conv = (jnp.all(ev > -1e-13 * scale) & jnp.all(jnp.isfinite(g))
-                & (0.5 * dec <= FTOL * (jnp.abs(f) + FABS)))
+                & (0.5 * dec <= FTOL * jnp.abs(f) + FABS))
         # saddle-free damped step: |eigenvalue| per direction, at most CAP long (scaled), shortened
         # by (1 + damping) after rejected steps, and never longer than MAXSTEP in any parameter
         denom = jnp.maximum(jnp.maximum(jnp.abs(ev), jnp.abs(qg) / CAP), 1e-300) * (1.0 + lam)

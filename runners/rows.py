@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lawfit.io.files import atomic_write, remove_stale_temp
+from lawfit.table import CANONICAL as CANONICAL_COLUMNS
 
 if TYPE_CHECKING:
     from .device import DeviceInfo
@@ -24,12 +25,11 @@ if TYPE_CHECKING:
 __all__ = ["CANONICAL", "PROVENANCE", "CorruptRunFile", "check_file", "clean_stale_tmp", "device_columns",
            "finished_run_ids", "run_files", "write_row"]
 
-# canonical columns and their types; pet_params is null for fmt (sizes must be positive)
-CANONICAL = {
-    "task": pa.string(), "method": pa.string(), "model_params": pa.int64(),
-    "pretrain_tokens": pa.int64(), "finetune_examples": pa.int64(), "pet_params": pa.int64(),
-    "seed": pa.int64(), "loss": pa.float64(), "run_id": pa.string(),
-}
+# the canonical columns (names and order: the runs-table contract of lawfit/table.py, which the
+# fitter reads) and their types: text, the loss, and integer counts (pet_params is null for fmt)
+_TEXT, _REAL = {"task", "method", "run_id"}, {"loss"}
+CANONICAL = {c: pa.string() if c in _TEXT else pa.float64() if c in _REAL else pa.int64()
+             for c in CANONICAL_COLUMNS}
 # what computed the run (runners.device.DeviceInfo): fixed types so that every row's columns agree
 PROVENANCE = {
     "backend": pa.string(), "device_kind": pa.string(), "device_count": pa.int64(), "dtype": pa.string(),
@@ -50,8 +50,9 @@ def write_row(out: Path, row: dict) -> Path:
     out
         The dataset directory (created if absent).
     row
-        Column -> value; `run_id` names the file. Canonical and provenance columns get their fixed
-        types, others the type of their value.
+        Column -> value; `run_id` names the file. The canonical columns come first, in the
+        contract's order; they and the provenance columns get their fixed types, others the type
+        of their value.
 
     Returns
     -------
@@ -60,6 +61,7 @@ def write_row(out: Path, row: dict) -> Path:
     """
     out.mkdir(parents=True, exist_ok=True)
     fields, arrays = [], []
+    row = {**{c: row[c] for c in CANONICAL if c in row}, **row}  # the canonical columns first, in order
     for k, v in row.items():
         if hasattr(v, "item") and not isinstance(v, (str, bytes)):
             v = v.item()  # numpy scalar -> Python scalar

@@ -56,7 +56,8 @@ def test_the_layering_check_catches_each_kind_of_problem(tmp_path):
 
 
 def test_ruff_passes_on_the_whole_repository():
-    ruff = shutil.which("ruff") or shutil.which("ruff", path=str(Path(sys.executable).parent))
+    # this interpreter's own ruff first: a pyenv shim on PATH may name a ruff of another Python
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is not installed (pip install -e '.[test]' brings it)")
     proc = subprocess.run([ruff, "check", "--no-cache", "."], cwd=ROOT, capture_output=True,

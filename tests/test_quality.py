@@ -12,6 +12,7 @@ import pytest
 from conftest import require_reference, run_cli
 
 import lawfit
+import lawfit.io.artefacts
 import lawfit.report
 from lawfit.laws import get_law
 from lawfit.quality import assess, lack_of_fit, runs_test

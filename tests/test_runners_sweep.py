@@ -13,11 +13,11 @@ pq = pytest.importorskip("pyarrow.parquet")
 from sweep_helpers import read_rows, start_sweep, sweep_env, sweep_toml  # noqa: E402
 from sweep_helpers import run_sweep_cli as cli  # noqa: E402
 
+from lawfit.table import CANONICAL  # noqa: E402
 from runners import rows  # noqa: E402
 from runners.sweep import load_plan  # noqa: E402
 
-CANON = ["task", "method", "model_params", "pretrain_tokens", "finetune_examples", "pet_params", "seed",
-         "loss", "run_id"]
+CANON = list(CANONICAL)  # the runs-table contract the fitter reads (lawfit/table.py)
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +168,17 @@ def test_row_write_is_atomic_when_the_writer_dies(tmp_path, monkeypatch):
     assert len(df) == 1 and df.pet_params.iloc[0] == 4
     schema = pq.read_schema(tmp_path / "abc.parquet")
     assert schema.field("model_params").type == "int64" and schema.field("pet_params").type == "int64"
+
+
+
+def test_rows_follow_the_fitters_column_contract(tmp_path):
+    """A row's canonical columns come first, in lawfit's order and types, whatever order the writer used."""
+    row = {"extra": "x", "loss": 2.5, "run_id": "r1", "seed": 3, "method": "lora", "task": "t", "pet_params": 4,
+           "finetune_examples": 8, "pretrain_tokens": 96, "model_params": 1000}
+    rows.write_row(tmp_path, row)
+    schema = pq.read_schema(tmp_path / "r1.parquet")
+    assert schema.names == [*CANONICAL, "extra"]
+    assert [str(schema.field(c).type) for c in CANONICAL] == [
+        "string", "string", "int64", "int64", "int64", "int64", "int64", "double", "string"]
+    frame = read_rows(tmp_path)
+    assert len(frame) == 1 and frame.loc[0, "loss"] == 2.5 and frame.loc[0, "pet_params"] == 4

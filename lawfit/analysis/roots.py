@@ -64,7 +64,8 @@ def find_roots(f: Callable[[float], float], grid: np.ndarray, values: np.ndarray
     Sign changes between grid points are refined by Brent's method. Where |f| has an interior
     local minimum on the grid without a sign change, the minimum of f (or of -f) over the two
     adjacent intervals is located by a bounded minimisation; if f changes sign there, both roots
-    are bracketed and refined. A grid point where f is exactly zero is a root.
+    are bracketed and refined. A grid point where f is exactly zero is a root, and both intervals
+    next to it are searched for a root of their own.
 
     Parameters
     ----------
@@ -87,14 +88,12 @@ def find_roots(f: Callable[[float], float], grid: np.ndarray, values: np.ndarray
     s = np.sign(v)
     out = []
     for i in range(len(t) - 1):
-        if s[i] == 0:
-            out.append(Root(float(t[i]), int(np.sign(v[i + 1])) or 1))
-        elif s[i] * s[i + 1] < 0:
+        if s[i] * s[i + 1] < 0:
             out.append(Root(float(brentq(f, t[i], t[i + 1], xtol=xtol,
                                          rtol=4 * np.finfo(float).eps, maxiter=200)),
                             int(s[i + 1])))
-    if s[-1] == 0:
-        out.append(Root(float(t[-1]), int(-np.sign(v[-2])) or 1))
+    for i in np.nonzero(s == 0)[0]:
+        out.extend(_around_zero(f, t, v, int(i), xtol))
     # near-tangencies: |f| dips between two grid points without a sign change
     for i in np.nonzero(_dips(t, v))[0] + 1:
         sign = s[i]
@@ -105,6 +104,24 @@ def find_roots(f: Callable[[float], float], grid: np.ndarray, values: np.ndarray
             out.append(Root(float(brentq(f, t[i - 1], m, xtol=xtol)), int(-sign)))
             out.append(Root(float(brentq(f, m, t[i + 1], xtol=xtol)), int(sign)))
     return _distinct(out, 10 * xtol)
+
+
+def _around_zero(f: Callable[[float], float], t: np.ndarray, v: np.ndarray, i: int,
+                 xtol: float) -> list[Root]:
+    """The roots at and next to a grid point where f is exactly zero: the point itself (its
+    direction read just above it, or just below where it is the last point), and a root inside
+    either adjacent interval when f leaves zero on one side of the interval's far end and
+    arrives from the other (f = (t - t_i)(t - t_i - h/3) has two roots in [t_i, t_i + h])."""
+    step = 1e-6 * (t[1] - t[0])
+    out = []
+    above = float(np.sign(f(t[i] + step))) if i + 1 < len(t) else 0.0
+    below = float(np.sign(f(t[i] - step))) if i > 0 else 0.0
+    out.append(Root(float(t[i]), int(above or -below or 1)))
+    if i + 1 < len(t) and above * np.sign(v[i + 1]) < 0:
+        out.append(Root(float(brentq(f, t[i] + step, t[i + 1], xtol=xtol)), int(np.sign(v[i + 1]))))
+    if i > 0 and below * np.sign(v[i - 1]) < 0:
+        out.append(Root(float(brentq(f, t[i - 1], t[i] - step, xtol=xtol)), int(below)))
+    return out
 
 
 def _distinct(roots: list[Root], tol: float) -> tuple[Root, ...]:
