@@ -114,10 +114,12 @@ def multistart_many(problems: Sequence[lsq.Problem], starts: Sequence[np.ndarray
 
 def _projectable(p: lsq.Problem) -> bool:
     """Whether a problem's starts can be screened by projection: a law with linear parameters
-    (``basis_fn``), a plain layout (every run's slots are the law's parameters in order, nothing
-    frozen) and finite log variables."""
+    (``basis_fn``), an objective in loss space (where the law is linear in them), a plain layout
+    (every run's slots are the law's parameters in order, nothing frozen) and finite log
+    variables."""
     law = p.law
-    return (law.basis_fn is not None and law.analytic and p.fixed.size == 0
+    return (law.basis_fn is not None and law.analytic and p.objective.space == "loss"
+            and p.fixed.size == 0
             and p.n_free == law.n_params
             and bool(np.all(p.slots == np.arange(law.n_params)))
             and bool(np.all(np.isfinite(p.log_vars))))
@@ -158,14 +160,13 @@ def _projection(law: Law, objective, fns):
     def one(exps, lv, y, w, lb, data):
         phi = law.basis_fn(exps, lv)                      # (M, L)
         coef = solve(phi, y, w)
-        if objective.space == "loss":
-            # the objective's own linear parameters at these exponents, by IRLS from least
-            # squares (weights rho'(r) / r): a Huber or l1 profile ranks exponents as the fit will
-            for _ in range(IRLS_STEPS):
-                r = phi @ coef - y
-                _, d1, d2 = objective.derivatives(r)
-                small = jnp.abs(r) < 1e-12
-                coef = solve(phi, y, w * jnp.where(small, d2, d1 / jnp.where(small, 1.0, r)))
+        # the objective's own linear parameters at these exponents, by IRLS from least squares
+        # (weights rho'(r) / r): a Huber or l1 profile ranks exponents as the fit will
+        for _ in range(IRLS_STEPS):
+            r = phi @ coef - y
+            _, d1, d2 = objective.derivatives(r)
+            small = jnp.abs(r) < 1e-12
+            coef = solve(phi, y, w * jnp.where(small, d2, d1 / jnp.where(small, 1.0, r)))
         floor = jnp.exp(lb[lin])
         coef = jnp.where(lin_log, jnp.log(jnp.maximum(coef, floor)), coef)
         theta = jnp.zeros(len(law.params), lb.dtype).at[non].set(exps).at[lin].set(coef)

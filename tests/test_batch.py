@@ -118,6 +118,7 @@ def _table():
     shares the 24-run curve's bucket, with 7 padded runs), and one with E far below its losses'
     noise floor (status at_bound)."""
     import pandas as pd
+
     from lawfit.simulate import simulate
     frames = []
     specs = [(T1, 4, 5), (T2, 3, 3), (T1, 4, 6), (T2, 4, 5), (T1 | {"E": 1e-9}, 4, 5)]
