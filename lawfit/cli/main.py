@@ -56,7 +56,10 @@ def _compilation_cache() -> None:
         return
     import jax
     jax.config.update("jax_compilation_cache_dir", where)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    # every program, however quick to compile: a fit compiles ~300 small ones (about 2 MB in all)
+    # whose compile time, at any positive threshold (jax's default is 1 s), is paid on every run
+    # (benchmarks/bench_cache.py)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 def main(argv=None) -> int:
