@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (in .pytest_cache/, as the command line keeps its own in ~/.cache/lawfit), so a second quick round
 # compiles only what changed. jax keys each entry by the program, its options and jax's version.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".pytest_cache" / "lawfit-xla"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # every program, as the CLI
 os.environ.setdefault("LAWFIT_CACHE_DIR", os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 
