@@ -5,9 +5,10 @@ R datasets from the multiplicative law (A=300, E=0.6, alpha=0.3, beta=0.1) on a 
 the default Bayesian fitter (Student-t, 4 x 1,000 + 1,000). For every nominal level in
 LEVELS and every parameter: the fraction of datasets whose central interval covers the truth,
 with a 95% binomial (Clopper-Pearson) interval. Writes benchmarks/results/calibration_bayes.json
-and calibration_bayes.png (coverage vs nominal level).
+and calibration_bayes.png (coverage vs nominal level); a second argument names other files
+(``NAME.json``, ``NAME.png``), for a shorter check beside the full study.
 
-    nice .venv/bin/python benchmarks/calibration_bayes.py [R]
+    nice .venv/bin/python benchmarks/calibration_bayes.py [R [NAME]]
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def clopper_pearson(k, n, a=0.05):
     return float(lo), float(hi)
 
 
-def main(repeats: int = 100):
+def main(repeats: int = 100, name: str = "calibration_bayes"):
     t0 = time.perf_counter()
     hits = {lv: {p: 0 for p in TRUTH} for lv in LEVELS}
     rhat, div = [], 0
@@ -55,12 +56,14 @@ def main(repeats: int = 100):
                           for p, k in hits[lv].items()}
         pooled = sum(hits[lv].values())
         table[str(lv)]["all (pooled)"] = {"coverage": pooled / (4 * repeats)}
-    doc = {"command": f"nice .venv/bin/python benchmarks/calibration_bayes.py {repeats}",
+    cmd = f"nice .venv/bin/python benchmarks/calibration_bayes.py {repeats}" + (
+        f" {name}" if name != "calibration_bayes" else "")
+    doc = {"command": cmd,
            "datasets": repeats, "truth": TRUTH, "grid": GRID, "noise_sd": 0.01,
            "coverage": table, "r_hat_max_worst": max(rhat), "divergences_total": div,
            "seconds": round(time.perf_counter() - t0, 1)}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "calibration_bayes.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -78,10 +81,11 @@ def main(repeats: int = 100):
     ax.set_title("lawfit Bayesian fit: calibration")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "calibration_bayes.png", dpi=120)
+    fig.savefig(RESULTS / f"{name}.png", dpi=120)
     print(json.dumps(doc["coverage"]["0.9"], indent=1))
-    print(f"wrote {RESULTS / 'calibration_bayes.json'} and calibration_bayes.png")
+    print(f"wrote {RESULTS / (name + '.json')} and {name}.png")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 100,
+         sys.argv[2] if len(sys.argv) > 2 else "calibration_bayes")

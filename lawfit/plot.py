@@ -14,6 +14,9 @@ anything; fitting code never plots.
 - ``plot_optimal``: the compute-optimal frontier of a Chinchilla-law fit.
 - ``plot_suggestion``: the expected width as a suggested batch grows, and where its runs lie.
 
+Functions that draw a panel per group take ``progress`` (:mod:`lawfit.progress`): the panels are
+a counted stage (a bar with counts and ETA on a terminal, a line per stage otherwise).
+
 Figures are built as ``matplotlib.figure.Figure`` objects and saved through their own canvas, so
 no backend is needed and none is chosen: importing this module imports no matplotlib at all and
 leaves pyplot and the user's backend alone. Files are written atomically
@@ -31,6 +34,7 @@ import pandas as pd
 
 from lawfit.errors import DataError
 from lawfit.problem import Status
+from lawfit.progress import Progress, counted
 from lawfit.table import column_for, rows_matching, select_recorded
 
 if TYPE_CHECKING:        # types only: importing them here would import the engines
@@ -164,7 +168,7 @@ def _fit_panel(ax, g, xcol: str, dcol: str, ycol: str, frame: pd.DataFrame | Non
 
 def plot_fit(result: FitResult, frame: pd.DataFrame | None, out_dir: str | Path, *,
              heldout: np.ndarray | None = None, name: str = "fit",
-             formats: Sequence[str] = FORMATS) -> list[Path]:
+             formats: Sequence[str] = FORMATS, progress: Progress | None = None) -> list[Path]:
     """Loss against D per group with fitted curves and interval bands (one line per X value).
     The grey band is the fitted D range. Writes NAME.png/.pdf (NAME-2... for more than 12
     groups).
@@ -183,6 +187,8 @@ def plot_fit(result: FitResult, frame: pd.DataFrame | None, out_dir: str | Path,
         (len(frame),) mask of held-out runs, drawn as open diamonds.
     name, formats
         File name stem and formats (png, pdf, svg).
+    progress : Progress, optional
+        Told of the panels drawn (one per group).
 
     Returns
     -------
@@ -209,16 +215,18 @@ def plot_fit(result: FitResult, frame: pd.DataFrame | None, out_dir: str | Path,
     groups = list(result.groups)
     if not groups:
         raise DataError("the fit has no groups to plot")
-    for i, page in enumerate(_pages(groups)):
-        fig, axes = _grid(len(page), width=5.4)
-        for ax, g in zip(axes, page):
-            _fit_panel(ax, g, xcol, dcol, ycol, frame, heldout, result.level)
-        fig.suptitle(f"{result.law.name}: {result.law.formula}"
-                     + ("; open diamonds: held out" if heldout is not None else "")
-                     + f"; bands: {result.level:.0%} "
-                     + (groups[0].interval_method or "no interval"), fontsize=10)
-        fig.tight_layout()
-        paths += _save(fig, out_dir, name if i == 0 else f"{name}-{i + 1}", formats)
+    with counted(progress, f"drawing {name}", len(groups), unit="panel") as advance:
+        for i, page in enumerate(_pages(groups)):
+            fig, axes = _grid(len(page), width=5.4)
+            for ax, g in zip(axes, page):
+                _fit_panel(ax, g, xcol, dcol, ycol, frame, heldout, result.level)
+            fig.suptitle(f"{result.law.name}: {result.law.formula}"
+                         + ("; open diamonds: held out" if heldout is not None else "")
+                         + f"; bands: {result.level:.0%} "
+                         + (groups[0].interval_method or "no interval"), fontsize=10)
+            fig.tight_layout()
+            paths += _save(fig, out_dir, name if i == 0 else f"{name}-{i + 1}", formats)
+            advance(len(page))
     return paths
 
 
@@ -256,7 +264,7 @@ def crossing_series(rows: Sequence[dict]) -> dict:
 
 
 def plot_critical(critical: CriticalResult | dict, out_dir: str | Path, *, name: str = "critical",
-                  formats: Sequence[str] = FORMATS) -> list[Path]:
+                  formats: Sequence[str] = FORMATS, progress: Progress | None = None) -> list[Path]:
     """D* against X per group (and X column), interval as error bars (arrows where the interval
     reaches past the searched range), measured D ranges of both methods shaded, the closed form
     dashed; plus the probability-of-superiority figure (when there are draws).
@@ -269,6 +277,8 @@ def plot_critical(critical: CriticalResult | dict, out_dir: str | Path, *, name:
         Directory for the figures.
     name, formats
         File name stem and formats.
+    progress : Progress, optional
+        Told of the panels drawn (one per group and X column).
 
     Returns
     -------
@@ -286,52 +296,54 @@ def plot_critical(critical: CriticalResult | dict, out_dir: str | Path, *, name:
         raise DataError("the critical-size result has no rows to plot")
     dmin, dmax = doc["search"]["d_min"], doc["search"]["d_max"]
     paths = []
-    for pi, page in enumerate(_pages(list(panels.items()))):
-        fig, axes = _grid(len(page), width=6.4)
-        for ax, ((key, xname), rows) in zip(axes, page):
-            rows = sorted(rows, key=lambda r: r["x"])
-            xs = np.array([r["x"] for r in rows])
-            ma = rows[0]["d_measured"][a]
-            mb = rows[0]["d_measured"][b]
-            ax.axhspan(*ma, color="tab:blue", alpha=0.12, lw=0, label=f"{a} measured D")
-            ax.axhspan(*mb, color="tab:orange", alpha=0.12, lw=0, label=f"{b} measured D")
-            markers = ["o", "s", "^", "v"]
-            for j, ((below, k), pts) in enumerate(crossing_series(rows).items()):
-                x = np.array([p[0] for p in pts])
-                d = np.array([p[1]["d"] for p in pts])
-                # a bound past the searched range is drawn to the edge; no draws: no bar
-                lo = np.array([p[1]["lo"] if p[1]["lo"] is not None else
-                               (dmin if p[1]["lo_beyond_range"] else p[1]["d"]) for p in pts])
-                hi = np.array([p[1]["hi"] if p[1]["hi"] is not None else
-                               (dmax if p[1]["hi_beyond_range"] else p[1]["d"]) for p in pts])
-                lab = f"{below} better below" + (f" (crossing {k + 1})" if k else "")
-                ax.errorbar(x, d, yerr=[d - lo, hi - d], fmt=markers[j % 4] + "-", capsize=3,
-                            color=f"C{j + 2}", label=lab + f" ({doc['level']:.0%} interval)")
-                beyond = [p[1]["hi_beyond_range"] or p[1]["lo_beyond_range"] for p in pts]
-                for xx, dd, bb in zip(x, d, beyond):
-                    if bb:
-                        ax.annotate("past range", (xx, dd), fontsize=6, xytext=(3, 3),
-                                    textcoords="offset points")
-            cf = [(r["x"], r["closed_form"]["d"]) for r in rows
-                  if r.get("closed_form") and r["closed_form"].get("d")]
-            if cf:
-                ax.plot([c[0] for c in cf], [c[1] for c in cf], "k--", lw=1,
-                        label="closed form (constant gap E_a=E_b)")
-            for r in rows:
-                if not r["crossings"]:
-                    ax.annotate(f"no crossing\n({r['better_everywhere']} better)", (r["x"], dmin),
-                                fontsize=6, ha="center", va="bottom", rotation=90,
-                                xytext=(0, 4), textcoords="offset points")
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_ylim(dmin, dmax)
-            ax.set_xlim(xs.min() / 1.5, xs.max() * 1.5)
-            ax.set_xlabel(xname)
-            ax.set_ylabel(f"critical {doc['d_name']}")
-            ax.set_title(_title(dict(key)) + f": {a} vs {b}", fontsize=9)
-            ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-        fig.tight_layout()
-        paths += _save(fig, out_dir, name if pi == 0 else f"{name}-{pi + 1}", formats)
+    with counted(progress, f"drawing {name}", len(panels), unit="panel") as advance:
+        for pi, page in enumerate(_pages(list(panels.items()))):
+            fig, axes = _grid(len(page), width=6.4)
+            for ax, ((key, xname), rows) in zip(axes, page):
+                rows = sorted(rows, key=lambda r: r["x"])
+                xs = np.array([r["x"] for r in rows])
+                ma = rows[0]["d_measured"][a]
+                mb = rows[0]["d_measured"][b]
+                ax.axhspan(*ma, color="tab:blue", alpha=0.12, lw=0, label=f"{a} measured D")
+                ax.axhspan(*mb, color="tab:orange", alpha=0.12, lw=0, label=f"{b} measured D")
+                markers = ["o", "s", "^", "v"]
+                for j, ((below, k), pts) in enumerate(crossing_series(rows).items()):
+                    x = np.array([p[0] for p in pts])
+                    d = np.array([p[1]["d"] for p in pts])
+                    # a bound past the searched range is drawn to the edge; no draws: no bar
+                    lo = np.array([p[1]["lo"] if p[1]["lo"] is not None else
+                                   (dmin if p[1]["lo_beyond_range"] else p[1]["d"]) for p in pts])
+                    hi = np.array([p[1]["hi"] if p[1]["hi"] is not None else
+                                   (dmax if p[1]["hi_beyond_range"] else p[1]["d"]) for p in pts])
+                    lab = f"{below} better below" + (f" (crossing {k + 1})" if k else "")
+                    ax.errorbar(x, d, yerr=[d - lo, hi - d], fmt=markers[j % 4] + "-", capsize=3,
+                                color=f"C{j + 2}", label=lab + f" ({doc['level']:.0%} interval)")
+                    beyond = [p[1]["hi_beyond_range"] or p[1]["lo_beyond_range"] for p in pts]
+                    for xx, dd, bb in zip(x, d, beyond):
+                        if bb:
+                            ax.annotate("past range", (xx, dd), fontsize=6, xytext=(3, 3),
+                                        textcoords="offset points")
+                cf = [(r["x"], r["closed_form"]["d"]) for r in rows
+                      if r.get("closed_form") and r["closed_form"].get("d")]
+                if cf:
+                    ax.plot([c[0] for c in cf], [c[1] for c in cf], "k--", lw=1,
+                            label="closed form (constant gap E_a=E_b)")
+                for r in rows:
+                    if not r["crossings"]:
+                        ax.annotate(f"no crossing\n({r['better_everywhere']} better)", (r["x"], dmin),
+                                    fontsize=6, ha="center", va="bottom", rotation=90,
+                                    xytext=(0, 4), textcoords="offset points")
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+                ax.set_ylim(dmin, dmax)
+                ax.set_xlim(xs.min() / 1.5, xs.max() * 1.5)
+                ax.set_xlabel(xname)
+                ax.set_ylabel(f"critical {doc['d_name']}")
+                ax.set_title(_title(dict(key)) + f": {a} vs {b}", fontsize=9)
+                ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+            fig.tight_layout()
+            paths += _save(fig, out_dir, name if pi == 0 else f"{name}-{pi + 1}", formats)
+            advance(len(page))
     sup = pd.DataFrame(doc.get("superiority") or [])
     col = f"p_{a}_better"
     if col in sup and sup[col].notna().any():      # needs draws; skipped without them
@@ -402,7 +414,8 @@ def plot_superiority(critical: CriticalResult | dict, out_dir: str | Path, *,
 # --- backtests -----------------------------------------------------------------------------
 
 def plot_backtest(bt: Backtest, out_dir: str | Path, *, name: str = "backtest",
-                  formats: Sequence[str] = FORMATS, panels: bool = True) -> list[Path]:
+                  formats: Sequence[str] = FORMATS, panels: bool = True,
+                  progress: Progress | None = None) -> list[Path]:
     """Delta_e and Delta_h per group and law (bars: NAME) and, with ``panels``, per law the
     fitted curves with the held-out runs marked (NAME_LAW).
 
@@ -416,6 +429,8 @@ def plot_backtest(bt: Backtest, out_dir: str | Path, *, name: str = "backtest",
         File name stem and formats.
     panels : bool
         Also draw each law's fit panels.
+    progress : Progress, optional
+        Told of the fit panels drawn (one stage per law).
 
     Returns
     -------
@@ -467,7 +482,7 @@ def plot_backtest(bt: Backtest, out_dir: str | Path, *, name: str = "backtest",
                 frame.loc[m, col] = r.loc[m, src]
         frame[res.columns["y"]] = r["loss"]
         paths += plot_fit(res, frame, out_dir, heldout=r["heldout"].to_numpy(bool),
-                          name=f"{name}_{law}", formats=formats)
+                          name=f"{name}_{law}", formats=formats, progress=progress)
     return paths
 
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# One XLA compilation cache for the whole test session, inherited by the subprocesses (CLI runs,
-# notebook kernels), so that a program compiled by one test is loaded, not recompiled, by the next.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="lawfit-test-xla-"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+# One XLA compilation cache, inherited by the subprocesses (CLI runs, notebook kernels), so that a
+# program compiled by one test is loaded, not recompiled, by the next; it is kept between sessions
+# (in .pytest_cache/, as the command line keeps its own in ~/.cache/lawfit), so a second quick round
+# compiles only what changed. jax keys each entry by the program, its options and jax's version.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".pytest_cache" / "lawfit-xla"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # every program, as the CLI
 os.environ.setdefault("LAWFIT_CACHE_DIR", os.environ["JAX_COMPILATION_CACHE_DIR"])
 
 
@@ -37,3 +38,16 @@ def run_cli(*args, cwd=None, timeout=600):
     """Run `lawfit ARGS` in a subprocess; returns CompletedProcess (text)."""
     return subprocess.run([sys.executable, "-m", "lawfit", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_main(capsys, *args) -> subprocess.CompletedProcess:
+    """Run `lawfit ARGS` in this process (for tests about a command's result, not about the process:
+    no interpreter start and no jax import per call); returns what `run_cli` does."""
+    from lawfit.cli.main import main
+    capsys.readouterr()                         # what earlier steps printed is not this command's
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:                   # argparse's errors
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["lawfit", *map(str, args)], code, out, err)

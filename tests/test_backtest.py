@@ -65,6 +65,7 @@ def test_holdout_named_values():
 
 # --- metrics ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_backtest_metrics_and_coverage():
     """On data drawn from the multiplicative law, its held-out error is at the noise level, the
     metrics equal a direct recomputation from the fits, and the predictive interval covers most
@@ -133,6 +134,7 @@ def runs_csv(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_cli_backtest_writes_outputs(runs_csv, tmp_path, capsys):
     out = tmp_path / "bt"
     rc = main(["backtest", str(runs_csv), "--laws", "multiplicative", "--bootstrap", "10",

@@ -298,6 +298,20 @@ def _runs(method="lora", shift=0.0):
     return df
 
 
+# small input files, broken in one way each: path under the cases' directory -> content
+FILES = {
+    "a-file": b"a file, not a directory\n",
+    "empty.csv": b"",
+    "header-only.csv": b"task,loss\n",
+    "corrupt.parquet": b"PAR1 but not really \x00\x01",
+    "bad.toml": b'[E]\ndist = "lognormal(',
+    "p.toml": b"",
+    "critical-empty/critical.json": b"{}",
+    "critical-bad-json/critical.json": b'{"between": ',
+    "backtest-no-csv/backtest.json": b'{"laws": ["multiplicative"]}',
+}
+
+
 def _tamper(root, name, change):
     shutil.copytree(root / "fit", root / f"t-{name}")
     doc = json.loads((root / "fit" / "fit.json").read_text())
@@ -359,19 +373,10 @@ def results(tmp_path_factory):
         pd.DataFrame([row]).to_parquet(root / "sweep" / f"{row.run_id}.parquet", index=False)
     text = _runs().astype({"model_params": str, "loss": str})
     text.to_parquet(root / "text.parquet", index=False)
-    (root / "a-file").write_text("a file, not a directory\n")
-    (root / "empty.csv").write_text("")
-    (root / "header-only.csv").write_text("task,loss\n")
-    (root / "corrupt.parquet").write_bytes(b"PAR1 but not really \x00\x01")
     (root / "empty-dir").mkdir()
-    (root / "bad.toml").write_text('[E]\ndist = "lognormal(')
-    (root / "p.toml").write_text("")
-    (root / "critical-empty").mkdir()
-    (root / "critical-empty" / "critical.json").write_text("{}")
-    (root / "critical-bad-json").mkdir()
-    (root / "critical-bad-json" / "critical.json").write_text('{"between": ')
-    (root / "backtest-no-csv").mkdir()
-    (root / "backtest-no-csv" / "backtest.json").write_text('{"laws": ["multiplicative"]}')
+    for name, content in FILES.items():
+        (root / name).parent.mkdir(exist_ok=True)
+        (root / name).write_bytes(content)
     shutil.copytree(root / "fit", root / "fit-no-draws")
     (root / "fit-no-draws" / "draws.parquet").unlink()
     shutil.copytree(root / "fit", root / "fit-zero-draws")
@@ -420,6 +425,7 @@ def test_the_headline_injection_runs_nothing_in_a_real_process(tmp_path):
     assert not (tmp_path / "CANARY").exists()
 
 
+@pytest.mark.slow
 def test_a_where_filtered_fit_is_plotted_without_evaluating_its_expression(tmp_path):
     """plot re-selects the fitted rows from the positions fit.json records; an expression in the
     artefact is data. The same table gives the fitted points; another table, curves only."""
@@ -448,6 +454,7 @@ def test_a_where_filtered_fit_is_plotted_without_evaluating_its_expression(tmp_p
     assert calls == []
 
 
+@pytest.mark.slow
 def test_duplicate_free_tables_do_not_warn():
     import lawfit
     res = lawfit.fit(_runs(), starts=4)

@@ -57,6 +57,7 @@ def mixed():
     return probs, starts
 
 
+@pytest.mark.slow
 def test_batched_and_one_by_one_give_the_same_optimum(mixed):
     probs, starts = mixed
     many = batch.multistart_many(probs, starts)
@@ -69,6 +70,7 @@ def test_batched_and_one_by_one_give_the_same_optimum(mixed):
         assert b.n_starts == len(s) and len(b.theta) == p.n_free
 
 
+@pytest.mark.slow
 @float64     # calls law.log_predict directly: in float64, as lawfit does (lawfit/numerics.py)
 def test_padding_never_leaks_into_a_result(mixed):
     """A group's fit is unchanged by adding other groups of different sizes to the call, and by the
@@ -102,6 +104,7 @@ def test_convergence_is_judged_per_group():
     assert abs(both[1].value - alone[1].value) <= 1e-9 * abs(alone[1].value)
 
 
+@pytest.mark.slow
 def test_memory_budget_splits_the_groups_into_chunks(mixed):
     """A tiny budget (one group per screening chunk) gives the same results."""
     probs, starts = mixed

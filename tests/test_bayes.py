@@ -6,6 +6,7 @@ possible, so that one compiled sampler serves most tests (compilation dominates 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -63,8 +64,31 @@ def test_calibration_central_90_intervals_cover_the_truth():
     assert all(v >= 6 for v in per_param.values()), per_param
 
 
+@pytest.mark.slow
+class _Recorder:
+    """A counting progress (lawfit.progress.CountingProgress) that records what it is told."""
+
+    def __init__(self):
+        self.lines, self.counts = [], []
+
+    def __call__(self, message):
+        self.lines.append(message)
+
+    @contextlib.contextmanager
+    def count(self, what, total, unit="it"):
+        done = [0]
+
+        def advance(n=1):
+            done[0] += n
+        yield advance
+        self.counts.append((what, total, unit, done[0]))
+
+
 def test_posterior_object_diagnostics_and_draws_interface():
-    res = lawfit.fit(synthetic(7), "multiplicative", fitter="bayes", seed=1)
+    rec = _Recorder()
+    res = lawfit.fit(synthetic(7), "multiplicative", fitter="bayes", seed=1, progress=rec)
+    # NUTS shows its progress per chain: 4 chains counted, each one advanced as it finished
+    assert ("NUTS", 4, "chain", 4) in rec.counts, rec.counts
     g = res.groups[0]
     post = g.posterior
     for group in ("posterior", "posterior_predictive", "log_likelihood", "observed_data",
@@ -295,3 +319,41 @@ def test_weights_scale_the_noise_and_log_space_likelihood():
                               jnp.asarray(ml.obs)))
     lp_nat = lp - np.log(300) - np.log(0.6) - np.log(0.01) - np.log(5.0)  # density in naturals
     assert math.isclose(potc, -(ll + lp_nat + logjac), rel_tol=1e-9)
+
+
+@float64
+def test_two_point_terms_keep_the_posterior_density():
+    """``ends=True`` samples each term ``A X^-alpha`` of the additive law as its values at the two
+    ends of the data (loss units): the sampler's coordinates change, the posterior does not. The
+    natural-parameter density (potential minus the log-Jacobian of the map to the natural
+    parameters, by autodiff) equals the plain model's at the same point, and the map inverts."""
+    import jax
+    import jax.numpy as jnp
+
+    from lawfit import lsq
+    law = lawfit.get_law("additive")
+    truth = {"A": 300.0, "B": 5.0, "E": 0.6, "alpha": 0.3, "beta": 0.2}
+    fr = simulate("additive", truth, GRID, noise=0.01, seeds=1, seed=1)
+    lv = np.log(fr[["model_params", "finetune_examples"]].to_numpy(float))
+    vals = truth | {"sigma": 0.01, "nu": 5.0}
+    for objective in ("huber", "huber-log"):
+        p = lsq.Problem.simple(law, lawfit.make_objective(objective), lv, fr["loss"].to_numpy())
+        ends = bayes.build_model(p, law.params, ends=True)
+        plain = bayes.build_model(p, law.params, centre=False)
+        assert ends.pairs == ((0, 3), (1, 4)) and ends.reparam == (False, False, True, False,
+                                                                   False)
+        np.testing.assert_allclose(ends.data["anchor_g"][1], [-lv[:, 1].max(), -lv[:, 1].min()])
+        densities = []
+        for m in (ends, plain):
+            u = jnp.asarray(m.unconstrain(vals))
+            back, _ = m.constrain(u)
+            np.testing.assert_allclose([float(back[k]) for k in vals], list(vals.values()),
+                                       rtol=1e-9)
+
+            def natural(v, m=m):
+                return jnp.stack([m.constrain(v)[0][s] for s in m.priors.sites])
+            logjac = float(jnp.linalg.slogdet(jax.jacfwd(natural)(u))[1])
+            pot = float(m.potential(u, {k: jnp.asarray(v) for k, v in m.data.items()},
+                                    jnp.asarray(m.obs)))
+            densities.append(-pot - logjac)
+        assert math.isclose(densities[0], densities[1], rel_tol=1e-10), densities

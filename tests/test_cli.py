@@ -179,6 +179,7 @@ def test_a_sweep_directory_with_a_corrupt_file_is_reported(capsys, runs, tmp_pat
     assert code == 2 and "broken.parquet" in err
 
 
+@pytest.mark.slow
 def test_no_traceback_at_process_level(runs):
     proc = run_cli("fit", runs, "--x", "nope")
     assert proc.returncode == 2
@@ -232,3 +233,14 @@ def test_the_lazy_api_gives_every_public_name_and_fit_is_the_function():
             "print('OK')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr[-2000:]
+
+
+def test_run_hands_the_sweep_to_the_runners_and_refuses_a_missing_file(capsys, tmp_path):
+    """`lawfit run SWEEP` is the runners' command: a sweep file that is not there exits 2 with one
+    line naming it, and nothing is created."""
+    pytest.importorskip("runners")
+    missing = tmp_path / "nothere.toml"
+    code, _, err = cli(capsys, "run", missing)
+    assert code == 2 and "not found" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []

@@ -299,6 +299,7 @@ def test_superiority_table(table4):
 
 # --- synthetic coverage study (test-sized; benchmarks/critical_study.py is the large one) -----
 
+@pytest.mark.slow
 def test_synthetic_critical_intervals_cover_and_widen_outside_data():
     """Paper grid (Table 1b) from Table 4 plus Gaussian noise (sd 0.005, 3 seeds); En-De Prompt vs
     LoRA on the model-size series. Their true crossings lie below the measured D (8e3..1e5) at
@@ -484,6 +485,7 @@ def test_cli_critical_one_series_per_comparison_and_pet_size_not_compared(three_
     assert rc == 0
 
 
+@pytest.mark.slow
 def test_pet_size_comparison_is_refused_when_asked_for(three_series):
     f, _ = three_series
     res = lawfit.fit(f[f.factor == "pet_params"], "multiplicative", x="@factor",

@@ -44,6 +44,7 @@ def test_parameter_recovery(law, params, grid, tol):
         assert abs(g.params[name] / params[name] - 1) < rel, (name, g.params[name], params[name])
 
 
+@pytest.mark.slow
 def test_chinchilla_recovery_with_huber_log():
     df = chinchilla_runs(noise=0.01)
     res = lawfit.fit(df, "chinchilla", bootstrap=100, seed=0)
@@ -58,6 +59,7 @@ def test_chinchilla_recovery_with_huber_log():
     assert len(g.draws) >= 95
 
 
+@pytest.mark.slow
 def test_bootstrap_intervals_cover_the_truth():
     """90% percentile intervals over 6 independent datasets: each parameter covered at least 4
     times (P(<= 3 of 6) = 1.6% for a calibrated 90% interval)."""
@@ -71,6 +73,7 @@ def test_bootstrap_intervals_cover_the_truth():
     assert (hits >= 4).all(), dict(zip(law.params, hits))
 
 
+@pytest.mark.slow
 @float64     # computes with jax directly: in float64, as lawfit does (lawfit/numerics.py)
 def test_sum_objective_avoids_the_mean_trap():
     """With a mean, objective and gradient shrink by 1/N and L-BFGS-B's default tolerances stop it
@@ -110,6 +113,7 @@ def test_objective_value_is_the_sum_of_penalties():
     assert np.isclose(g.objective_value, hub.sum(), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_bootstrap_is_reproducible_and_seeded():
     df = simulate("power", dict(A=8.0, E=1.2, alpha=0.35),
                   {"finetune_examples": np.geomspace(1e2, 1e6, 15)}, noise=0.01, seeds=2)
@@ -131,6 +135,7 @@ def test_keep_seeds_resamples_configurations():
     assert np.all(w.sum(axis=1) == 30)
 
 
+@pytest.mark.slow
 def test_varpro_reaches_the_same_optimum_as_newton():
     law = get_law("additive")
     df = simulate(law, dict(A=3e2, B=6.0, E=0.6, alpha=0.3, beta=0.25),

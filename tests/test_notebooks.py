@@ -68,3 +68,28 @@ def test_notebook_runs_and_saves_its_figures(path, tmp_path, monkeypatch):
     named = set(re.findall(r"save_figure\(\s*\w+\s*,\s*[\"']([\w-]+)[\"']", source))
     missing = {f"{n}.png" for n in named} - set(saved)
     assert not missing, f"figures named in the notebook but not saved: {missing}"
+
+
+def test_run_all_counts_cells_and_quiet_silences_it(tmp_path, monkeypatch, capsys):
+    """notebooks/run_all.py (stderr not a terminal here): a line when a notebook starts and one
+    when its cells are done; nothing of it with --quiet."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("run_all", ROOT / "notebooks" / "run_all.py")
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    for var in ("LAWFIT_NOTEBOOK_SMALL", "LAWFIT_NOTEBOOK_FIGURES", "JUPYTER_PATH"):
+        monkeypatch.setenv(var, "")          # run_all sets them; restored after the test
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("tiny"),
+                                         nbformat.v4.new_code_cell("x = 1"),
+                                         nbformat.v4.new_code_cell("y = x + 1")])
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, path)
+    argv = [str(path), "--out", str(tmp_path / "out"), "--figures", str(tmp_path / "fig")]
+    assert run_all.main(argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.endswith("tiny.ipynb: 2 cells") for line in err), err
+    assert any("tiny.ipynb: 2/2 done in" in line for line in err), err
+    assert (tmp_path / "out" / "tiny.ipynb").exists()
+    assert run_all.main([*argv, "--quiet"]) == 0
+    assert "tiny.ipynb: 2" not in capsys.readouterr().err
+    assert run_all.main([str(tmp_path / "absent.ipynb")]) == 2

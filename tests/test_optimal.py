@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_main
 from scipy.optimize import minimize_scalar
 
 import lawfit
@@ -41,7 +41,7 @@ def test_no_interior_optimum_is_counted_not_hidden():
     assert np.isnan(n).all() and np.isnan(d).all()
 
 
-def test_epoch_replication_gives_about_18_tokens_per_parameter(tmp_path):
+def test_epoch_replication_gives_about_18_tokens_per_parameter(tmp_path, capsys):
     """Epoch AI's data (Chinchilla's Figure 4, 240 runs after their exclusion of the 5 largest
     losses), the epoch2024 recipe: 18 tokens per parameter at Chinchilla's 5.88e23 FLOP (Epoch
     report about 20, with the Huber-scale estimator); Hoffmann et al.'s Approach 3 exponent
@@ -63,7 +63,7 @@ def test_epoch_replication_gives_about_18_tokens_per_parameter(tmp_path):
     fit_dir = tmp_path / "fit"
     from lawfit.io.artefacts import write_fit
     write_fit(res, fit_dir)
-    proc = run_cli("optimal", fit_dir, "--compute", "5.88e23,1e25", "--out", tmp_path / "opt")
+    proc = run_main(capsys, "optimal", fit_dir, "--compute", "5.88e23,1e25", "--out", tmp_path / "opt")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "opt" / "optimal.json").read_text())
     assert [r["compute"] for r in doc["rows"]] == [5.88e23, 1e25]
@@ -77,7 +77,7 @@ def test_epoch_replication_gives_about_18_tokens_per_parameter(tmp_path):
     assert json.loads(json.dumps(jsonable(back.as_dict()))) == doc
     assert "tokens per parameter" in proc.stdout
     # an existing optimal.json is not overwritten
-    again = run_cli("optimal", fit_dir, "--compute", "1e24", "--out", tmp_path / "opt")
+    again = run_main(capsys, "optimal", fit_dir, "--compute", "1e24", "--out", tmp_path / "opt")
     assert again.returncode == 2 and "exists" in again.stderr
     assert json.loads((tmp_path / "opt" / "optimal.json").read_text()) == doc
 

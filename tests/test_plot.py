@@ -35,6 +35,7 @@ def study():
     return f, res
 
 
+@pytest.mark.slow
 def test_plot_fit(study, tmp_path):
     f, res = study
     paths = plot_fit(res, f, tmp_path)
@@ -61,6 +62,7 @@ def test_plot_critical_and_superiority(study, tmp_path):
     assert_image(plot_superiority(doc, tmp_path / "doc", formats=("png",))[0])
 
 
+@pytest.mark.slow
 def test_plot_backtest(study, tmp_path):
     f, _ = study
     bt = backtest(f, ["multiplicative"], holdout="largest", bootstrap=5)
@@ -79,8 +81,15 @@ def test_cli_plot(study, tmp_path, capsys):
                  "--quiet"]) == 0
     assert_image(out / "fit.png")
     (out / "fit.png").unlink()
+    capsys.readouterr()
     assert main(["plot", str(out), "--format", "png"]) == 0
     assert_image(out / "fit.png")
+    # progress (stderr is not a terminal here): a line when the panels start, one when drawn
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.endswith("drawing fit: 2 panels") for line in err), err
+    assert any("drawing fit: 2/2 done in" in line for line in err), err
+    assert main(["plot", str(out), "--format", "png", "--quiet"]) == 0
+    assert "drawing" not in capsys.readouterr().err
     assert main(["plot", str(tmp_path / "nothing")]) == 2
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -89,6 +98,7 @@ def test_cli_plot(study, tmp_path, capsys):
     assert "Traceback" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_importing_and_plotting_leaves_the_backend_alone(study, tmp_path):
     """lawfit.plot chooses no backend and never touches pyplot: a notebook's or GUI's backend is
     the user's. Checked in a fresh interpreter (this one has imported matplotlib already)."""
@@ -113,3 +123,4 @@ def test_importing_and_plotting_leaves_the_backend_alone(study, tmp_path):
     assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-2000:]
     assert_image(tmp_path / "fit.png")
     assert (tmp_path / "fit.pdf").read_bytes().startswith(b"%PDF")
+

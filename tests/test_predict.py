@@ -20,6 +20,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_new_run_interval_covers_fresh_runs(case):
     """6 datasets x 16 fresh single runs (inside the fitted grid and one step beyond it): the 95%
@@ -47,6 +48,7 @@ def test_new_run_interval_covers_fresh_runs(case):
     assert curve <= 0.75 * inside, f"curve interval covered {curve}/{inside}"
 
 
+@pytest.mark.slow
 def test_residual_scale_is_in_the_objectives_space():
     law, truth, grid, noise, _ = CASES["log space"]
     runs = simulate(law, truth, grid, noise=noise, seeds=1, seed=0)
@@ -59,6 +61,7 @@ def test_residual_scale_is_in_the_objectives_space():
     assert sd_log == pytest.approx(noise / runs["loss"].mean(), rel=0.35)
 
 
+@pytest.mark.slow
 def test_two_stage_fit_predicts_through_its_factor_column(tmp_path):
     frame = paper_grid(seed=3, tasks=("wmt14_en_de",), methods=("fmt", "lora"))
     res = recipes.zhang2024(frame, bootstrap=20, seed=0, starts=20)

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import require_reference, run_cli
+from conftest import require_reference, run_main
 
 import lawfit
 import lawfit.io.artefacts
@@ -88,12 +88,12 @@ def test_correct_law_rarely_trips_poor_fit_and_a_wrong_one_does():
     assert sum(flagged_wrong) >= 9, flagged_wrong
 
 
-def test_gigaword_gpt2_is_flagged_with_its_quality_in_fit_json(tmp_path):
+def test_gigaword_gpt2_is_flagged_with_its_quality_in_fit_json(tmp_path, capsys):
     """Lin et al.'s Gigaword GPT-2 family under the multiplicative law: the solver converges, the
     residual RMSE is ~0.1 nats and the residuals run along D: poor_fit, in fit.json and printed."""
     path = require_reference("lin2024", "lin2024_gigaword.csv")
     out = tmp_path / "fit"
-    proc = run_cli("fit", path, "--where", "finetune_examples > 0 and family == 'GPT2'",
+    proc = run_main(capsys, "fit", path, "--where", "finetune_examples > 0 and family == 'GPT2'",
                    "--by", "family", "--out", out, "--quiet")
     assert proc.returncode == 0, proc.stderr
     (g,) = json.loads((out / "fit.json").read_text())["groups"]
@@ -108,7 +108,7 @@ def test_gigaword_gpt2_is_flagged_with_its_quality_in_fit_json(tmp_path):
     assert lawfit.io.artefacts.load_fit(out).groups[0].info["fit_quality"]["poor_fit"]
 
 
-def test_seeds_lack_of_fit_and_scale_at_its_floor_prints_as_zero(tmp_path):
+def test_seeds_lack_of_fit_and_scale_at_its_floor_prints_as_zero(tmp_path, capsys):
     """Where seeds repeat the block carries the residual/seed scatter ratio (about 1 for the true
     law); a scale parameter at its floor prints as "0 (at bound)", not as 1e-11."""
     rng = np.random.default_rng(3)
@@ -117,7 +117,7 @@ def test_seeds_lack_of_fit_and_scale_at_its_floor_prints_as_zero(tmp_path):
     path = tmp_path / "runs.csv"
     runs.to_csv(path, index=False)
     out = tmp_path / "fit"
-    proc = run_cli("fit", path, "--bootstrap", "20", "--out", out, "--quiet")
+    proc = run_main(capsys, "fit", path, "--bootstrap", "20", "--out", out, "--quiet")
     assert proc.returncode == 0, proc.stderr
     (g,) = json.loads((out / "fit.json").read_text())["groups"]
     assert g["status"] == "at_bound" and g["params"]["E"]["at_bound"]

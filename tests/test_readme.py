@@ -32,6 +32,7 @@ def test_zero_size_error_example_is_what_the_cli_prints():
     assert proc.stderr.strip() == shown
 
 
+@pytest.mark.slow
 def test_bundled_table_matches_its_documented_regeneration(tmp_path):
     out = tmp_path / "regen.csv"
     proc = run_cli("simulate", "--paper", "zhang2024", "--noise", "0.005", "--seeds", "3",

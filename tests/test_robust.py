@@ -35,6 +35,7 @@ def l1_fit(epoch):
     return lawfit.fit(frame, "chinchilla", objective="l1-log", where="not epoch_excluded", by=[])
 
 
+@pytest.mark.slow
 def test_l1_reproduces_epochs_published_point(epoch, l1_fit):
     """Epoch's estimator (a Huber likelihood with fitted scale, effectively least absolute
     deviation on log loss) gives A 482.01, B 2085.43, E 1.8172, alpha 0.3478, beta 0.3658.
@@ -55,6 +56,7 @@ def test_l1_reproduces_epochs_published_point(epoch, l1_fit):
     assert irls["stages"][-1]["converged"] and irls["l1_gap_bound"] < 1e-5
 
 
+@pytest.mark.slow
 def test_huber_fit_differs_and_tiny_delta_now_converges(epoch, l1_fit):
     """Huber(1e-3), lawfit's epoch2024 recipe, is Epoch's *grid* fit (A ~478, B ~2143), not their
     published point; Huber(1e-7), which Newton alone left not_converged, converges by IRLS and

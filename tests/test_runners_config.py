@@ -111,6 +111,7 @@ def test_bad_configuration_is_refused_by_dry_run_with_the_key(tmp_path, capsys, 
     assert list(tmp_path.iterdir()) == [p]  # nothing created
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text,key", [BAD[0], BAD[3], BAD[4], BAD[7], BAD[8], BAD[10], BAD[-1]],
                          ids=["empty", "steps", "batch_size", "checkpoints", "dtype", "unknown key", "gpu"])
 def test_bad_configuration_is_refused_by_run_before_anything_runs(tmp_path, text, key):

@@ -78,6 +78,7 @@ def test_rows_record_the_resolved_device(tmp_path):
         rows.device_columns(DeviceInfo("cpu", "cpu", 1))  # unresolved dtype never reaches a row
 
 
+@pytest.mark.slow
 def test_probe_in_a_subprocess_leaves_this_process_without_jax_backend_choice():
     from runners.device import probe_subprocess
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=3",

@@ -139,6 +139,7 @@ def test_interrupted_pretraining_resumes_to_the_same_result(tmp_path):
     assert not (tmp_path / "run" / "resume").exists()  # the training state goes once complete
 
 
+@pytest.mark.slow
 def test_bench_runners_mfu_uses_every_devices_peak(monkeypatch):
     import importlib.util
     spec = importlib.util.spec_from_file_location("bench_runners", REPO / "benchmarks" / "bench_runners.py")

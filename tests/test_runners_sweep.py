@@ -120,6 +120,7 @@ def test_corrupt_or_partial_row_file_is_reported(tmp_path, env):
     assert len(read_rows(plan.out)) == 1
 
 
+@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line(tmp_path, env):
     base, ckpt, e = env
     bad = tmp_path / "bad.toml"

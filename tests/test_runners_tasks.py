@@ -99,6 +99,7 @@ def test_tsv_loader_and_byte_tokenizer(tmp_path):
         read_tsv(tmp_path / "bad.tsv")
 
 
+@pytest.mark.slow
 def test_real_corpus_trans_de_en():
     """Debian's trans-de-en (apt-get install trans-de-en), read at run time, never vendored."""
     if not DING.exists():
@@ -128,6 +129,7 @@ def test_real_corpus_trans_de_en():
     assert len(task.pretrain_stream(2000)) == 2000
 
 
+@pytest.mark.slow
 def test_vectorised_pretraining_stream_matches_the_grammar_in_distribution():
     """The array-drawn stream renders the same language as `SyntheticPair.sentence`, one call per
     sentence: same bigram distribution (total variation), document lengths and A/B shares."""

@@ -56,6 +56,7 @@ def configs(df):
 
 # --- bookkeeping ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_n_is_respected_without_duplicates(runs, fitted):
     res = go(runs, fitted, n=6, cost="1")
     assert len(res.runs) == 6
@@ -268,6 +269,7 @@ def test_command_line_end_to_end(capsys, runs_csv, tmp_path):
 
 # --- sweep files ------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_emit_toml_writes_exactly_the_picks_as_runnable_sweeps(tmp_path):
     pytest.importorskip("runners.sweep")
     from lawfit.cli.suggest import emit_toml

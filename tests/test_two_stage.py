@@ -19,6 +19,7 @@ def one_task(seed, methods=("lora",)):
     return paper_grid(seed=seed, tasks=(TASK,), methods=methods)
 
 
+@pytest.mark.slow
 def test_stage2_is_refitted_per_paired_stage1_draw_and_frozen_is_labelled(tmp_path):
     res = recipes.zhang2024(one_task(7), bootstrap=40, seed=3, starts=20)
     s1 = res.group(task=TASK, method="lora", factor="model_params")
@@ -107,6 +108,7 @@ def test_a_few_failed_refits_are_reported_and_dropped(monkeypatch):
     assert any("2 of 50 bootstrap refits (4.0%)" in w for w in g.warnings)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_failed", [10, 50])
 def test_too_many_failed_refits_withhold_the_interval(monkeypatch, tmp_path, n_failed):
     failing_bootstrap(monkeypatch, n_failed)
@@ -131,6 +133,7 @@ def test_too_many_failed_refits_withhold_the_interval(monkeypatch, tmp_path, n_f
     assert row["interval"] == "withheld" and np.isnan(row["coverage"])
 
 
+@pytest.mark.slow
 def test_withheld_stage1_interval_withholds_stage2(monkeypatch):
     failing_bootstrap(monkeypatch, 30)
     res = recipes.zhang2024(one_task(7), bootstrap=40, seed=3, starts=20)
@@ -173,6 +176,7 @@ def test_bayesian_recipe_samples_one_joint_posterior():
     assert lo[law.params.index("A")] < truth["A"] < hi[law.params.index("A")]
 
 
+@pytest.mark.slow
 def test_run_recipe_is_the_one_entry_for_named_procedures():
     """lawfit.analysis.recipes.run_recipe: what ``lawfit fit --recipe`` and ``lawfit critical
     --recipe`` call. zhang2024 through it is the two-stage fit (x, objective and delta its own);

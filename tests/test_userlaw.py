@@ -87,6 +87,7 @@ def test_user_law_bootstrap_intervals_cover_the_truth():
     assert (covered.sum(axis=0) >= 34).all(), covered.sum(axis=0)
 
 
+@pytest.mark.slow     # the autodiff path itself is in the quick set: the rectified @lawfit.law above
 @pytest.mark.parametrize("name", [n for n, law in LAWS.items() if law.analytic])
 @float64     # computes with jax directly: in float64, as lawfit does (lawfit/numerics.py)
 def test_autodiff_path_matches_the_analytic_derivatives(name):
@@ -139,7 +140,8 @@ def flat_then_power(start=3200.0, noise=0.002, seed=0):
                          "loss": np.concatenate([[5.0], y])})
 
 
-@pytest.mark.parametrize("start", [800.0, 3200.0, 12800.0])
+@pytest.mark.parametrize("start", [800.0, pytest.param(3200.0, marks=pytest.mark.slow),
+                                   pytest.param(12800.0, marks=pytest.mark.slow)])
 def test_pre_power_phase_is_found_on_a_curve_with_a_known_flat_phase(start):
     c = flat_then_power(start)
     ph = prepower.power_phase(c.finetune_examples, c.loss, "validate")
@@ -167,6 +169,7 @@ def test_ats_follows_lin_et_al():
         prepower.power_phase(c.finetune_examples, c.loss, "magic")
 
 
+@pytest.mark.slow
 def test_user_law_module_on_the_command_line_with_its_source_hash(tmp_path):
     (tmp_path / "my_laws.py").write_text(LAW_SOURCE)
     simulate().to_csv(tmp_path / "runs.csv", index=False)
@@ -200,6 +203,7 @@ def test_a_law_of_d_alone_with_base_rows_is_plotted(tmp_path):
     assert [p.name for p in paths] == ["fit.png"] and paths[0].stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_user_law_joint_fit_shares_and_fixes_parameters():
     a, b = simulate(seed=4), simulate(seed=5)
     b = b.assign(loss=b.loss + 0.3 * 40.0 / (30.0 + b.finetune_examples ** 0.45))  # larger B

@@ -33,11 +33,12 @@ from ..errors import DataError
 from ..numerics import float64
 from .priors import Priors, resolve_priors
 
-__all__ = ["LIKELIHOODS", "PAD", "UNIT", "Model", "build_model", "centring", "free_params_of"]
+__all__ = ["LIKELIHOODS", "PAD", "UNIT", "Model", "build_model", "centring", "free_params_of",
+           "two_point"]
 
 LIKELIHOODS = ("student", "normal")
 PAD = 64                        # runs are padded (masked) to a multiple of this: shared compiles
-REPARAM_ARRAYS = ("shear", "shift", "unit", "loss_scale")   # data beside the runs
+REPARAM_ARRAYS = ("shear", "shift", "unit", "loss_scale", "anchor_g", "anchor_c")  # beside runs
 UNIT = 1e-3                    # reparameterised terms are linear above this share of the loss
 
 
@@ -67,6 +68,12 @@ class Model:
         ``log_vars`` (N, V), ``slots`` (N, P), ``fixed`` (k,), ``scale`` (N,).
     obs : numpy.ndarray
         (N,) observed values in the likelihood's space.
+    reparam : tuple of bool
+        Per free parameter: sampled as its term's value at the centre of the data
+        (:func:`centring`).
+    pairs : tuple of (int, int)
+        (scale, exponent) free-parameter pairs sampled as their term's values at the two ends of
+        the data (:func:`two_point`).
     """
     law: object
     space: str
@@ -78,6 +85,7 @@ class Model:
     data: dict
     obs: np.ndarray
     reparam: tuple = ()
+    pairs: tuple = ()
 
     @property
     def n_free(self) -> int:
@@ -94,7 +102,7 @@ class Model:
         return (self.law.name, (self.law.source or {}).get("sha256"), self.space,
                 self.free_params, self.priors.sites,
                 self.priors.key(), self.likelihood, self.nu,
-                self.reparam)
+                self.reparam, self.pairs)
 
     def log_pred(self, data: Mapping, free_natural):
         """log L per run from the free parameters in natural units ((F,) array)."""
@@ -153,31 +161,54 @@ class Model:
     def constrain(self, u, data: Mapping | None = None):
         """(..., D) unconstrained -> ({site: (...) natural value}, log|det J| (...)).
 
-        Every site moves through numpyro's bijection onto its prior's support, except the
-        reparameterised scale parameters (``reparam``): their coordinate is the value of their
-        term at the centre of the data, ``t = unit * softplus(u)`` in loss units (see
-        :func:`build_model`), and ``log A = log t - shear @ internal - shift``.
+        Every site moves through numpyro's bijection onto its prior's support, except
+
+        * the (scale, exponent) pairs (``pairs``, :func:`two_point`): their two coordinates are
+          the term's values at the two ends of the data, ``t = unit * softplus(u)`` in loss
+          units; the exponent is ``(log t1 - log t2) / (g1 - g2)`` and
+          ``log A = log t1 - g1 * exponent - c`` (``anchor_g``, ``anchor_c``);
+        * the centred scale parameters (``reparam``): their coordinate is the value of their
+          term at the centre of the data, ``t = unit * softplus(u)`` in loss units (see
+          :func:`centring`), and ``log A = log t - shear @ internal - shift``.
         """
         data = self.data if data is None else data
         ts = self.transforms()
+        paired = {i for pair in self.pairs for i in pair}
+        unit = jnp.asarray(data["unit"])
         params, logdet = {}, 0.0
-        for i, (s, t) in enumerate(zip(self.priors.sites, ts)):
-            if i < self.n_free and self.reparam and self.reparam[i]:
+        sites = self.priors.sites
+        for i, (s, t) in enumerate(zip(sites, ts)):
+            if i < self.n_free and ((self.reparam and self.reparam[i]) or i in paired):
                 continue
             x = t(u[..., i])
             params[s] = x
             logdet = logdet + t.log_abs_det_jacobian(u[..., i], x)
+
+        def log_term(v):          # log(unit * softplus(v)) and its log-derivative in v
+            sp = jax.nn.softplus(v)
+            return jnp.log(unit * sp), jax.nn.log_sigmoid(v) - jnp.log(sp)
+        if self.pairs:
+            g = jnp.asarray(data["anchor_g"])
+            c = jnp.asarray(data["anchor_c"])
+        for j, k in self.pairs:
+            l1, d1 = log_term(u[..., j])
+            l2, d2 = log_term(u[..., k])
+            expo = (l1 - l2) / (g[j, 0] - g[j, 1])
+            log_a = l1 - g[j, 0] * expo - c[j]
+            params[sites[j]] = jnp.exp(log_a)
+            params[sites[k]] = expo
+            # d(A, exponent) / d(u_j, u_k) = A / |g1 - g2| * prod d log t / d u
+            logdet = logdet + log_a - jnp.log(jnp.abs(g[j, 0] - g[j, 1])) + d1 + d2
         if any(self.reparam):
             internal = jnp.stack(
                 [jnp.zeros_like(u[..., j]) if self.reparam[j]
                  else (jnp.log(params[s]) if self.free_params[j] in self.law.log_params
                        else params[s])
-                 for j, s in enumerate(self.priors.sites[: self.n_free])], -1)
+                 for j, s in enumerate(sites[: self.n_free])], -1)
             shear = jnp.asarray(data["shear"])
             shift = jnp.asarray(data["shift"])
-            unit = jnp.asarray(data["unit"])
             centre = internal @ shear.T + shift                  # (..., F)
-            for j, s in enumerate(self.priors.sites[: self.n_free]):
+            for j, s in enumerate(sites[: self.n_free]):
                 if not self.reparam[j]:
                     continue
                 term = unit * jax.nn.softplus(u[..., j])         # term value at the centre
@@ -193,19 +224,27 @@ class Model:
         ts = self.transforms()
         out = np.array([float(t.inv(jnp.asarray(values[s]))) if s in values else 0.0
                         for s, t in zip(self.priors.sites, ts)])
+        if not (any(self.reparam) or self.pairs):
+            return out
+        unit = float(self.data["unit"])
+
+        def inv_term(log_t):      # softplus^-1(exp(log_t) / unit)
+            y = min(max(float(np.exp(log_t)) / unit, 1e-300), 1e300)
+            return y + np.log(-np.expm1(-y)) if y < 30 else y
+        nat = {s: (values[s] if s in values else float(ts[i](0.0)))
+               for i, s in enumerate(self.priors.sites[: self.n_free])}
+        internal = np.array([np.log(nat[s]) if self.free_params[j] in self.law.log_params
+                             else nat[s] for j, s in enumerate(self.priors.sites[: self.n_free])])
+        g, c = self.data["anchor_g"], self.data["anchor_c"]
+        for j, k in self.pairs:
+            out[j] = inv_term(internal[j] + g[j, 0] * internal[k] + c[j])
+            out[k] = inv_term(internal[j] + g[j, 1] * internal[k] + c[j])
         if any(self.reparam):
-            nat = {s: (values[s] if s in values else float(ts[i](0.0)))
-                   for i, s in enumerate(self.priors.sites[: self.n_free])}
-            internal = np.array([0.0 if self.reparam[j] else
-                                 (np.log(nat[s]) if self.free_params[j] in self.law.log_params
-                                  else nat[s])
-                                 for j, s in enumerate(self.priors.sites[: self.n_free])])
-            centre = self.data["shear"] @ internal + self.data["shift"]
-            for j, s in enumerate(self.priors.sites[: self.n_free]):
+            plain = np.where(np.asarray(self.reparam), 0.0, internal)
+            centre = self.data["shear"] @ plain + self.data["shift"]
+            for j in range(self.n_free):
                 if self.reparam[j]:
-                    y = np.exp(np.log(nat[s]) + centre[j]) / float(self.data["unit"])
-                    y = min(max(y, 1e-300), 1e300)
-                    out[j] = y + np.log(-np.expm1(-y)) if y < 30 else y   # softplus^-1
+                    out[j] = inv_term(internal[j] + centre[j])
         return out
 
     def potential(self, u, data: Mapping, obs):
@@ -229,7 +268,7 @@ def free_params_of(problem: lsq.Problem) -> tuple:
 @float64
 def build_model(problem: lsq.Problem, free_names: Sequence[str], *, priors: Mapping | None = None,
                 likelihood: str = "student", nu: float | None = None,
-                weights=None, centre: bool = True) -> Model:
+                weights=None, centre: bool = True, ends: bool = False) -> Model:
     """The numpyro model of ``problem``.
 
     Parameters
@@ -248,6 +287,9 @@ def build_model(problem: lsq.Problem, free_names: Sequence[str], *, priors: Mapp
     centre : bool
         Sample scale parameters as their term's value at the centre of the data
         (:func:`centring`); False samples every site in its own log or natural units.
+    ends : bool
+        Sample a term with one scale and one exponent as its values at the two ends of the
+        data (:func:`two_point`); needs ``centre`` (False: such terms are centred).
 
     Returns
     -------
@@ -275,15 +317,89 @@ def build_model(problem: lsq.Problem, free_names: Sequence[str], *, priors: Mapp
             "fixed": np.asarray(problem.fixed, np.float64),
             "scale": 1.0 / np.sqrt(w)}
     obs = np.log(problem.y) if space == "log" else np.asarray(problem.y, np.float64)
-    reparam, shear, shift = centring(problem, fp, pr) if centre else (
-        (False,) * len(fp), np.zeros((len(fp), len(fp))), np.zeros(len(fp)))
+    f = len(fp)
+    pairs, anchor_g, anchor_c = two_point(problem, fp, pr) if centre and ends else (
+        (), np.zeros((f, 2)), np.zeros(f))
+    reparam, shear, shift = centring(problem, fp, pr, {i for p in pairs for i in p}) \
+        if centre else ((False,) * f, np.zeros((f, f)), np.zeros(f))
     data |= {"shear": shear, "shift": shift, "unit": np.float64(UNIT * np.median(problem.y)),
-             "loss_scale": np.float64(np.min(problem.y))}
+             "loss_scale": np.float64(np.min(problem.y)), "anchor_g": anchor_g,
+             "anchor_c": anchor_c}
     return Model(problem.law, space, fp, pr, likelihood, None if nu is None else float(nu),
-                 "log_loss" if space == "log" else "loss", data, obs, reparam)
+                 "log_loss" if space == "log" else "loss", data, obs, reparam, pairs)
 
 
-def centring(problem: lsq.Problem, free_params: Sequence[str], priors: Priors):
+def _scale_terms(t: np.ndarray, j: int, free_params, priors, law):
+    """(rows, terms) where scale parameter ``j`` enters with coefficient 1, exactly one term
+    per run, or None when ``j`` is not such a scale parameter (with a prior on (0, inf))."""
+    if free_params[j] not in law.log_params or \
+            priors.dists[j].support is not constraints.positive:
+        return None
+    rows, terms = np.nonzero(t[:, :, j])
+    if len(rows) == 0 or len(np.unique(rows)) != len(rows) or not np.all(
+            t[rows, terms, j] == 1.0):
+        return None
+    return rows, terms
+
+
+def two_point(problem: lsq.Problem, free_params: Sequence[str], priors: Priors):
+    """Which (scale, exponent) pairs are sampled as their term's values at the ends of the data.
+
+    A term ``A X^-alpha`` (``log T = log A + g_n alpha + c_n``, ``g_n = -log X_n``) whose data
+    see only part of its curve identifies little more than its level and slope: sampled as
+    (log A, alpha), or as its value at the centre and alpha (:func:`centring`), the posterior of
+    ``E + B D^-beta`` is a curved ridge from E = 0 (small beta) to the term vanishing (large
+    beta), with a funnel at its end. Sampled as the term's values at the smallest and the
+    largest ``g`` of its runs, in loss units (``unit * softplus(u)``, linear above
+    ``UNIT * median loss``), the level at both ends of the data is a linear function of the
+    coordinates and that ridge is a straight line, which a dense mass matrix follows. The
+    priors are unchanged (on A and alpha, natural units; the Jacobian is in
+    ``Model.constrain``).
+
+    A pair qualifies when A qualifies for :func:`centring`, its term's other coefficients touch
+    exactly one free parameter, an exponent with a prior on the whole real line that enters
+    no other term, and ``g`` takes at least two values.
+
+    Returns
+    -------
+    (tuple of (int, int), numpy.ndarray, numpy.ndarray)
+        the pairs, ``anchor_g`` (F, 2): the exponent's coefficient at the two ends (row of the
+        scale), ``anchor_c`` (F,): the term's mean offset.
+    """
+    f = len(free_params)
+    g_out, c_out = np.zeros((f, 2)), np.zeros(f)
+    if not problem.law.analytic or f == 0:
+        return (), g_out, c_out
+    t, c = problem.design()                                  # (N, K, F), (N, K)
+    pairs, used = [], set()
+    for j in range(f):
+        found = _scale_terms(t, j, free_params, priors, problem.law)
+        if found is None:
+            continue
+        rows, terms = found
+        tt = t[rows, terms, :].copy()
+        tt[:, j] = 0.0
+        others = np.nonzero(np.any(tt != 0.0, axis=0))[0]
+        if len(others) != 1:
+            continue
+        k = int(others[0])
+        if (k in used or free_params[k] in problem.law.log_params
+                or priors.dists[k].support is not constraints.real
+                or np.count_nonzero(t[:, :, k]) != np.count_nonzero(tt[:, k])):
+            continue
+        g = tt[:, k]
+        lo, hi = float(g.min()), float(g.max())
+        if not hi - lo > 1e-6 * max(1.0, abs(lo), abs(hi)):
+            continue
+        pairs.append((j, k))
+        used |= {j, k}
+        g_out[j] = (lo, hi)
+        c_out[j] = float(c[rows, terms].mean())
+    return tuple(pairs), g_out, c_out
+
+
+def centring(problem: lsq.Problem, free_params: Sequence[str], priors: Priors,
+             exclude=frozenset()):
     """Which scale parameters are sampled as their term's value at the centre of the data.
 
     In ``log L = logsumexp_k(T[n, k] @ theta + c[n, k])`` (``Problem.design``) a scale parameter
@@ -301,7 +417,8 @@ def centring(problem: lsq.Problem, free_params: Sequence[str], priors: Priors):
     A parameter qualifies when it is a scale parameter of the law (``log_params``) with a prior
     on the whole positive axis, enters exactly one term of every run it appears in with
     coefficient 1, and its term's other coefficients touch only exponents (not another
-    reparameterised scale). Laws without terms (jax laws) are sampled as before.
+    reparameterised scale), and it is not in ``exclude`` (the scales of :func:`two_point`'s
+    pairs). Laws without terms (jax laws) are sampled as before.
 
     Returns
     -------
@@ -315,14 +432,11 @@ def centring(problem: lsq.Problem, free_params: Sequence[str], priors: Priors):
     t, c = problem.design()                                  # (N, K, F), (N, K)
     shear, shift = np.zeros((f, f)), np.zeros(f)
     ok = np.zeros(f, bool)
-    for j, p in enumerate(free_params):
-        d = priors.dists[j]
-        if p not in problem.law.log_params or d.support is not constraints.positive:
+    for j in range(f):
+        found = None if j in exclude else _scale_terms(t, j, free_params, priors, problem.law)
+        if found is None:
             continue
-        rows, terms = np.nonzero(t[:, :, j])
-        if len(rows) == 0 or len(np.unique(rows)) != len(rows) or not np.all(
-                t[rows, terms, j] == 1.0):
-            continue
+        rows, terms = found
         tt = t[rows, terms, :].copy()
         tt[:, j] = 0.0
         shear[j] = tt.mean(axis=0)

@@ -13,7 +13,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lawfit.cli.common import Reporter, add_command, add_data_arguments, csv_list, fit_options, load
+from lawfit.cli.common import (
+    Reporter,
+    add_command,
+    add_data_arguments,
+    check_plot_out,
+    csv_list,
+    fit_options,
+    load,
+    print_written,
+)
 from lawfit.errors import DataError
 
 if TYPE_CHECKING:
@@ -100,8 +109,7 @@ def cmd_critical(args) -> int:
     between = _pair(args.between)
     at = parse_at(args.at)
     d_range = _d_range(args.d_range)
-    if args.plot and not args.out:
-        raise DataError("--plot needs --out DIR (the figures are written there)")
+    check_plot_out(args)
     if not args.method_column.strip():
         raise DataError("--method-column needs a column name")
     opts = fit_options(args)
@@ -141,8 +149,7 @@ def cmd_critical(args) -> int:
         print(f"wrote {paths[0]} and {paths[1]}", file=sys.stderr)
         if args.plot:
             from lawfit.plot import plot_critical
-            for path in plot_critical(res, args.out):
-                print(f"wrote {path}", file=sys.stderr)
+            print_written(plot_critical(res, args.out, progress=progress))
     return 0
 
 
@@ -178,16 +185,16 @@ def cmd_backtest(args) -> int:
     for name in laws:
         get_law(name)
     holdout = parse_holdout(args.holdout)
-    if args.plot and not args.out:
-        raise DataError("--plot needs --out DIR (the figures are written there)")
+    check_plot_out(args)
     if args.law:
         raise DataError("lawfit backtest compares laws: give them with --laws, not --law")
     opts = fit_options(args)
     if args.out:
         artefacts.check_out_dir(args.out, BACKTEST_FILES, args.overwrite, runs=args.runs)
     frame, source = load(args)
+    progress = Reporter(args.quiet)
     bt = backtest(frame, laws, holdout=holdout, bootstrap=args.bootstrap, level=args.level,
-                  progress=Reporter(args.quiet), source=source, **opts)
+                  progress=progress, source=source, **opts)
     _print_table(bt.summary.drop(columns=["n_draws"]))
     print("\nDelta_h (mean |prediction - loss| on held-out runs) by law:")
     _print_table(bt.comparison())
@@ -198,8 +205,7 @@ def cmd_backtest(args) -> int:
               f"{out / 'fits'}/", file=sys.stderr)
         if args.plot:
             from lawfit.plot import plot_backtest
-            for path in plot_backtest(bt, out):
-                print(f"wrote {path}", file=sys.stderr)
+            print_written(plot_backtest(bt, out, progress=progress))
     return 0
 
 
@@ -215,11 +221,12 @@ def _plot_add(p):
     p.add_argument("--format", default="png,pdf", help="png,pdf (default both)")
     p.add_argument("--law", default=None, help="MODULE:FUNCTION of a fit made with your own law "
                    "(its source hash is checked)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
 
 def cmd_plot(args) -> int:
     from lawfit.io.artefacts import load_fit, prepare_out
-    from lawfit.io.results import invalid_artefact, read_backtest, read_critical
+    from lawfit.io.results import checked_artefact, read_backtest, read_critical
     from lawfit.io.runs import read_runs
     from lawfit.plot import plot_backtest, plot_critical, plot_fit
     from lawfit.table import select_recorded
@@ -257,27 +264,17 @@ def cmd_plot(args) -> int:
             print(f"note: runs table {runs} not found: drawing curves only (give --runs)",
                   file=sys.stderr)
     prepare_out(out, [], overwrite=True, check_rows=False)     # figures only: no parquet
+    progress = Reporter(args.quiet)
     paths = []
-    found = False
     if result is not None:
-        found = True
-        paths += plot_fit(result, frame, out, formats=formats)
+        paths += plot_fit(result, frame, out, formats=formats, progress=progress)
     if crit is not None:
-        found = True
-        try:
-            paths += plot_critical(crit, out, formats=formats)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise invalid_artefact(d / "critical.json", exc) from None
+        with checked_artefact(d / "critical.json"):
+            paths += plot_critical(crit, out, formats=formats, progress=progress)
     if bt is not None:
-        found = True
-        try:
-            paths += plot_backtest(bt, out, formats=formats)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise invalid_artefact(d / "backtest.json", exc) from None
-    if not found:
-        raise DataError(f"{d} holds no fit.json, critical.json or backtest.json")
-    for p in paths:
-        print(f"wrote {p}", file=sys.stderr)
+        with checked_artefact(d / "backtest.json"):
+            paths += plot_backtest(bt, out, formats=formats, progress=progress)
+    print_written(paths)
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 
 from lawfit.errors import DataError
@@ -16,8 +17,8 @@ from lawfit.objectives import NAMES as OBJECTIVES
 from lawfit.progress import Reporter
 
 __all__ = ["Reporter", "add_command", "add_data_arguments", "check_level", "check_target_accept",
-           "csv_list", "fit_options", "load", "number", "one_line", "parse_assignments",
-           "parse_starts", "parse_value"]
+           "check_plot_out", "csv_list", "fit_options", "load", "number", "one_line",
+           "parse_assignments", "parse_starts", "parse_value", "print_written"]
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -41,6 +42,30 @@ def add_command(subparsers, name: str, help: str,
     parser = subparsers.add_parser(name, help=help, description=help)
     add_arguments(parser)
     parser.set_defaults(lawfit_command=run)
+
+
+def check_plot_out(args: argparse.Namespace) -> None:
+    """``--plot`` draws into ``--out``: refuse it without one, before any work is done.
+
+    Parameters
+    ----------
+    args
+        The parsed options (``plot`` and ``out``).
+    """
+    if args.plot and not args.out:
+        raise DataError("--plot needs --out DIR (the figures are written there)")
+
+
+def print_written(paths) -> None:
+    """Tell the user, on stderr, of each file written (``wrote PATH``).
+
+    Parameters
+    ----------
+    paths
+        The files written.
+    """
+    for p in paths:
+        print(f"wrote {p}", file=sys.stderr)
 
 
 def one_line(exc: BaseException | str) -> str:

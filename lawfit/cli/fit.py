@@ -10,6 +10,7 @@ from lawfit.cli.common import (
     add_command,
     add_data_arguments,
     check_level,
+    check_plot_out,
     check_target_accept,
     csv_list,
     fit_options,
@@ -17,6 +18,7 @@ from lawfit.cli.common import (
     number,
     parse_assignments,
     parse_value,
+    print_written,
 )
 from lawfit.errors import DataError
 
@@ -59,8 +61,7 @@ def cmd_fit(args) -> int:
     from lawfit import report
     from lawfit.analysis import recipes
     from lawfit.io import artefacts
-    if args.plot and not args.out:
-        raise DataError("--plot needs --out DIR (the figures are written there)")
+    check_plot_out(args)
     bayes_flags = {k: getattr(args, k) for k in ("chains", "warmup", "draws", "likelihood",
                                                  "target_accept")
                    if getattr(args, k) is not None}
@@ -96,8 +97,7 @@ def cmd_fit(args) -> int:
         print("wrote " + ", ".join(str(out / n) for n in written), file=sys.stderr)
     if args.plot:
         from lawfit.plot import plot_fit
-        for path in plot_fit(result, frame, args.out):
-            print(f"wrote {path}", file=sys.stderr)
+        print_written(plot_fit(result, frame, args.out, progress=progress))
     return 0
 
 

@@ -2,9 +2,7 @@
 (registered by ``register``, listed in ``lawfit.cli.main.COMMAND_MODULES``). Thin: one call into optimal.py."""
 from __future__ import annotations
 
-import sys
-
-from lawfit.cli.common import add_command, csv_list
+from lawfit.cli.common import add_command, csv_list, print_written
 from lawfit.errors import DataError
 
 
@@ -66,9 +64,7 @@ def cmd_optimal(args) -> int:
     if args.out:
         from lawfit.plot import plot_optimal
         out = Path(args.out)
-        paths = [*write_optimal(opt, out, overwrite=True), *plot_optimal(result, opt, out)]
-        for p in paths:
-            print(f"wrote {p}", file=sys.stderr)
+        print_written([*write_optimal(opt, out, overwrite=True), *plot_optimal(result, opt, out)])
     return 0
 
 

@@ -18,7 +18,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lawfit.cli.common import Reporter, add_command, add_data_arguments, csv_list, fit_options, load, parse_assignments
+from lawfit.cli.common import (
+    Reporter,
+    add_command,
+    add_data_arguments,
+    csv_list,
+    fit_options,
+    load,
+    parse_assignments,
+    print_written,
+)
 from lawfit.errors import DataError
 
 if TYPE_CHECKING:
@@ -156,8 +165,7 @@ def cmd_suggest(args) -> int:
         paths = write_suggestion(res, args.out, overwrite=True) + plot_suggestion(res, args.out)
         print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
     if args.emit_toml:
-        for path in emit_toml(res.runs, frame, args.sweep, args.emit_toml):
-            print(f"wrote {path}", file=sys.stderr)
+        print_written(emit_toml(res.runs, frame, args.sweep, args.emit_toml))
     return 0
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +30,8 @@ from lawfit.io.files import atomic_write
 
 __all__ = ["write_critical", "read_critical", "read_critical_doc", "write_backtest",
            "read_backtest", "write_optimal", "read_optimal", "write_suggestion",
-           "read_suggestion", "invalid_artefact", "CRITICAL_FILES", "BACKTEST_FILES", "OPTIMAL_FILES",
-           "SUGGEST_FILES"]
+           "read_suggestion", "invalid_artefact", "checked_artefact", "CRITICAL_FILES",
+           "BACKTEST_FILES", "OPTIMAL_FILES", "SUGGEST_FILES"]
 
 CRITICAL_FILES = ("critical.json", "superiority.csv")
 BACKTEST_FILES = ("backtest.json", "backtest_runs.csv")
@@ -55,6 +57,36 @@ def _read_json(path: Path) -> dict:
     if not isinstance(doc, dict):
         raise DataError(f"{path} is not a JSON object")
     return doc
+
+
+def _load(path: str | Path, name: str) -> tuple[Path, dict]:
+    """The JSON document ``name`` (``path``: it, or its directory) and the file it came from."""
+    path = _json_path(path, name)
+    return path, _read_json(path)
+
+
+@contextmanager
+def checked_artefact(path: Path) -> Iterator[None]:
+    """A context in which the artefact at ``path`` is read or drawn: a failed check of its
+    structure (a KeyError, TypeError, ValueError or IndexError) leaves it as the one-line
+    :func:`invalid_artefact` error for ``path``.
+
+    Parameters
+    ----------
+    path : Path
+        The artefact the work inside reads.
+    """
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise invalid_artefact(path, exc) from None
+
+
+def _write_document(doc: dict, out: str | Path, files: tuple[str, ...], overwrite: bool) -> list[Path]:
+    """An artefact of one JSON document, ``files[0]``, written into directory ``out``."""
+    out = prepare_out(out, files, overwrite)
+    write_json(doc, out / files[0])
+    return [out / files[0]]
 
 
 def invalid_artefact(path: Path, exc: Exception) -> DataError:
@@ -113,8 +145,7 @@ def read_critical_doc(path: str | Path) -> dict:
     dict
         The document as written by :func:`write_critical`.
     """
-    path = _json_path(path, "critical.json")
-    doc = _read_json(path)
+    path, doc = _load(path, "critical.json")
     between = doc.get("between")
     search = doc.get("search")
     ok = (isinstance(between, list) and len(between) == 2
@@ -147,7 +178,7 @@ def read_critical(path: str | Path):
     path = _json_path(path, "critical.json")
     doc = read_critical_doc(path)
     a, b = doc["between"]
-    try:
+    with checked_artefact(path):
         rows = []
         for r in doc["rows"]:
             crossings = []
@@ -177,8 +208,6 @@ def read_critical(path: str | Path):
                               level=float(doc["level"]), search=dict(doc["search"]),
                               method_column=str(doc.get("method_column", "method")),
                               skipped=tuple(dict(s) for s in skipped))
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise invalid_artefact(path, exc) from None
 
 
 # --- backtest ----------------------------------------------------------------------------------
@@ -235,7 +264,7 @@ def read_backtest(path: str | Path):
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path / 'backtest_runs.csv'}: "
                         f"{' '.join(str(exc).split())[:100]}") from None
-    try:
+    with checked_artefact(path / "backtest.json"):
         laws = doc["laws"]
         if not (isinstance(laws, list) and laws and all(isinstance(x, str) for x in laws)):
             raise ValueError("'laws' must be a list of law names")
@@ -252,8 +281,6 @@ def read_backtest(path: str | Path):
                         summary=pd.DataFrame(doc["summary"]), runs=runs, fits=fits,
                         columns=doc["columns"], group_columns=tuple(doc["group_columns"]),
                         level=doc["level"], source=doc.get("data") or {})
-    except (KeyError, TypeError, ValueError) as exc:
-        raise invalid_artefact(path / "backtest.json", exc) from None
 
 
 # --- optimal -----------------------------------------------------------------------------------
@@ -275,9 +302,7 @@ def write_optimal(opt, out: str | Path, overwrite: bool = False) -> list[Path]:
     list of Path
         The file written.
     """
-    out = prepare_out(out, OPTIMAL_FILES, overwrite)
-    write_json(opt.as_dict(), out / "optimal.json")
-    return [out / "optimal.json"]
+    return _write_document(opt.as_dict(), out, OPTIMAL_FILES, overwrite)
 
 
 def read_optimal(path: str | Path):
@@ -289,9 +314,8 @@ def read_optimal(path: str | Path):
     OptimalResult
     """
     from lawfit.analysis.optimal import OptimalResult
-    path = _json_path(path, "optimal.json")
-    doc = _read_json(path)
-    try:
+    path, doc = _load(path, "optimal.json")
+    with checked_artefact(path):
         rows, exps = doc["rows"], doc["exponents"]
         if not (isinstance(rows, list) and isinstance(exps, list)
                 and all(isinstance(r, dict) and isinstance(r["key"], dict) for r in rows + exps)):
@@ -303,8 +327,6 @@ def read_optimal(path: str | Path):
         return OptimalResult(rows=rows, exponents=exps, flops_per_param_token=k, level=level,
                              columns=dict(doc.get("columns") or {}),
                              source=dict(doc.get("data") or {}))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise invalid_artefact(path, exc) from None
 
 
 # --- suggest -----------------------------------------------------------------------------------
@@ -326,9 +348,7 @@ def write_suggestion(res, out: str | Path, overwrite: bool = False) -> list[Path
     list of Path
         The file written.
     """
-    out = prepare_out(out, SUGGEST_FILES, overwrite)
-    write_json(res.to_dict(), out / "suggest.json")
-    return [out / "suggest.json"]
+    return _write_document(res.to_dict(), out, SUGGEST_FILES, overwrite)
 
 
 def read_suggestion(path: str | Path):
@@ -340,9 +360,8 @@ def read_suggestion(path: str | Path):
     Suggestion
     """
     from lawfit.analysis.suggest import Suggestion
-    path = _json_path(path, "suggest.json")
-    doc = _read_json(path)
-    try:
+    path, doc = _load(path, "suggest.json")
+    with checked_artefact(path):
         cost = doc["cost"]
         iv = doc["interval_now"]
         if not (isinstance(cost, dict) and isinstance(iv, list) and len(iv) == 2
@@ -364,5 +383,3 @@ def read_suggestion(path: str | Path):
                           source=dict(doc.get("data") or {}),
                           noise={str(k): _num(v) for k, v in doc["noise_sd"].items()},
                           notes=tuple(str(x) for x in doc["notes"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise invalid_artefact(path, exc) from None

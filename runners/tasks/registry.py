@@ -24,10 +24,17 @@ CORPUS_FORMATS: dict[str, TaskFactory] = {}
 _COMPANIONS: dict[str, str] = {}
 
 
-def _add(table: dict[str, TaskFactory], key: str, factory: TaskFactory) -> None:
-    if key in TASKS or key in CORPUS_FORMATS:  # one namespace: a task name is never a corpus key
-        raise ValueError(f"{key!r} is registered twice (task names and corpus formats share one namespace)")
-    table[key] = factory
+def _registrar(table: dict[str, TaskFactory], key: str,
+               companion: str | None = None) -> Callable[[TaskFactory], TaskFactory]:
+    """The decorator that enters a factory in `table` under `key` (and its companion task)."""
+    def deco(factory: TaskFactory) -> TaskFactory:
+        if key in TASKS or key in CORPUS_FORMATS:  # one namespace: a task name is never a corpus key
+            raise ValueError(f"{key!r} is registered twice (task names and corpus formats share one namespace)")
+        table[key] = factory
+        if companion is not None:
+            _COMPANIONS[key] = companion
+        return factory
+    return deco
 
 
 def register_task(name: str, *, companion: str | None = None) -> Callable[[TaskFactory], TaskFactory]:
@@ -45,12 +52,7 @@ def register_task(name: str, *, companion: str | None = None) -> Callable[[TaskF
     callable
         The decorator; it returns the factory unchanged.
     """
-    def deco(factory: TaskFactory) -> TaskFactory:
-        _add(TASKS, name, factory)
-        if companion is not None:
-            _COMPANIONS[name] = companion
-        return factory
-    return deco
+    return _registrar(TASKS, name, companion)
 
 
 def register_corpus_format(key: str) -> Callable[[TaskFactory], TaskFactory]:
@@ -66,10 +68,7 @@ def register_corpus_format(key: str) -> Callable[[TaskFactory], TaskFactory]:
     callable
         The decorator; it returns the factory unchanged.
     """
-    def deco(factory: TaskFactory) -> TaskFactory:
-        _add(CORPUS_FORMATS, key, factory)
-        return factory
-    return deco
+    return _registrar(CORPUS_FORMATS, key)
 
 
 def companion(name: str | None) -> str | None:
