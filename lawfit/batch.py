@@ -18,15 +18,27 @@ trajectory depends only on its own start and data); ``tests/test_batch.py`` chec
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
+from functools import lru_cache
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from . import lsq
+from .laws import Law
 from .numerics import float64
+from .problem import GroupProblem, grid_starts
+from .progress import counted
 
-__all__ = ["BUDGET", "multistart_many"]
+__all__ = ["BUDGET", "KEEP", "batchable", "multistart_many", "solve_groups", "solve_many"]
+
+KEEP = 16           # starts per fit that solve_many refines after screening
+REFINE = 4          # projection screening: exponent grid spacing divided by this
+IRLS_STEPS = 6      # reweighted least-squares steps of projection screening (loss-space objectives)
+SCREEN_BUDGET = 1 << 24     # elements of one (groups x starts x runs x terms) screening array
 
 BUDGET = 1 << 21    # elements of one (starts x runs x terms) intermediate per screening chunk
 ROW_BYTES = 64 << 20    # bytes of per-row data in one refinement batch
@@ -95,4 +107,245 @@ def multistart_many(problems: Sequence[lsq.Problem], starts: Sequence[np.ndarray
             done += len(idx)
             if progress is not None:
                 progress(done, len(problems))
+    return out
+
+
+# --- screening, then Newton on the survivors: solve_many ------------------------------------------
+
+def _projectable(p: lsq.Problem) -> bool:
+    """Whether a problem's starts can be screened by projection: a law with linear parameters
+    (``basis_fn``), an objective in loss space (where the law is linear in them), a plain layout
+    (every run's slots are the law's parameters in order, nothing frozen) and finite log
+    variables."""
+    law = p.law
+    return (law.basis_fn is not None and law.analytic and p.objective.space == "loss"
+            and p.fixed.size == 0
+            and p.n_free == law.n_params
+            and bool(np.all(p.slots == np.arange(law.n_params)))
+            and bool(np.all(np.isfinite(p.log_vars))))
+
+
+@lru_cache(maxsize=None)
+def _projection(law: Law, objective, fns):
+    """jit: for G problems x E exponent vectors, the weighted least-squares linear parameters
+    (clamped to the scale floor), the full internal parameter vector, and its objective (float64).
+
+    Arguments: exps (E, n_nonlinear), lv (G, M, V), y (G, M), w (G, M), lb (G, P), data (G, ...).
+    """
+    value = fns[0]
+    lin = np.array([law.params.index(q) for q in law.linear])
+    non = np.array([law.params.index(q) for q in law.nonlinear])
+    lin_log = np.array([q in law.log_params for q in law.linear])
+    n_lin = len(lin)
+
+    def solve(phi, y, w):
+        # weighted normal equations, solved by unrolled Gaussian elimination (L <= 3 or so:
+        # elementwise operations vectorise over candidates, a LAPACK call per candidate does not)
+        a = phi * w[:, None]
+        gram = [[jnp.sum(a[:, i] * phi[:, j]) for j in range(n_lin)] for i in range(n_lin)]
+        rhs = [jnp.sum(a[:, i] * y) for i in range(n_lin)]
+        ridge = 1e-12 * sum(gram[i][i] for i in range(n_lin)) / n_lin + 1e-300
+        for i in range(n_lin):
+            gram[i][i] = gram[i][i] + ridge
+        for i in range(n_lin):
+            for r in range(i + 1, n_lin):
+                m = gram[r][i] / gram[i][i]
+                gram[r] = [gram[r][j] - m * gram[i][j] for j in range(n_lin)]
+                rhs[r] = rhs[r] - m * rhs[i]
+        x = [None] * n_lin
+        for i in reversed(range(n_lin)):
+            x[i] = (rhs[i] - sum(gram[i][j] * x[j] for j in range(i + 1, n_lin))) / gram[i][i]
+        return jnp.stack(x)
+
+    def one(exps, lv, y, w, lb, data):
+        phi = law.basis_fn(exps, lv)                      # (M, L)
+        coef = solve(phi, y, w)
+        # the objective's own linear parameters at these exponents, by IRLS from least squares
+        # (weights rho'(r) / r): a Huber or l1 profile ranks exponents as the fit will
+        for _ in range(IRLS_STEPS):
+            r = phi @ coef - y
+            _, d1, d2 = objective.derivatives(r)
+            small = jnp.abs(r) < 1e-12
+            coef = solve(phi, y, w * jnp.where(small, d2, d1 / jnp.where(small, 1.0, r)))
+        floor = jnp.exp(lb[lin])
+        coef = jnp.where(lin_log, jnp.log(jnp.maximum(coef, floor)), coef)
+        theta = jnp.zeros(len(law.params), lb.dtype).at[non].set(exps).at[lin].set(coef)
+        theta = jnp.maximum(theta, lb)
+        return theta, value(theta, w, data)
+
+    per_group = jax.vmap(one, in_axes=(0, None, None, None, None, None))
+    return jax.jit(jax.vmap(per_group, in_axes=(None, 0, 0, 0, 0, 0)))
+
+
+@lru_cache(maxsize=None)
+def _values32(fns):
+    """jit: objective values of G problems at S starts each, (G, S), in the dtype of its inputs
+    (float32 for screening)."""
+    return jax.jit(jax.vmap(jax.vmap(fns[0], in_axes=(0, None, None)), in_axes=(0, 0, 0)))
+
+
+def _float32(tree):
+    return jax.tree_util.tree_map(
+        lambda a: jnp.asarray(a, jnp.float32) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
+        else jnp.asarray(a), tree)
+
+
+def _screen(fns, probs, data, w, lb, starts, keep: int):
+    """The ``keep`` most promising starts of each of G problems of one bucket: (G, keep, F) and
+    how many candidates each screened.
+
+    Projection (laws with linear parameters, plain layouts): every distinct vector of the
+    nonlinear parameters (exponents) among the starts gets the weighted least-squares values of
+    the linear ones (the scales at their floor if negative); the candidates are ranked by the
+    objective itself in float64. Otherwise every start's objective is evaluated in float32 (one
+    evaluation per start, no derivatives) and the lowest ``keep`` are kept.
+    """
+    g, s, f_ = starts.shape
+    if all(_projectable(p) for p in probs) and all(np.array_equal(starts[0], x) for x in starts):
+        law = probs[0].law
+        non = [law.params.index(q) for q in law.nonlinear]
+        exps = _exponent_candidates(starts[0][:, non])
+        m = len(w[0])
+        lv = np.zeros((g, m, probs[0].log_vars.shape[1]))
+        y = np.ones((g, m))
+        for i, p in enumerate(probs):
+            lv[i, : p.n] = p.log_vars
+            y[i, : p.n] = p.y
+        theta, f = _projection(law, probs[0].objective, fns)(jnp.asarray(exps), jnp.asarray(lv), jnp.asarray(y),
+                                         jnp.asarray(w), jnp.asarray(lb),
+                                         jax.tree_util.tree_map(jnp.asarray, data))
+        theta, f = np.asarray(theta), np.asarray(f)
+        n_screened = len(exps)
+    else:
+        f = np.asarray(_values32(fns)(jnp.asarray(starts, jnp.float32),
+                                      jnp.asarray(w, jnp.float32), _float32(data)), np.float64)
+        theta = starts
+        n_screened = s
+    f = np.where(np.isfinite(f), f, np.inf)
+    k = min(keep, f.shape[1])
+    best = np.argsort(f, axis=1, kind="stable")[:, :k]
+    return theta[np.arange(g)[:, None], best], n_screened
+
+
+def _exponent_candidates(exps: np.ndarray) -> np.ndarray:
+    """Exponent vectors that projection screening tries: on every axis the starts' distinct
+    values and REFINE - 1 evenly spaced values between neighbours, all combinations (the scales are solved, so a
+    finer exponent grid costs little and keeps a narrow basin from falling between grid points)."""
+    axes = []
+    for col in exps.T:
+        v = np.unique(col)
+        fill = [v[:-1] + (v[1:] - v[:-1]) * t for t in np.arange(1, REFINE) / REFINE]
+        axes.append(np.sort(np.concatenate([v, *fill])))
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, exps.shape[1])
+
+
+@float64
+def solve_many(problems: Sequence[lsq.Problem], starts: Sequence[np.ndarray], *,
+               keep: int = KEEP, max_steps: int = lsq.MAX_STEPS,
+               budget: int = SCREEN_BUDGET, progress=None) -> list[lsq.LsqFit]:
+    """Many fits at once: a cheap screening of every fit's starts, then batched Newton on the best
+    ``keep`` starts of each.
+
+    Unlike :func:`multistart_many` (and :func:`lawfit.lsq.multistart`), which take damped Newton
+    steps from every start before choosing, the screening here costs one objective evaluation per
+    candidate (see :func:`_screen`: projection of the linear parameters, or float32 values). The
+    survivors of all fits of a bucket are then refined as one batch of rows, each to its own
+    convergence test, the batch compacted as rows finish (:func:`lawfit.lsq.iterate`); the best
+    *converged* start of each fit wins (:func:`lawfit.lsq.best_of`). Groups are bucketed by shape
+    (objective, runs padded to :func:`lawfit.lsq.padded_runs`, number of starts) and processed in
+    chunks whose screening arrays hold at most ``budget`` elements, so memory stays bounded
+    however many fits there are.
+
+    Parameters
+    ----------
+    problems : the fits (any laws, objectives, frozen parameters, sizes).
+    starts : one (S_i, F_i) array of start vectors per problem.
+    keep : starts per fit refined after screening.
+    max_steps : Newton steps at most per start.
+    budget : elements of one (groups x starts x runs x terms) screening array; the chunk size.
+    progress : optional ``advance(n)`` called with the number of fits each chunk completes.
+
+    Returns
+    -------
+    list of :class:`lawfit.lsq.LsqFit`, in the order of ``problems``; each records in
+    ``info["batch"]`` how it was screened.
+    """
+    if len(problems) != len(starts):
+        raise ValueError("one start array per problem")
+    buckets: dict = {}
+    starts = [np.asarray(s, np.float64) for s in starts]
+    for i, (p, s) in enumerate(zip(problems, starts)):
+        if s.ndim != 2 or s.shape[1] != p.n_free:
+            raise ValueError(f"starts of problem {i} must be (S, {p.n_free})")
+        # one bucket: one compiled program (objective, padded runs, parameters, frozen values,
+        # variables), one screening (the same starts, projectable or not)
+        key = (lsq.objective_fns(p), s.shape, lsq.padded_runs(p.n), p.log_vars.shape[1],
+               p.slots.shape[1], len(p.fixed), _projectable(p),
+               hashlib.sha1(s.tobytes()).hexdigest())
+        buckets.setdefault(key, []).append(i)
+    out: list = [None] * len(problems)
+    for (fns, (n_starts, _), m, *_), members in buckets.items():
+        law = problems[members[0]].law
+        k_terms = (np.shape(law.terms_fn(jnp.zeros((1, len(law.variables)))))[1]
+                   if law.analytic and lsq.ANALYTIC else 1)
+        chunk = _pow2_floor(max(1, budget // (n_starts * m * k_terms)))
+        chunk = max(1, min(chunk, 1 << int(len(members) - 1).bit_length()))
+        for lo in range(0, len(members), chunk):
+            idx = members[lo: lo + chunk]
+            # a short last chunk is padded with repeats of its last group (one compiled shape)
+            pad = idx + [idx[-1]] * (chunk - len(idx))
+            data, w = lsq.stacked_solver_arrays([problems[i] for i in pad])
+            lb = np.stack([problems[i].lower_bounds() for i in pad])
+            st = np.stack([starts[i] for i in pad])
+            theta0, n_screened = _screen(fns, [problems[i] for i in pad], data, w, lb, st, keep)
+            g, k, _ = theta0.shape
+            rep = np.repeat(np.arange(g), k)
+            data_r = jax.tree_util.tree_map(lambda a: np.asarray(a)[rep], data)
+            theta, f, conv, steps = lsq.iterate(
+                fns, theta0.reshape(g * k, 1, -1), np.repeat(w, k, axis=0), data_r,
+                np.repeat(lb, k, axis=0), max_steps, block=lsq.BLOCK,
+                abandon_after=lsq.ABANDON_AFTER, owner=rep)
+            fits = lsq.best_of(theta.reshape(g, k, -1), f.reshape(g, k), conv.reshape(g, k),
+                               steps.reshape(g, k).max(axis=1), n_starts)
+            how = {"screening": ("projected" if n_screened != n_starts else "float32 values"),
+                   "screened": int(n_screened), "refined": int(k)}
+            for i, r in zip(idx, fits):
+                out[i] = replace(r, info={"batch": how})
+            if progress is not None:
+                progress(len(idx))
+    return out
+
+
+def batchable(fitter: str, solver: str, joint, objective, starts) -> bool:
+    """Whether a fit call's groups can be solved together by :func:`solve_groups`: least squares
+    with the Newton solver, plain (not joint) layouts, an objective Newton minimises directly
+    (not IRLS), and the law's start grid."""
+    from .robust import needs_irls
+    return (fitter == "lsq" and solver == "newton" and not joint and not needs_irls(objective)
+            and isinstance(starts, str) and starts == "grid")
+
+
+def solve_groups(groups: Sequence[GroupProblem], progress=None) -> list[lsq.LsqFit]:
+    """The least-squares fits of many plain groups at once (:func:`solve_many` from each law's
+    start grid), each with the status and warnings :func:`lawfit.lsq.lsq_status` gives it.
+
+    Parameters
+    ----------
+    groups : plain (not joint) group problems (:func:`lawfit.problem.group_problem`).
+    progress : optional ``progress(message)``; a counting one shows a bar over the groups.
+
+    Returns
+    -------
+    list of LsqFit in the order of ``groups``.
+    """
+    if any(g.layout.joint for g in groups):
+        raise ValueError("solve_groups fits plain (not joint) groups only")
+    rng = np.random.default_rng(0)          # not drawn from: grid starts
+    starts = [grid_starts(g.law, g.layout, "grid", rng) for g in groups]
+    with counted(progress, "groups (batched)", len(groups), unit="group") as advance:
+        fits = solve_many([g.problem for g in groups], starts, progress=advance)
+    out = []
+    for g, f in zip(groups, fits):
+        status, warnings = lsq.lsq_status(f, g, check_grid=True)
+        out.append(replace(f, status=status, warnings=tuple(warnings)))
     return out

@@ -11,8 +11,10 @@ fit is checked for quality (lawfit/quality.py). How each group is fitted travels
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Callable, Mapping, Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -36,11 +38,13 @@ from lawfit.table import (
 )
 
 from . import lsq, quality, robust
+from .batch import batchable, solve_groups
 from .expr import Expr, filter_with_record
 from .laws import Law
 from .numerics import float64
 from .objectives import Objective, make_objective
 from .problem import GroupProblem, Layout, Status, build_layout, group_problem
+from .progress import counted
 from .result import FitResult, GroupFit, bootstrap_health
 from .userlaw import resolve as resolve_law
 
@@ -63,11 +67,18 @@ class FitOptions:
     bayes_options: Mapping = field(default_factory=dict)
 
 
+@lru_cache(maxsize=None)
+def _log_predict(law: Law):
+    """``law.log_predict`` compiled (one program per number of runs): describing thousands of
+    groups op by op cost more than solving them (lawfit.batch)."""
+    return jax.jit(law.log_predict)
+
+
 def _residual_scale(law, obj, theta_rows, log_vars, y, n_seeds, n_free) -> dict:
     """Scatter of one run about the fitted curve, in the objective's residual space: the
     seed-weighted residual sum of squares over the residual degrees of freedom (a mean of k seeds
     scatters sqrt(k) less than one run, the Bayesian fitter's sigma/sqrt(w) model)."""
-    lp = np.asarray(law.log_predict(jnp.asarray(theta_rows), jnp.asarray(log_vars)))
+    lp = np.asarray(_log_predict(law)(jnp.asarray(theta_rows), jnp.asarray(log_vars)))
     r = np.log(y) - lp if obj.space == "log" else y - np.exp(lp)
     dof = len(y) - n_free
     sd = float(np.sqrt(np.sum(n_seeds * r * r) / dof)) if dof > 0 else float("nan")
@@ -123,7 +134,8 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         seeds: str = "average", where: str | Expr | None = None, level: float = 0.95,
         source: dict | None = None, progress: Callable[[str], None] | None = None,
         bayes_options: dict | None = None, pre_power: str | None = None,
-        fixed_draws: Callable[[dict], Mapping[str, np.ndarray]] | None = None) -> FitResult:
+        fixed_draws: Callable[[dict], Mapping[str, np.ndarray]] | None = None,
+        batch: bool = True) -> FitResult:
     """Fit ``law`` to the runs in ``frame``, per group of ``by`` columns.
 
     Parameters
@@ -179,6 +191,13 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         resample (a two-stage recipe's first-stage draws): the bootstrap then takes B resamples
         and refits resample b with the frozen values of draw b, so that their uncertainty
         propagates (least squares only).
+    batch : bool
+        Solve the least-squares fits of many groups together (lawfit/batch.py: screening of
+        every group's start grid at once, then batched Newton on the best starts of each); each
+        group still gets its own optimum, convergence test and status. It applies to Newton fits
+        from the start grid of plain (not joint) layouts with an objective Newton minimises
+        directly (not l1/IRLS); other fits, and ``batch=False``, fit the groups one by one.
+        Recorded in ``settings["batched"]``; bootstrap resamples are still refitted per group.
 
     Returns
     -------
@@ -263,10 +282,18 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     opts = FitOptions(law=law, objective=obj, columns=cols, joint=joint, share=tuple(share),
                       starts=starts, bootstrap=bootstrap, seeds=seeds, fitter=fitter,
                       solver=solver, bayes_options=dict(bayes_options or {}))
+    prefit: list = [None] * len(groups)
+    batched = batch and len(groups) > 1 and batchable(fitter, solver, joint, obj, starts)
+    if batched:
+        if progress:
+            progress(f"{len(groups)} groups: least squares, solved together (lawfit.batch)")
+        built = [_group_of(gdf, key, layout, opts)[0] for key, gdf, _, layout, _, _ in groups]
+        prefit = solve_groups(built, progress=progress)
     out = []
     for gi, (key, gdf, frozen, layout, phase, notes) in enumerate(groups):
         if progress:
-            progress(f"group {gi + 1}/{len(groups)} {key}: fitting {len(gdf)} runs")
+            progress(f"group {gi + 1}/{len(groups)} {key}: "
+                     + ("describing the fit" if batched else f"fitting {len(gdf)} runs"))
         fdraws = None
         if fixed_draws is not None:
             given = fixed_draws(key)
@@ -278,7 +305,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
                 nat[:, law.params.index(p)] = v
             fdraws = law.to_internal(nat)[:, [law.params.index(p) for p in law.params
                                                if p in frozen]]
-        fits = _fit_group(gdf, key, layout, frozen, fdraws, opts, rng, progress)
+        fits = _fit_group(gdf, key, layout, frozen, fdraws, opts, rng, progress, prefit[gi])
         if phase:
             fits = [replace(g, warnings=(phase[1], *g.warnings),
                             info=g.info | {"pre_power": phase[0]}) for g in fits]
@@ -294,7 +321,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     settings = {"law": law.name, "columns": cols, "by": by, "objective": obj.as_dict(),
                 "starts": starts, "bootstrap": bootstrap, "seed": seed, "fitter": fitter,
                 "solver": solver, "joint": joint, "share": list(share), "seeds": seeds,
-                "level": level, "pre_power": pre_power} | where_record
+                "level": level, "pre_power": pre_power, "batched": batched} | where_record
     return FitResult(law=law, objective=obj, fitter=fitter, columns=cols,
                      by=tuple(by) + ((joint,) if joint else ()), groups=tuple(out),
                      settings=settings, source=src, level=level)
@@ -352,23 +379,31 @@ def _data_warnings(gdf, key, layout, law, cols, joint, share, n_dup, averaged) -
     return out
 
 
-def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str, float],
-               fixed_draws: np.ndarray | None, opts: FitOptions, rng: np.random.Generator,
-               progress: Callable[[str], None] | None) -> list[GroupFit]:
-    """Fit one group's runs ``gdf`` (a joint layout: one GroupFit per subset)."""
-    law, obj, cols, joint = opts.law, opts.objective, opts.columns, opts.joint
-    subsets = layout.subsets
+def _group_of(gdf: pd.DataFrame, key: dict, layout: Layout, opts: FitOptions):
+    """A group's problem (lawfit.problem.group_problem) from its runs: (group, variables, y)."""
+    law, cols, joint = opts.law, opts.columns, opts.joint
     variables = np.stack([column_values(gdf, cols[r], r in law.zero_ok) for r in law.variables],
                          axis=-1)
     yv = gdf[cols["y"]].to_numpy(np.float64)
     labels = gdf[joint].astype(str).to_numpy() if joint else None
     if joint:
-        for s in subsets:
+        for s in layout.subsets:
             n_s = int((labels == s).sum())
             if n_s < law.n_params:
                 raise DataError(f"subset {joint}={s} of group {key} has {n_s} runs, "
                                 f"fewer than the {law.n_params} parameters of its own fit")
-    group = group_problem(law, obj, layout, variables, yv, labels)
+    return group_problem(law, opts.objective, layout, variables, yv, labels), variables, yv
+
+
+def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str, float],
+               fixed_draws: np.ndarray | None, opts: FitOptions, rng: np.random.Generator,
+               progress: Callable[[str], None] | None,
+               prefit: lsq.LsqFit | None = None) -> list[GroupFit]:
+    """Fit one group's runs ``gdf`` (a joint layout: one GroupFit per subset); ``prefit``: its
+    least-squares fit, already solved with other groups (lawfit.batch)."""
+    law, obj, cols, joint = opts.law, opts.objective, opts.columns, opts.joint
+    subsets = layout.subsets
+    group, variables, yv = _group_of(gdf, key, layout, opts)
     problem, sub_index, log_vars = group.problem, group.sub_index, group.problem.log_vars
     n_seeds = (gdf["n_seeds"].to_numpy(float) if opts.seeds == "average"
                else np.ones(len(gdf)))
@@ -384,13 +419,16 @@ def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str
         warnings, info, method = list(post.warnings), dict(post.info), "posterior"
         posterior = post.data
     else:
-        fitted = _least_squares(group, opts, rng)
+        fitted = prefit if prefit is not None else _least_squares(group, opts, rng)
         status, warnings = fitted.status, list(fitted.warnings)
         free_hat, objective_value = fitted.theta, fitted.value
         info = {"n_starts": fitted.n_starts, "n_at_optimum": fitted.n_at_optimum,
                 "steps": fitted.steps}
-        if fitted.info:
-            info["irls"] = fitted.info
+        stages = dict(fitted.info)
+        if "batch" in stages:                  # how lawfit.batch screened this group's starts
+            info["batch"] = stages.pop("batch")
+        if stages:
+            info["irls"] = stages
         draws_free, method, posterior = np.zeros((0, len(free_hat))), None, None
         n_boot = len(fixed_draws) if fixed_draws is not None else opts.bootstrap
         if n_boot:
@@ -398,13 +436,20 @@ def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str
                         gdf.groupby([c for c in gdf.columns if c in CONFIG_COLUMNS or c == joint],
                                     dropna=False, sort=False).ngroup().to_numpy())
             weights = lsq.bootstrap_weights(n_boot, clusters, rng)
-            cb = (lambda done, total: progress(f"  bootstrap {done}/{total}")) if progress else None
-            if fixed_draws is None:
-                draws_free, ok = lsq.bootstrap(problem, fitted.candidates, weights, progress=cb)
-            else:
-                draws_free, ok = lsq.bootstrap_frozen(problem, fitted.candidates, weights,
-                                                      fixed_draws, progress=cb)
-                fixed_per_draw = fixed_draws[ok]
+            with counted(progress, "bootstrap", n_boot, unit="resample") as advance:
+                seen = [0]
+
+                def cb(done, total):
+                    advance(done - seen[0])
+                    seen[0] = done
+
+                if fixed_draws is None:
+                    draws_free, ok = lsq.bootstrap(problem, fitted.candidates, weights,
+                                                   progress=cb)
+                else:
+                    draws_free, ok = lsq.bootstrap_frozen(problem, fitted.candidates, weights,
+                                                          fixed_draws, progress=cb)
+                    fixed_per_draw = fixed_draws[ok]
             health = bootstrap_health(n_boot, int((~ok).sum()))
             info["bootstrap"] = health
             info["bootstrap_failed"] = health["failed"]
@@ -473,7 +518,7 @@ def _least_squares(group: GroupProblem, opts: FitOptions, rng: np.random.Generat
 def _fit_quality(gdf, variables, y, law, obj, theta, cols, n_params, seeds, joint) -> dict:
     """The fit_quality block (lawfit.quality) of one subset's rows at internal parameters theta."""
     with np.errstate(divide="ignore"):          # a base-model row: log 0 = -inf, the law sees 0
-        log_pred = np.asarray(law.log_predict(np.asarray(theta), np.log(variables)))
+        log_pred = np.asarray(_log_predict(law)(jnp.asarray(theta), jnp.asarray(np.log(variables))))
     log_space = obj.space == "log"
     r = log_pred - np.log(y) if log_space else np.exp(log_pred) - y
     names = [column_for(cols[role], gdf.iloc[0]) for role in law.variables]

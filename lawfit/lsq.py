@@ -33,10 +33,10 @@ from .numerics import float64
 from .objectives import Objective
 from .problem import GroupProblem, Problem, Status, build_layout, grid_starts
 
-__all__ = ["LsqFit", "Problem", "autodiff_objective", "bootstrap", "bootstrap_frozen",
+__all__ = ["LsqFit", "Problem", "autodiff_objective", "best_of", "bootstrap", "bootstrap_frozen",
            "bootstrap_weights", "full_objective", "iterate", "lsq_status", "multistart",
            "multistart_arrays", "objective_fns", "objective_value", "padded_runs", "refine",
-           "solve", "solver_arrays", "varpro"]
+           "solve", "solver_arrays", "stacked_solver_arrays", "is_plain", "varpro"]
 
 PAD = 8             # runs are padded (zero weight) to a few sizes to share compilations: padded_runs
 SCREEN_STEPS = 8       # damped Newton steps every start takes before the best are refined
@@ -98,6 +98,47 @@ def solver_arrays(problem: Problem):
     w[:n] = 1.0 if problem.weights is None else problem.weights
     o1 = np.einsum("nkp,nkq->nkpq", tp, tp).reshape(m * tp.shape[1], -1)
     return tuple(map(jnp.asarray, (tp, cp, y, o1))), w
+
+
+def is_plain(problem: Problem) -> bool:
+    """A plain fit: every law parameter free, in law order, for every run (no frozen or shared
+    parameters), so that its solver arrays can be built for many problems at once."""
+    return (problem.fixed.size == 0 and problem.n_free == problem.law.n_params
+            and bool(np.all(problem.slots == np.arange(problem.law.n_params))))
+
+
+@float64
+def stacked_solver_arrays(problems) -> tuple[tuple, np.ndarray]:
+    """:func:`solver_arrays` of several problems of one law and one padded size, stacked on a
+    leading axis: ``(data, w)``, identical to stacking each problem's own.
+
+    Plain problems of a built-in law (:func:`is_plain`) are built in one vectorised pass (the
+    law's terms evaluated once for all runs of all problems); others one by one.
+    """
+    law = problems[0].law
+    m = padded_runs(problems[0].n)
+    if not (law.analytic and ANALYTIC and all(is_plain(p) and p.law is law
+                                              and padded_runs(p.n) == m for p in problems)):
+        parts = [solver_arrays(p) for p in problems]
+        data = tuple(np.stack([np.asarray(d[0][i]) for d in parts])
+                     for i in range(len(parts[0][0])))
+        return data, np.stack([d[1] for d in parts])
+    g, v = len(problems), problems[0].log_vars.shape[1]
+    lv = np.zeros((g, m, v))
+    y = np.ones((g, m))
+    w = np.zeros((g, m))
+    for i, p in enumerate(problems):
+        lv[i, : p.n] = p.log_vars
+        y[i, : p.n] = p.y
+        w[i, : p.n] = 1.0 if p.weights is None else p.weights
+    t = np.array(law.terms_fn(jnp.asarray(lv.reshape(g * m, v))))
+    t = t.reshape((g, m) + t.shape[1:])
+    for i, p in enumerate(problems):
+        t[i, p.n:] = 0.0       # padded runs: no terms (as solver_arrays pads them)
+    k, f = t.shape[2], t.shape[3]
+    c = np.zeros((g, m, k))
+    o1 = np.einsum("gnkp,gnkq->gnkpq", t, t).reshape(g, m * k, f * f)
+    return (t, c, y, o1), w
 
 
 # --- objective functions: value, and (value, gradient, Hessian) ------------------------------
@@ -501,17 +542,37 @@ def multistart_arrays(fns, data, w: np.ndarray, lb: np.ndarray, starts: np.ndarr
                                             block=BLOCK, abandon_after=ABANDON_AFTER)
     # a start that converged during screening keeps its flag
     conv2 = conv2 | conv[rows, best]
-    f2 = np.where(np.isfinite(f2), f2, np.inf)
+    return best_of(theta2, f2, conv2, steps1 + steps2, s)
+
+
+def best_of(theta: np.ndarray, f: np.ndarray, conv: np.ndarray, steps: np.ndarray,
+            n_starts: int) -> list[LsqFit]:
+    """Each fit's result from its refined starts: the best *converged* start (the best start,
+    reported not converged, when none converged), the starts that reached it and the distinct
+    optima (bootstrap candidates).
+
+    Parameters
+    ----------
+    theta : (G, k, F) refined starts of G fits.
+    f, conv : (G, k) their objectives and convergence flags.
+    steps : (G,) solver steps each fit took.
+    n_starts : starts each fit screened (recorded in the result).
+
+    Returns
+    -------
+    list of G :class:`LsqFit`.
+    """
+    f = np.where(np.isfinite(f), f, np.inf)
     out = []
-    for i in range(g):
-        pool = np.flatnonzero(conv2[i]) if conv2[i].any() else np.arange(k)
-        j = pool[np.argmin(f2[i, pool])]
-        fbest = f2[i, j]
-        at_opt = int(np.sum(conv2[i] & (np.abs(f2[i] - fbest) <= 1e-9 * max(abs(fbest), 1e-300))))
-        cands = _distinct(theta2[i, pool], f2[i, pool], 4)
-        out.append(LsqFit(theta=theta2[i, j], value=float(fbest), converged=bool(conv2[i, j]),
-                              n_starts=s, n_at_optimum=at_opt, candidates=cands,
-                              steps=int(steps1[i] + steps2[i])))
+    for i in range(len(f)):
+        pool = np.flatnonzero(conv[i]) if conv[i].any() else np.arange(f.shape[1])
+        j = pool[np.argmin(f[i, pool])]
+        fbest = f[i, j]
+        at_opt = int(np.sum(conv[i] & (np.abs(f[i] - fbest) <= 1e-9 * max(abs(fbest), 1e-300))))
+        cands = _distinct(theta[i, pool], f[i, pool], 4)
+        out.append(LsqFit(theta=theta[i, j], value=float(fbest), converged=bool(conv[i, j]),
+                          n_starts=int(n_starts), n_at_optimum=at_opt, candidates=cands,
+                          steps=int(steps[i])))
     return out
 
 

@@ -112,3 +112,103 @@ def test_memory_budget_splits_the_groups_into_chunks(mixed):
     small = batch.multistart_many(probs, starts, budget=1)
     for a, b in zip(big, small):
         assert abs(a.value - b.value) <= 1e-9 * abs(a.value)
+
+
+# --- fit() solves many groups together (lawfit.batch.solve_groups / solve_many) ------------------
+
+def _table():
+    """Five finetuning curves: 20, 9, 24, 17 runs (9 and 17 pad to 16 and 24: the 17-run curve
+    shares the 24-run curve's bucket, with 7 padded runs), and one with E far below its losses'
+    noise floor (status at_bound)."""
+    import pandas as pd
+
+    from lawfit.simulate import simulate
+    frames = []
+    specs = [(T1, 4, 5), (T2, 3, 3), (T1, 4, 6), (T2, 4, 5), (T1 | {"E": 1e-9}, 4, 5)]
+    for i, (truth, nx, nd) in enumerate(specs):
+        grid = {"model_params": np.geomspace(1e8, 8e9, nx),
+                "finetune_examples": np.geomspace(1e3, 1e5, nd)}
+        f = simulate("multiplicative", truth, grid, noise=0.003, seeds=1, seed=i,
+                     extra={"curve": f"c{i}"})
+        frames.append(f.iloc[:17] if i == 3 else f)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _frozen(key):
+    return {"E": 1.7} if key["curve"] == "c1" else {}     # c1: 3 free parameters
+
+
+@pytest.fixture(scope="module")
+def fitted_both_ways():
+    import lawfit
+    frame = _table()
+    kw = {"by": ["curve"], "fixed": _frozen}
+    return (frame, lawfit.fit(frame, "multiplicative", **kw),
+            lawfit.fit(frame, "multiplicative", batch=False, **kw))
+
+
+def test_fit_solves_the_groups_together_with_each_groups_own_optimum(fitted_both_ways):
+    """fit() batches the groups (recorded in settings and per group), and every group's optimum,
+    status and free parameters are those of fitting the groups one by one (the objective within
+    1e-9 relative), with a frozen parameter and different run counts in the same call."""
+    _, together, one_by_one = fitted_both_ways
+    assert together.settings["batched"] is True and one_by_one.settings["batched"] is False
+    assert len(together.groups) == 5
+    for a, b in zip(together.groups, one_by_one.groups):
+        assert a.key == b.key
+        assert a.info["batch"]["refined"] >= 1 and "batch" not in b.info
+        assert a.status == b.status, (a.key, a.status, b.status)
+        assert abs(a.objective_value - b.objective_value) <= 1e-9 * abs(b.objective_value), \
+            (a.key, a.objective_value, b.objective_value)
+        np.testing.assert_allclose(a.estimate, b.estimate, rtol=1e-4)
+    by_key = {g.key["curve"]: g for g in together.groups}
+    assert by_key["c4"].status == "at_bound" and by_key["c0"].status == "converged"
+    assert by_key["c1"].estimate[MULT.params.index("E")] == pytest.approx(1.7)
+    assert by_key["c1"].info["frozen"] == {"E": 1.7}
+
+
+def test_padded_runs_never_count_in_a_batched_result(fitted_both_ways):
+    """The 17-run curve, padded to 24 in the 24-run curve's bucket: its point count, residual
+    degrees of freedom, per-run quality and objective are those of its own 17 runs."""
+    frame, together, _ = fitted_both_ways
+    g = {g.key["curve"]: g for g in together.groups}["c3"]
+    assert g.n_points == 17 and g.info["residual"]["dof"] == 17 - 4
+    assert g.info["fit_quality"]["n"] == 17
+    runs = frame[frame["curve"] == "c3"]
+    theta = MULT.to_internal(g.estimate)
+    lv = np.log(runs[["model_params", "finetune_examples"]].to_numpy())
+    r = np.exp(np.asarray(float64(MULT.log_predict)(theta, lv))) - runs["loss"].to_numpy()
+    huber = np.where(np.abs(r) <= 1e-3, 0.5 * r * r, 1e-3 * (np.abs(r) - 0.5e-3))
+    assert abs(huber.sum() - g.objective_value) <= 1e-9 * g.objective_value
+
+
+def test_a_groups_batched_fit_does_not_depend_on_its_company():
+    """solve_many: a group's fit is the same alone and batched with a bigger group of its bucket
+    (its 7 padded runs next to the other's 24 real ones) and with groups of other buckets."""
+    small = _curve(MULT, 4, 5, T2, 0.003, 5)
+    small = lsq.Problem.simple(MULT, small.objective, small.log_vars[:17], small.y[:17])
+    big = _curve(MULT, 4, 6, T1, 0.003, 6)
+    other = _curve(MULT, 3, 3, T1, 0.003, 7)
+    grid = MULT.grid()
+    alone = batch.solve_many([small], [grid])[0]
+    crowd = batch.solve_many([big, other, small, big], [grid] * 4)
+    assert crowd[2].converged and alone.converged
+    assert abs(crowd[2].value - alone.value) <= 1e-9 * alone.value
+    np.testing.assert_allclose(crowd[2].theta, alone.theta, rtol=1e-7, atol=1e-9)
+    one = lsq.multistart(small, grid)
+    assert abs(alone.value - one.value) <= 1e-9 * one.value
+    # and chunks of one group each (a tiny screening budget) change nothing
+    tiny = batch.solve_many([big, other, small, big], [grid] * 4, budget=1)
+    for a, b in zip(crowd, tiny):
+        assert abs(a.value - b.value) <= 1e-9 * abs(a.value)
+
+
+def test_screening_without_projection_gives_the_same_optimum(mixed):
+    """Problems that projection cannot screen (a frozen parameter) are screened by their
+    objective values in float32 and reach the optimum of lawfit.lsq.multistart."""
+    probs, starts = mixed
+    p, s = probs[2], starts[2]                  # E frozen
+    (b,) = batch.solve_many([p], [s])
+    assert b.info["batch"]["screening"] == "float32 values"
+    one = lsq.multistart(p, s)
+    assert b.converged and abs(b.value - one.value) <= 1e-9 * abs(one.value)

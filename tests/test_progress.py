@@ -89,3 +89,24 @@ def test_the_command_line_counts_backtest_refits_and_quiet_silences_it(tmp_path,
     assert any("backtest refits: 2/2 done in" in line for line in err), err
     assert main(["backtest", str(path), "--bootstrap", "0", "--starts", "8", "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_fit_counts_its_batched_groups_and_bootstrap_resamples():
+    """fit() of several groups shows the batched groups and each group's bootstrap as counted
+    stages (a bar on a terminal; here lines with counts)."""
+    import numpy as np
+    import pandas as pd
+
+    import lawfit
+    from lawfit.simulate import simulate
+    grid = {"model_params": np.geomspace(1e8, 8e9, 3), "finetune_examples": np.geomspace(1e3, 1e5, 3)}
+    frame = pd.concat([simulate("multiplicative", {"A": a, "E": 1.0, "alpha": 0.3, "beta": 0.08},
+                                grid, noise=0.003, seeds=1, seed=i, extra={"task": f"t{i}"})
+                       for i, a in enumerate((200.0, 400.0))], ignore_index=True)
+    out = io.StringIO()
+    lawfit.fit(frame, "multiplicative", by=["task"], bootstrap=20,
+               progress=Reporter(stream=out, every=0.0))
+    text = out.getvalue()
+    assert "groups (batched): 2 groups" in text and "groups (batched): 2/2 done" in text, text
+    assert text.count("bootstrap: 20 resamples") == 2, text
+    assert text.count("bootstrap: 20/20 done") == 2, text

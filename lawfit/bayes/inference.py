@@ -9,7 +9,8 @@ unconstrained log posterior): where the data barely identify a parameter the lea
 sits at a bound (E = 1e-9, log E = -20) far from where the prior and likelihood together put the
 mass, and chains started there spend their warm-up walking back.
 
-Every chain of a fit runs in one compiled program; programs are cached by the model's structure
+One compiled single-chain program runs every chain of a fit in turn (progress counts chains;
+"vectorized" runs them all in one program); programs are cached by the model's structure
 (law, priors, likelihood) and the padded number of runs (``lawfit/bayes/model.py``), so the
 groups of a table share one compilation.
 """
@@ -28,6 +29,7 @@ from .. import lsq
 from ..errors import DataError
 from ..numerics import float64
 from ..problem import GroupProblem, Status
+from ..progress import counted
 from .model import Model, build_model
 from .posterior import (
     RHAT_MAX,
@@ -121,7 +123,7 @@ def _build(model: Model, what: str, *extra):
             return jax.vmap(one, in_axes=(0, 0, None, None))(u, keys, data, obs)
         return jax.jit(pred)
     if what == "nuts":
-        _chains, warmup, draws, chain_method, target_accept = extra
+        warmup, draws, chain_method, target_accept = extra
         init_kernel, sample_kernel = hmc(potential_fn_gen=lambda data, obs: (
             lambda u: model.potential(u, data, obs)), algo="NUTS")
 
@@ -138,11 +140,12 @@ def _build(model: Model, what: str, *extra):
             _, out = jax.lax.scan(step, state, None, length=warmup + draws)
             return jax.tree_util.tree_map(lambda a: a[warmup:], out)
 
+        if chain_method == "one":      # one chain per call: "sequential" loops in Python
+            return jax.jit(one_chain)
+
         def run(u0, keys, inv_mass, data, obs):
-            if chain_method == "vectorized":
-                return jax.vmap(one_chain, in_axes=(0, 0, None, None, None))(
-                    u0, keys, inv_mass, data, obs)
-            return jax.lax.map(lambda a: one_chain(a[0], a[1], inv_mass, data, obs), (u0, keys))
+            return jax.vmap(one_chain, in_axes=(0, 0, None, None, None))(
+                u0, keys, inv_mass, data, obs)
         return jax.jit(run)
     raise ValueError(what)
 
@@ -246,9 +249,11 @@ class Samples:
 
 def sample(model: Model, *, init: Mapping | None = None, chains: int = CHAINS,
            warmup: int = WARMUP, draws: int = DRAWS, chain_method: str = CHAIN_METHOD,
-           target_accept: float = TARGET_ACCEPT, seed: int = 0) -> Samples:
-    """NUTS (numpyro's kernel, dense mass matrix adapted during warm-up), every chain in one
-    compiled program; chains start around ``init`` (natural values) by :func:`laplace_start`.
+           target_accept: float = TARGET_ACCEPT, seed: int = 0,
+           progress: Callable[[str], None] | None = None) -> Samples:
+    """NUTS (numpyro's kernel, dense mass matrix adapted during warm-up); chains start around
+    ``init`` (natural values) by :func:`laplace_start`. "sequential" runs one compiled
+    single-chain program per chain (progress counts chains), "vectorized" every chain in one.
 
     Parameters
     ----------
@@ -259,6 +264,8 @@ def sample(model: Model, *, init: Mapping | None = None, chains: int = CHAINS,
     chain_method : {"sequential", "vectorized"}
     target_accept : float
     seed : int
+    progress : callable, optional
+        Counts the chains (:func:`lawfit.progress.counted`: a bar on a terminal).
 
     Returns
     -------
@@ -272,11 +279,23 @@ def sample(model: Model, *, init: Mapping | None = None, chains: int = CHAINS,
     t0 = time.perf_counter()
     k_init, k_run = jax.random.split(jax.random.PRNGKey(seed))
     u0, cov = laplace_start(model, dict(init or {}), chains, k_init)
-    run = _compiled(model, "nuts", chains, warmup, draws, chain_method, target_accept)
     data, obs = model.padded()
-    z, div, steps, pot, energy, acc, eps = run(jnp.asarray(u0), jax.random.split(k_run, chains),
-                                               jnp.asarray(cov), data, obs)
-    z = np.asarray(jax.block_until_ready(z))
+    keys = jax.random.split(k_run, chains)
+    with counted(progress, "NUTS", chains, unit="chain") as advance:
+        if chain_method == "vectorized":
+            run = _compiled(model, "nuts", warmup, draws, "vectorized", target_accept)
+            out = jax.block_until_ready(run(jnp.asarray(u0), keys, jnp.asarray(cov), data, obs))
+            advance(chains)
+        else:
+            run = _compiled(model, "nuts", warmup, draws, "one", target_accept)
+            per_chain = []
+            for c in range(chains):
+                per_chain.append(jax.block_until_ready(
+                    run(jnp.asarray(u0[c]), keys[c], jnp.asarray(cov), data, obs)))
+                advance()
+            out = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *per_chain)
+    z, div, steps, pot, energy, acc, eps = out
+    z = np.asarray(z)
     params, _ = model.constrain(jnp.asarray(z))
     params = {k: np.asarray(v, np.float64) for k, v in params.items()}
     stats = {"diverging": np.asarray(div), "n_steps": np.asarray(steps),
@@ -429,7 +448,8 @@ def fit_problem(group: GroupProblem, *, rng: np.random.Generator | None = None,
         raise DataError(f"driver must be one of {', '.join(DRIVERS)}, got {driver!r}")
     run = sample if driver == "lawfit" else sample_numpyro
     smp = run(model, init=mode, chains=chains, warmup=warmup, draws=draws,
-              chain_method=chain_method, target_accept=target_accept, seed=seed)
+              chain_method=chain_method, target_accept=target_accept, seed=seed,
+              **({"progress": progress} if driver == "lawfit" else {}))
     ll, rep = pointwise(model, smp, seed + 1)
     post = to_arviz(model, smp.params, smp.stats, layout.free_names, ll, rep)
     diag = diagnostics(post) | {"seconds": round(smp.seconds, 3),
