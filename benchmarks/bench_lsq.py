@@ -351,40 +351,16 @@ def row_c(args) -> dict:
 
 # --- (d): memory ---------------------------------------------------------------------------------
 
-RSS_CHILD = r"""
-import resource, sys, time
-import numpy as np
-sys.path.insert(0, {bench!r})
-import lawfit
-from lawfit import batch, lsq
-from lawfit.laws import get_law
-from lawfit.objectives import make_objective
-n, chunk = {n}, {chunk}
-law = get_law("multiplicative"); grid = law.grid(); obj = make_objective("huber", 1e-3)
-lv = np.log(np.array([(x, d) for x in {xs} for d in {ds}]))
-rng = np.random.default_rng(0)
-t0 = time.perf_counter(); values = []
-for lo in range(0, n, chunk):
-    probs = []
-    for i in range(lo, min(n, lo + chunk)):
-        A, E = np.exp(rng.uniform(np.log(50), np.log(2000))), rng.uniform(0.5, 2)
-        a, b = rng.uniform(0.1, 0.5), rng.uniform(0.02, 0.15)
-        y = A * np.exp(-a * lv[:, 0] - b * lv[:, 1]) + E + rng.normal(0, 0.005, len(lv))
-        probs.append(lsq.Problem.simple(law, obj, lv, y))
-    values += [r.value for r in batch.solve_many(probs, [grid] * len(probs))]
-print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, len(values))
-"""
-
-
 def row_d(args) -> dict:
+    """Peak RSS of a child process fitting curves as in (c) in chunks: benchmarks/many_curves.py."""
     out = {}
     for n in (max(1, args.rss_curves // 10), args.rss_curves):
-        code = RSS_CHILD.format(bench=str(ROOT / "benchmarks"), n=n, chunk=args.rss_chunk,
-                                xs=XS, ds=DS)
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           check=True, cwd=ROOT).stdout.split()
-        out[str(n)] = {"seconds": float(r[0]), "peak_rss_mib": int(r[1]) / 1024,
-                       "fitted": int(r[2])}
+        lines = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "many_curves.py"), str(n),
+                                str(args.rss_chunk)], capture_output=True, text=True, check=True,
+                               cwd=ROOT).stdout.splitlines()
+        _, _, _, seconds, _, rss_mib, converged = next(x for x in lines if x.startswith("RESULT")).split()
+        out[str(n)] = {"seconds": float(seconds), "peak_rss_mib": float(rss_mib), "fitted": n,
+                       "converged": int(converged)}
     out["chunk"] = args.rss_chunk
     return out
 

@@ -5,7 +5,7 @@ peak RSS), then a RESULT line. Runs on whatever backend jax picks (a GPU where t
 
     python benchmarks/many_curves.py 100000 5000          # N curves, chunk size
 
-Results: benchmarks/results/many_curves.md.
+Results: benchmarks/results/many_curves.md. `bench_lsq.py` row (d) runs this script.
 """
 from __future__ import annotations
 
@@ -19,13 +19,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax  # noqa: E402
+from bench_lsq import DS, XS  # noqa: E402
 
 from lawfit import batch, lsq  # noqa: E402
 from lawfit.laws import get_law  # noqa: E402
 from lawfit.objectives import make_objective  # noqa: E402
-
-XS = (1e8, 4e8, 1.6e9, 6.4e9)
-DS = (1e3, 3e3, 1e4, 3e4, 1e5)
 
 
 def peak_rss_mib() -> float:
