@@ -34,6 +34,8 @@ from scipy.stats import beta as beta_dist
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from shards import add_shard_arguments, read_shards  # noqa: E402
+
 import lawfit  # noqa: E402
 from lawfit import paper  # noqa: E402
 from lawfit.analysis import recipes  # noqa: E402
@@ -112,13 +114,7 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.005)
     ap.add_argument("--no-conditional", action="store_true",
                     help="skip the conditional (E, beta frozen) comparison")
-    ap.add_argument("--start", type=int, default=0, help="index of the first grid (default 0)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--from-csv", type=Path, nargs="+", default=None,
-                    help="summarise these per-grid CSVs (shards) instead of fitting")
-    ap.add_argument("--seconds", type=float, default=None,
-                    help="with --from-csv: the shards' wall time, for the summary")
-    ap.add_argument("--note", default="", help="appended to the summary's first line (the machine)")
+    add_shard_arguments(ap, "grid")
     args = ap.parse_args()
     t0 = time.perf_counter()
     truth_x = true_crossings()
@@ -165,8 +161,7 @@ def main() -> None:
         print(f"[{time.perf_counter() - t0:6.0f}s] grid {grid + 1 - args.start}/{args.grids}",
               file=sys.stderr, flush=True)
     if args.from_csv:
-        df = pd.concat([pd.read_csv(p) for p in args.from_csv], ignore_index=True)
-        df = df.sort_values("grid", kind="stable").reset_index(drop=True)
+        df = read_shards(args.from_csv, ["grid"])
         args.grids = int(df.grid.nunique())
     else:
         df = pd.DataFrame(rows)

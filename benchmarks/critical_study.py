@@ -30,6 +30,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from shards import add_shard_arguments, read_shards  # noqa: E402
+
 import lawfit  # noqa: E402
 from lawfit import paper  # noqa: E402
 from lawfit.analysis.critical import critical, crossings  # noqa: E402
@@ -56,13 +58,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--noise", type=float, default=0.005)
-    ap.add_argument("--start", type=int, default=0, help="index of the first replicate (default 0)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    ap.add_argument("--from-csv", type=Path, nargs="+", default=None,
-                    help="summarise these per-replicate CSVs (shards) instead of fitting")
-    ap.add_argument("--seconds", type=float, default=None,
-                    help="with --from-csv: the shards' wall time, for the summary")
-    ap.add_argument("--note", default="", help="appended to the summary's first line (the machine)")
+    add_shard_arguments(ap, "replicate")
     args = ap.parse_args()
     t0 = time.perf_counter()
     rows = []
@@ -113,8 +109,7 @@ def main() -> None:
             print(f"[{time.perf_counter() - t0:6.0f}s] {task} replicate {rep + 1 - args.start}/"
                   f"{args.reps}", file=sys.stderr, flush=True)
     if args.from_csv:
-        df = pd.concat([pd.read_csv(p) for p in args.from_csv], ignore_index=True)
-        df = df.sort_values(["task", "rep"], kind="stable").reset_index(drop=True)
+        df = read_shards(args.from_csv, ["task", "rep"])
         args.reps = int(df.groupby("task").rep.nunique().min())
     else:
         df = pd.DataFrame(rows)

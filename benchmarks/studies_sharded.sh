@@ -16,18 +16,16 @@ export XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_thread
 TMP=$(mktemp -d)
 mkdir -p "$OUT"
 t0=$(date +%s)
-per=$(( (GRIDS + GRID_SHARDS - 1) / GRID_SHARDS ))
-for ((s = 0; s < GRIDS; s += per)); do
-    k=$(( s + per > GRIDS ? GRIDS - s : per ))
-    $PY benchmarks/coverage_two_stage.py --start $s --grids $k --bootstrap $B --out "$TMP/cov$s" \
-        > "$TMP/cov$s.log" 2>&1 &
-done
-per=$(( (REPS + REP_SHARDS - 1) / REP_SHARDS ))
-for ((s = 0; s < REPS; s += per)); do
-    k=$(( s + per > REPS ? REPS - s : per ))
-    $PY benchmarks/critical_study.py --start $s --reps $k --bootstrap $B --out "$TMP/cs$s" \
-        > "$TMP/cs$s.log" 2>&1 &
-done
+# shard SCRIPT NAME TOTAL SHARDS COUNT_OPTION: TOTAL grids/replicates in SHARDS background processes
+shard() {
+    local per=$(( ($3 + $4 - 1) / $4 )) s k
+    for ((s = 0; s < $3; s += per)); do
+        k=$(( s + per > $3 ? $3 - s : per ))
+        $PY "benchmarks/$1" --start $s "$5" $k --bootstrap $B --out "$TMP/$2$s" > "$TMP/$2$s.log" 2>&1 &
+    done
+}
+shard coverage_two_stage.py cov "$GRIDS" "$GRID_SHARDS" --grids
+shard critical_study.py cs "$REPS" "$REP_SHARDS" --reps
 wait
 secs=$(( $(date +%s) - t0 ))
 note=" ($GRID_SHARDS + $REP_SHARDS processes on $CORES cores, $($PY -c 'import platform; print(platform.processor() or platform.machine())'))"
