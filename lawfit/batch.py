@@ -186,8 +186,8 @@ def _values32(fns):
 
 def _float32(tree):
     return jax.tree_util.tree_map(
-        lambda a: jnp.asarray(a, jnp.float32) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating)
-        else jnp.asarray(a), tree)
+        lambda a: np.asarray(a, np.float32) if np.issubdtype(np.asarray(a).dtype, np.floating)
+        else np.asarray(a), tree)
 
 
 def _screen(fns, probs, data, w, lb, starts, keep: int):
@@ -211,14 +211,13 @@ def _screen(fns, probs, data, w, lb, starts, keep: int):
         for i, p in enumerate(probs):
             lv[i, : p.n] = p.log_vars
             y[i, : p.n] = p.y
-        theta, f = _projection(law, probs[0].objective, fns)(jnp.asarray(exps), jnp.asarray(lv), jnp.asarray(y),
-                                         jnp.asarray(w), jnp.asarray(lb),
-                                         jax.tree_util.tree_map(jnp.asarray, data))
+        theta, f = _projection(law, probs[0].objective, fns)(
+            exps, lv, y, np.asarray(w), np.asarray(lb), jax.tree_util.tree_map(np.asarray, data))
         theta, f = np.asarray(theta), np.asarray(f)
         n_screened = len(exps)
     else:
-        f = np.asarray(_values32(fns)(jnp.asarray(starts, jnp.float32),
-                                      jnp.asarray(w, jnp.float32), _float32(data)), np.float64)
+        f = np.asarray(_values32(fns)(np.asarray(starts, np.float32),
+                                      np.asarray(w, np.float32), _float32(data)), np.float64)
         theta = starts
         n_screened = s
     f = np.where(np.isfinite(f), f, np.inf)

@@ -15,7 +15,6 @@ from functools import lru_cache
 from typing import Callable, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -78,7 +77,7 @@ def _residual_scale(law, obj, theta_rows, log_vars, y, n_seeds, n_free) -> dict:
     """Scatter of one run about the fitted curve, in the objective's residual space: the
     seed-weighted residual sum of squares over the residual degrees of freedom (a mean of k seeds
     scatters sqrt(k) less than one run, the Bayesian fitter's sigma/sqrt(w) model)."""
-    lp = np.asarray(_log_predict(law)(jnp.asarray(theta_rows), jnp.asarray(log_vars)))
+    lp = np.asarray(_log_predict(law)(np.asarray(theta_rows), np.asarray(log_vars)))
     r = np.log(y) - lp if obj.space == "log" else y - np.exp(lp)
     dof = len(y) - n_free
     sd = float(np.sqrt(np.sum(n_seeds * r * r) / dof)) if dof > 0 else float("nan")
@@ -518,7 +517,7 @@ def _least_squares(group: GroupProblem, opts: FitOptions, rng: np.random.Generat
 def _fit_quality(gdf, variables, y, law, obj, theta, cols, n_params, seeds, joint) -> dict:
     """The fit_quality block (lawfit.quality) of one subset's rows at internal parameters theta."""
     with np.errstate(divide="ignore"):          # a base-model row: log 0 = -inf, the law sees 0
-        log_pred = np.asarray(_log_predict(law)(jnp.asarray(theta), jnp.asarray(np.log(variables))))
+        log_pred = np.asarray(_log_predict(law)(np.asarray(theta), np.log(variables)))
     log_space = obj.space == "log"
     r = log_pred - np.log(y) if log_space else np.exp(log_pred) - y
     names = [column_for(cols[role], gdf.iloc[0]) for role in law.variables]

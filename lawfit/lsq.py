@@ -87,8 +87,8 @@ def solver_arrays(problem: Problem):
         y[:n] = problem.y
         w = np.zeros(m)
         w[:n] = 1.0 if problem.weights is None else problem.weights
-        return (jnp.asarray(lv), jnp.asarray(y), jnp.asarray(slots),
-                jnp.asarray(np.asarray(problem.fixed, np.float64))), w
+        return (jax.device_put(lv), jax.device_put(y), jax.device_put(slots),
+                jax.device_put(np.asarray(problem.fixed, np.float64))), w
     t, c = problem.design()
     tp = np.zeros((m,) + t.shape[1:])
     tp[:n] = t
@@ -98,7 +98,8 @@ def solver_arrays(problem: Problem):
     y[:n] = problem.y
     w = np.zeros(m)
     w[:n] = 1.0 if problem.weights is None else problem.weights
-    return tuple(map(jnp.asarray, (tp, cp, y, _pair_products(tp)))), w
+    # device_put, not jnp.asarray: the latter compiles a program per shape (jax 0.12)
+    return tuple(map(jax.device_put, (tp, cp, y, _pair_products(tp)))), w
 
 
 def is_plain(problem: Problem) -> bool:
@@ -132,7 +133,7 @@ def stacked_solver_arrays(problems) -> tuple[tuple, np.ndarray]:
         lv[i, : p.n] = p.log_vars
         y[i, : p.n] = p.y
         w[i, : p.n] = 1.0 if p.weights is None else p.weights
-    t = np.array(law.terms_fn(jnp.asarray(lv.reshape(g * m, v))))
+    t = np.array(law.terms(lv.reshape(g * m, v)))
     t = t.reshape((g, m) + t.shape[1:])
     for i, p in enumerate(problems):
         t[i, p.n:] = 0.0       # padded runs: no terms (as solver_arrays pads them)
@@ -445,18 +446,21 @@ def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
     Returns theta (G, S, F), f (G, S), converged (G, S) and steps (G,) (iterations until each
     row's last start was done) as numpy arrays.
     """
-    theta0 = jnp.asarray(theta0, dtype)
-    W = jnp.asarray(W, dtype)
+    # converted on the host and device_put: jnp.asarray / astype compile a program per shape and
+    # dtype, each costing a lookup in the compilation cache in every new process
+    def host(a):
+        a = np.asarray(a)
+        return jax.device_put(a.astype(dtype, copy=False) if np.issubdtype(a.dtype, np.floating)
+                              else a)
+
+    theta0, W, lb = host(theta0), host(W), host(lb)
+    data = jax.tree_util.tree_map(host, data)
     shared_w = W.ndim == 2
     start, advance = _solver(fns, shared_w)
-    lb = jnp.asarray(lb, dtype)
-    data = jax.tree_util.tree_map(
-        lambda a: jnp.asarray(a, dtype) if np.issubdtype(np.asarray(a).dtype, np.floating)
-        else jnp.asarray(a), data)
     state = start(theta0, W, data, lb)
     G = theta0.shape[0]
     if block <= 0:
-        state, _, gsteps = advance(state, W, data, lb, jnp.asarray(max_steps))
+        state, _, gsteps = advance(state, W, data, lb, np.asarray(max_steps))
         theta, f, _, _, _, _, conv = state
         return np.asarray(theta), np.asarray(f), np.asarray(conv), np.asarray(gsteps)
     owner = np.arange(G) if owner is None else np.asarray(owner)
@@ -469,7 +473,7 @@ def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
     taken = 0
     while True:
         n = min(block, max_steps - taken)
-        state, _, gsteps = advance(state, W, data, lb, jnp.asarray(n))
+        state, _, gsteps = advance(state, W, data, lb, np.asarray(n))
         taken += n
         out_steps[rows] += np.asarray(gsteps)   # duplicate rows are identical: counted once
         theta, f, done, conv = (np.asarray(state[i]) for i in (0, 1, 5, 6))
@@ -479,7 +483,7 @@ def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
             drop = ~done & (f > fbest[own])
             if drop.any():
                 done = done | drop
-                state = (*state[:5], jnp.asarray(done), state[6])
+                state = (*state[:5], jax.device_put(done), state[6])
         finished = done.all(axis=1) | (taken >= max_steps)
         out_theta[rows[finished]] = theta[finished]
         out_f[rows[finished]] = f[finished]
@@ -490,7 +494,7 @@ def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
         size = _bucket(live.size, len(rows))
         if size < len(rows):
             sel = np.concatenate([live, np.full(size - live.size, live[-1])])
-            state, W, data, lb = _take((state, W, data, lb), jnp.asarray(sel))
+            state, W, data, lb = _take((state, W, data, lb), np.asarray(sel))
             rows = rows[sel]
     return out_theta, out_f, out_conv, out_steps
 
@@ -503,7 +507,7 @@ def _take(tree, idx):
 
 def _run(fns, theta0, W, data, lb, max_steps):
     """One group: theta0 (S, F), W (S, M), data and lb unbatched."""
-    data1 = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], data)
+    data1 = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], data)
     theta, f, conv, steps = iterate(fns, np.asarray(theta0)[None], np.asarray(W)[None], data1,
                                     np.asarray(lb)[None], max_steps)
     return theta[0], f[0], conv[0], int(steps[0])
@@ -553,7 +557,7 @@ def multistart(problem: Problem, starts: np.ndarray, *, screen_steps: int = SCRE
                keep: int | None = None, max_steps: int = MAX_STEPS) -> LsqFit:
     """Minimise the problem's objective from every start (S, F); see the module docstring."""
     data, w = solver_arrays(problem)
-    data = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], data)
+    data = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], data)
     return multistart_arrays(objective_fns(problem), data, w[None], problem.lower_bounds()[None],
                              np.asarray(starts, np.float64)[None], screen_steps=screen_steps,
                              keep=keep, max_steps=max_steps)[0]
