@@ -95,11 +95,13 @@ def _curves(variables: np.ndarray, j: int) -> np.ndarray | None:
     others = np.delete(variables, j, axis=1)
     if others.shape[1] == 0:
         return None
-    labels = pd.DataFrame(others).groupby(list(range(others.shape[1])), sort=False).ngroup()
-    sizes = labels.map(labels.value_counts()).to_numpy()
-    if np.mean(sizes >= 3) < 0.5:
+    # numpy rather than a pandas groupby: describing thousands of groups (lawfit.batch) spent
+    # most of its time here
+    _, labels, counts = np.unique(others, axis=0, return_inverse=True, return_counts=True)
+    labels = labels.reshape(-1)
+    if np.mean(counts[labels] >= 3) < 0.5:
         return None
-    return labels.to_numpy()
+    return labels
 
 
 def lack_of_fit(mean_residuals: np.ndarray, n_seeds: np.ndarray, seed_ss: np.ndarray,
