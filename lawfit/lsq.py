@@ -28,6 +28,7 @@ import numpy as np
 
 from lawfit.errors import DataError
 
+from . import programs
 from .laws import Law
 from .numerics import float64
 from .objectives import Objective
@@ -209,8 +210,14 @@ def full_objective(objective: Objective):
             f, g, h = f / sw, g / sw, h / sw
         return f, g, h
 
-    return value, vgh
+    fns = (value, vgh)
+    _PROGRAM_KEYS[fns] = ("full_objective", repr(objective))
+    return fns
 
+
+# what a solver's traced program depends on beyond lawfit's source, per objective functions:
+# solvers of these functions may keep their traced programs between processes (lawfit.programs)
+_PROGRAM_KEYS: dict = {}
 
 TERM_PAIRS = {k: [(i, j) for i in range(k) for j in range(i, k)] for k in range(1, 9)}
 
@@ -349,11 +356,9 @@ def _solver(fns, shared_w: bool):
     v_init = _over_rows(init, shared_w)
     v_step = _over_rows(step, shared_w)
 
-    @jax.jit
     def start(theta0, W, data, lb):
         return v_init(theta0, W, data, lb)
 
-    @jax.jit
     def advance(state, W, data, lb, n_steps):
         def cond(c):
             state, it, _ = c
@@ -368,7 +373,12 @@ def _solver(fns, shared_w: bool):
         return jax.lax.while_loop(cond, body, (state, jnp.asarray(0),
                                                jnp.zeros(g, jnp.int32)))
 
-    return start, advance
+    key = _PROGRAM_KEYS.get(fns)
+    if key is None:            # jax-autodiff objectives (user laws): traced in every process
+        return jax.jit(start), jax.jit(advance)
+    key = (*key, shared_w, ROW_CHUNK)
+    return (programs.cached(jax.jit(start), ("start", *key)),
+            programs.cached(jax.jit(advance), ("advance", *key)))
 
 
 def _over_rows(fn, shared_w: bool):
