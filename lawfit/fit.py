@@ -349,7 +349,8 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
 
 _EXPONENT = {"x": "alpha", "d": "beta"}
 # several groups' NUTS chains in one program (lawfit.bayes.fit_problems): "auto" on an
-# accelerator only; on CPU it measured slower than group by group (benchmarks/bench_bayes.py)
+# accelerator only; on CPU it measured slower than group by group
+# (benchmarks/bench_bayes_groups.py)
 VECTORIZE_GROUPS = "auto"
 
 
@@ -359,10 +360,10 @@ def _vectorize_groups(options: Mapping) -> bool:
     choice = options.get("vectorize_groups", VECTORIZE_GROUPS)
     if choice not in (True, False, "auto"):
         raise DataError(f"vectorize_groups must be true, false or 'auto', got {choice!r}")
-    if options.get("driver", "lawfit") != "lawfit":
+    if options.get("driver", "lawfit") != "lawfit" or "weights" in options:
         if choice is True:
             raise DataError("vectorize_groups needs the lawfit driver (numpyro's MCMC samples "
-                            "one group at a time)")
+                            "one group at a time) and each group's own weights")
         return False
     if choice == "auto":
         return jax.default_backend() != "cpu"
