@@ -4,7 +4,8 @@
     the 240 runs of data/epoch2024_chinchilla.csv that Epoch AI's fits keep (245 rows, 5 marked
     ``epoch_excluded``), compiled, against scipy L-BFGS-B one start at a time with a numpy objective
     and its analytic gradient (timed on --k starts spread over the grid, scaled to 4,500);
-(b) the same fit as a whole ``lawfit fit`` process with a warm compilation cache, same reference;
+(b) the same fit as a whole ``lawfit fit`` process with a warm compilation cache (and the solver's
+    traced programs, lawfit/programs.py), same reference;
 (c) many finetuning curves x 20 runs (4 model sizes x 5 data sizes: the multiplicative law plus
     N(0, 0.005^2) noise, drawn in one vectorised step), multiplicative law, default objective
     (Huber 1e-3) and grid (1,296 starts): lawfit.batch.solve_many over all curves (what
@@ -192,6 +193,8 @@ def row_b(args, ref_grid_s) -> dict:
             t0 = time.perf_counter()
             subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=ROOT)
             times.append(time.perf_counter() - t0)
+        import shutil
+        shutil.rmtree(cache + "-programs", ignore_errors=True)   # lawfit/programs.py's, beside
     warm = statistics.median(times[1:])          # the first run fills the cache
     return {"command": "lawfit " + " ".join(cmd[3:]), "cold_cache_seconds": times[0],
             "warm_cache_seconds_median": warm, "speedup": ref_grid_s / warm}
