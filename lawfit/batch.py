@@ -33,7 +33,8 @@ from .numerics import float64
 from .problem import GroupProblem, grid_starts
 from .progress import counted
 
-__all__ = ["BUDGET", "KEEP", "batchable", "multistart_many", "solve_groups", "solve_many"]
+__all__ = ["BUDGET", "KEEP", "batchable", "bootstrap_many", "multistart_many", "solve_groups",
+           "solve_many"]
 
 KEEP = 16           # starts per fit that solve_many refines after screening
 REFINE = 4          # projection screening: exponent grid spacing divided by this
@@ -349,3 +350,131 @@ def solve_groups(groups: Sequence[GroupProblem], progress=None) -> list[lsq.LsqF
         status, warnings = lsq.lsq_status(f, g, check_grid=True)
         out.append(replace(f, status=status, warnings=tuple(warnings)))
     return out
+
+
+# --- bootstrap resamples of many fits: bootstrap_many ----------------------------------------------
+
+@float64
+def bootstrap_many(problems: Sequence[lsq.Problem], candidates: Sequence[np.ndarray],
+                   weights: Sequence[np.ndarray],
+                   fixed_draws: Sequence[np.ndarray | None] | None = None, *,
+                   max_steps: int = lsq.MAX_STEPS, row_bytes: int = ROW_BYTES,
+                   progress=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`lawfit.lsq.bootstrap` (or :func:`lawfit.lsq.bootstrap_frozen`) of many problems as
+    one batched program.
+
+    Every (problem, resample, candidate) refit is one row of a flat batch, carrying its problem's
+    solver arrays (padded runs weight 0), its resample's weights and its candidate optimum as the
+    start; rows are refined together by :func:`lawfit.lsq.iterate`, each to its own convergence
+    test, the batch compacted as rows finish (no start is abandoned: every candidate of a resample
+    runs to its end, as in :func:`lawfit.lsq.bootstrap`). Problems are bucketed by compiled shape
+    (objective, padded runs, parameters, frozen values) and the rows of a bucket processed in
+    chunks of at most ``row_bytes`` of per-row data, so memory does not grow with the number of
+    problems. A row's trajectory depends only on its own start, weights and data, so a problem's
+    draws are those it gets alone, whatever else is in the batch.
+
+    Parameters
+    ----------
+    problems : the fits (any laws, objectives, frozen parameters, sizes).
+    candidates : per problem, (m_i, F_i) candidate optima of the full fit (``LsqFit.candidates``).
+    weights : per problem, (B_i, N_i) resampling weights (:func:`lawfit.lsq.bootstrap_weights`).
+    fixed_draws : optional, per problem None or (B_i, n_fixed_i) frozen values (internal units)
+        paired with the resamples: resample b is refitted with frozen values ``fixed_draws[b]``
+        (the second stage of a two-stage procedure, as :func:`lawfit.lsq.bootstrap_frozen`).
+    max_steps : Newton steps at most per refit.
+    row_bytes : bytes of per-row data (solver arrays and weights) in one chunk of rows.
+    progress : optional ``advance(n)``, called with the number of resamples each chunk completes.
+
+    Returns
+    -------
+    list of ``(draws (B_i, F_i), converged (B_i,))``, in the order of ``problems``: each
+    resample's best converged refit, as :func:`lawfit.lsq.bootstrap` returns for that problem
+    alone.
+    """
+    n = len(problems)
+    if len(candidates) != n or len(weights) != n:
+        raise ValueError("one candidate array and one weight array per problem")
+    fixed_draws = [None] * n if fixed_draws is None else list(fixed_draws)
+    if len(fixed_draws) != n:
+        raise ValueError("one fixed_draws entry (or None) per problem")
+    cands = [np.asarray(c, np.float64) for c in candidates]
+    wts = [np.asarray(w, np.float64) for w in weights]
+    base, buckets = [], {}
+    for i, p in enumerate(problems):
+        if cands[i].ndim != 2 or cands[i].shape[1] != p.n_free or len(cands[i]) == 0:
+            raise ValueError(f"candidates of problem {i} must be (m >= 1, {p.n_free})")
+        if wts[i].ndim != 2 or wts[i].shape[1] != p.n:
+            raise ValueError(f"weights of problem {i} must be (B, {p.n})")
+        fd = fixed_draws[i]
+        if fd is not None:
+            fd = fixed_draws[i] = np.asarray(fd, np.float64)
+            if fd.shape != (len(wts[i]), len(p.fixed)):
+                raise ValueError(f"fixed_draws of problem {i} must be ({len(wts[i])}, "
+                                 f"{len(p.fixed)})")
+        data, w0 = lsq.solver_arrays(p)
+        base.append((tuple(np.asarray(a) for a in data), w0, p.lower_bounds()))
+        key = (lsq.objective_fns(p), p.n_free, tuple(np.shape(a) for a in data))
+        buckets.setdefault(key, []).append(i)
+    draws = [np.full((len(w), p.n_free), np.nan) for w, p in zip(wts, problems)]
+    ok = [np.zeros(len(w), bool) for w in wts]
+    for (fns, n_free, shapes), members in buckets.items():
+        # rows: problem-major, then resample, then candidate (the order lsq.bootstrap uses)
+        prob = np.concatenate([np.full(len(wts[i]) * len(cands[i]), i, np.int64)
+                               for i in members])
+        res = np.concatenate([np.repeat(np.arange(len(wts[i])), len(cands[i])) for i in members])
+        cand = np.concatenate([np.tile(np.arange(len(cands[i])), len(wts[i])) for i in members])
+        if prob.size == 0:
+            continue
+        m = shapes[0][0]
+        per_row = 8 * (sum(int(np.prod(sh)) for sh in shapes) + m + 2 * n_free)
+        chunk = _pow2_floor(max(1, row_bytes // per_row))
+        chunk = max(1, min(chunk, 1 << int(prob.size - 1).bit_length()))
+        refit_f = np.full(prob.size, np.inf)          # per row: objective if converged, else inf
+        refit_t = np.zeros((prob.size, n_free))
+        for lo in range(0, prob.size, chunk):
+            real = min(chunk, prob.size - lo)
+            # a short last chunk is padded with repeats of its last row (one compiled shape)
+            sel = lo + np.minimum(np.arange(chunk), real - 1)
+            pi, rb, ci = prob[sel], res[sel], cand[sel]
+            # the rows' solver arrays: one unit per problem, or per (problem, resample) when the
+            # resample has its own frozen values
+            unit = [(i, int(b) if fixed_draws[i] is not None else -1) for i, b in zip(pi, rb)]
+            names = list(dict.fromkeys(unit))
+            where = {u: k for k, u in enumerate(names)}
+            unit_data = []
+            for i, b in names:
+                if b < 0:
+                    unit_data.append(base[i][0])
+                else:
+                    own = replace(problems[i], fixed=fixed_draws[i][b])
+                    unit_data.append(tuple(np.asarray(a) for a in lsq.solver_arrays(own)[0]))
+            idx = np.array([where[u] for u in unit])
+            data_r = tuple(np.stack([d[j] for d in unit_data])[idx] for j in range(len(shapes)))
+            W = np.zeros((chunk, m))
+            lb = np.empty((chunk, n_free))
+            theta0 = np.empty((chunk, 1, n_free))
+            for i in np.unique(pi):
+                rows = pi == i
+                w0, n_i = base[i][1], problems[i].n
+                W[rows, :n_i] = wts[i][rb[rows]] * w0[:n_i]     # padded runs keep weight 0
+                lb[rows] = base[i][2]
+                theta0[rows, 0] = cands[i][ci[rows]]
+            theta, f, conv, _ = lsq.iterate(fns, theta0, W, data_r, lb, max_steps,
+                                            block=lsq.BLOCK)
+            f = np.where(conv[:, 0] & np.isfinite(f[:, 0]), f[:, 0], np.inf)
+            refit_f[lo: lo + real] = f[:real]
+            refit_t[lo: lo + real] = theta[:real, 0]
+            if progress is not None:
+                progress(int(np.sum(ci[:real] == np.array([len(cands[i]) - 1
+                                                           for i in pi[:real]]))))
+        at = 0
+        for i in members:       # each resample: its best converged candidate (the first on ties)
+            b, k = wts[i].shape[0], len(cands[i])
+            f_i = refit_f[at: at + b * k].reshape(b, k)
+            t_i = refit_t[at: at + b * k].reshape(b, k, n_free)
+            at += b * k
+            j = np.argmin(f_i, axis=1)
+            rows = np.arange(b)
+            draws[i] = t_i[rows, j]
+            ok[i] = np.isfinite(f_i[rows, j])
+    return list(zip(draws, ok))
