@@ -43,6 +43,7 @@ SCREEN_BUDGET = 1 << 24     # elements of one (groups x starts x runs x terms) s
 
 BUDGET = 1 << 21    # elements of one (starts x runs x terms) intermediate per screening chunk
 ROW_BYTES = 64 << 20    # bytes of per-row data in one refinement batch
+UNIT_ROWS = 8       # bootstrap_many: refits (of one problem) that share one copy of its data
 
 
 def _pow2_floor(n: int) -> int:
@@ -363,15 +364,20 @@ def bootstrap_many(problems: Sequence[lsq.Problem], candidates: Sequence[np.ndar
     """:func:`lawfit.lsq.bootstrap` (or :func:`lawfit.lsq.bootstrap_frozen`) of many problems as
     one batched program.
 
-    Every (problem, resample, candidate) refit is one row of a flat batch, carrying its problem's
-    solver arrays (padded runs weight 0), its resample's weights and its candidate optimum as the
-    start; rows are refined together by :func:`lawfit.lsq.iterate`, each to its own convergence
-    test, the batch compacted as rows finish (no start is abandoned: every candidate of a resample
-    runs to its end, as in :func:`lawfit.lsq.bootstrap`). Problems are bucketed by compiled shape
-    (objective, padded runs, parameters, frozen values) and the rows of a bucket processed in
-    chunks of at most ``row_bytes`` of per-row data, so memory does not grow with the number of
-    problems. A row's trajectory depends only on its own start, weights and data, so a problem's
-    draws are those it gets alone, whatever else is in the batch.
+    Every (problem, resample, candidate) refit is one row: its candidate optimum as the start,
+    its resample's weights (padded runs weight 0), its problem's solver arrays. Rows of one
+    problem (and one resample, when resamples have their own frozen values) are grouped in units
+    of ``UNIT_ROWS`` that share one copy of the solver arrays, and all units of a bucket are
+    refined together by :func:`lawfit.lsq.iterate`, each row to its own convergence test, the
+    batch compacted as units finish (no start is abandoned: every candidate of a resample runs to
+    its end, as in :func:`lawfit.lsq.bootstrap`). (Units of one row, vectorised one start wide,
+    were measured to stall on a few resamples whose Hessian is singular at the start where
+    lsq.bootstrap's many-row batches converge: the rounding of the width-1 products differs.)
+    Problems are bucketed by compiled shape (objective, padded runs, parameters, frozen values)
+    and a bucket's units processed in chunks of at most ``row_bytes`` of per-unit data, so memory
+    does not grow with the number of problems. A row's trajectory depends only on its own start,
+    weights and data, so a problem's draws are those it gets alone, whatever else is in the
+    batch.
 
     Parameters
     ----------
@@ -382,7 +388,7 @@ def bootstrap_many(problems: Sequence[lsq.Problem], candidates: Sequence[np.ndar
         paired with the resamples: resample b is refitted with frozen values ``fixed_draws[b]``
         (the second stage of a two-stage procedure, as :func:`lawfit.lsq.bootstrap_frozen`).
     max_steps : Newton steps at most per refit.
-    row_bytes : bytes of per-row data (solver arrays and weights) in one chunk of rows.
+    row_bytes : bytes of per-unit data (solver arrays and weights) in one chunk of units.
     progress : optional ``advance(n)``, called with the number of resamples each chunk completes.
 
     Returns
@@ -418,63 +424,67 @@ def bootstrap_many(problems: Sequence[lsq.Problem], candidates: Sequence[np.ndar
     draws = [np.full((len(w), p.n_free), np.nan) for w, p in zip(wts, problems)]
     ok = [np.zeros(len(w), bool) for w in wts]
     for (fns, n_free, shapes), members in buckets.items():
-        # rows: problem-major, then resample, then candidate (the order lsq.bootstrap uses)
-        prob = np.concatenate([np.full(len(wts[i]) * len(cands[i]), i, np.int64)
-                               for i in members])
-        res = np.concatenate([np.repeat(np.arange(len(wts[i])), len(cands[i])) for i in members])
-        cand = np.concatenate([np.tile(np.arange(len(cands[i])), len(wts[i])) for i in members])
-        if prob.size == 0:
+        # rows, problem-major, then resample, then candidate (lsq.bootstrap's order), at position
+        # offset_i + b * m_i + c; they are grouped into units of UNIT_ROWS rows that share one
+        # copy of the solver arrays (one problem, and one resample when it has frozen values)
+        offset, units = {}, []
+        at = 0
+        for i in members:
+            nb, k = wts[i].shape[0], len(cands[i])
+            offset[i] = at
+            pos = at + np.arange(nb * k)
+            at += nb * k
+            if fixed_draws[i] is None:
+                units += [(i, -1, pos[j: j + UNIT_ROWS]) for j in range(0, pos.size, UNIT_ROWS)]
+            else:
+                units += [(i, r, pos[r * k + j: r * k + min(k, j + UNIT_ROWS)])
+                          for r in range(nb) for j in range(0, k, UNIT_ROWS)]
+        if not units:
             continue
         m = shapes[0][0]
-        per_row = 8 * (sum(int(np.prod(sh)) for sh in shapes) + m + 2 * n_free)
-        chunk = _pow2_floor(max(1, row_bytes // per_row))
-        chunk = max(1, min(chunk, 1 << int(prob.size - 1).bit_length()))
-        refit_f = np.full(prob.size, np.inf)          # per row: objective if converged, else inf
-        refit_t = np.zeros((prob.size, n_free))
-        for lo in range(0, prob.size, chunk):
-            real = min(chunk, prob.size - lo)
-            # a short last chunk is padded with repeats of its last row (one compiled shape)
-            sel = lo + np.minimum(np.arange(chunk), real - 1)
-            pi, rb, ci = prob[sel], res[sel], cand[sel]
-            # the rows' solver arrays: one unit per problem, or per (problem, resample) when the
-            # resample has its own frozen values
-            unit = [(i, int(b) if fixed_draws[i] is not None else -1) for i, b in zip(pi, rb)]
-            names = list(dict.fromkeys(unit))
-            where = {u: k for k, u in enumerate(names)}
-            unit_data = []
-            for i, b in names:
-                if b < 0:
-                    unit_data.append(base[i][0])
-                else:
-                    own = replace(problems[i], fixed=fixed_draws[i][b])
-                    unit_data.append(tuple(np.asarray(a) for a in lsq.solver_arrays(own)[0]))
-            idx = np.array([where[u] for u in unit])
-            data_r = tuple(np.stack([d[j] for d in unit_data])[idx] for j in range(len(shapes)))
-            W = np.zeros((chunk, m))
+        unit_bytes = 8 * (sum(int(np.prod(sh)) for sh in shapes) + n_free
+                          + UNIT_ROWS * (m + 2 * n_free))
+        chunk = _pow2_floor(max(1, row_bytes // unit_bytes))
+        chunk = max(1, min(chunk, 1 << int(len(units) - 1).bit_length()))
+        refit_f = np.full(at, np.inf)          # per row: its objective if converged, else inf
+        refit_t = np.zeros((at, n_free))
+        for lo in range(0, len(units), chunk):
+            part = units[lo: lo + chunk]
+            # a short last chunk is padded with repeats of its last unit (one compiled shape)
+            part += [part[-1]] * (chunk - len(part))
+            data_u, theta0 = [], np.empty((chunk, UNIT_ROWS, n_free))
+            W = np.zeros((chunk, UNIT_ROWS, m))
             lb = np.empty((chunk, n_free))
-            theta0 = np.empty((chunk, 1, n_free))
-            for i in np.unique(pi):
-                rows = pi == i
+            for u, (i, r, pos) in enumerate(part):
+                if r < 0:
+                    data_u.append(base[i][0])
+                else:
+                    own = replace(problems[i], fixed=fixed_draws[i][r])
+                    data_u.append(tuple(np.asarray(a) for a in lsq.solver_arrays(own)[0]))
+                # a unit's rows beyond its own repeat its last row (results not read)
+                rel = pos[np.minimum(np.arange(UNIT_ROWS), pos.size - 1)] - offset[i]
+                res, cand = np.divmod(rel, len(cands[i]))
                 w0, n_i = base[i][1], problems[i].n
-                W[rows, :n_i] = wts[i][rb[rows]] * w0[:n_i]     # padded runs keep weight 0
-                lb[rows] = base[i][2]
-                theta0[rows, 0] = cands[i][ci[rows]]
-            theta, f, conv, _ = lsq.iterate(fns, theta0, W, data_r, lb, max_steps,
+                W[u, :, :n_i] = wts[i][res] * w0[:n_i]        # padded runs keep weight 0
+                theta0[u] = cands[i][cand]
+                lb[u] = base[i][2]
+            data = tuple(np.stack([d[j] for d in data_u]) for j in range(len(shapes)))
+            theta, f, conv, _ = lsq.iterate(fns, theta0, W, data, lb, max_steps,
                                             block=lsq.BLOCK)
-            f = np.where(conv[:, 0] & np.isfinite(f[:, 0]), f[:, 0], np.inf)
-            refit_f[lo: lo + real] = f[:real]
-            refit_t[lo: lo + real] = theta[:real, 0]
+            f = np.where(conv & np.isfinite(f), f, np.inf)
+            done = 0
+            for u, (i, r, pos) in enumerate(part[: min(chunk, len(units) - lo)]):
+                refit_f[pos] = f[u, : pos.size]
+                refit_t[pos] = theta[u, : pos.size]
+                done += int(np.sum((pos - offset[i]) % len(cands[i]) == len(cands[i]) - 1))
             if progress is not None:
-                progress(int(np.sum(ci[:real] == np.array([len(cands[i]) - 1
-                                                           for i in pi[:real]]))))
-        at = 0
+                progress(done)
         for i in members:       # each resample: its best converged candidate (the first on ties)
-            b, k = wts[i].shape[0], len(cands[i])
-            f_i = refit_f[at: at + b * k].reshape(b, k)
-            t_i = refit_t[at: at + b * k].reshape(b, k, n_free)
-            at += b * k
+            nb, k = wts[i].shape[0], len(cands[i])
+            f_i = refit_f[offset[i]: offset[i] + nb * k].reshape(nb, k)
+            t_i = refit_t[offset[i]: offset[i] + nb * k].reshape(nb, k, n_free)
             j = np.argmin(f_i, axis=1)
-            rows = np.arange(b)
+            rows = np.arange(nb)
             draws[i] = t_i[rows, j]
             ok[i] = np.isfinite(f_i[rows, j])
     return list(zip(draws, ok))
