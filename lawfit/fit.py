@@ -15,7 +15,6 @@ from functools import lru_cache
 from typing import Callable, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -78,7 +77,7 @@ def _residual_scale(law, obj, theta_rows, log_vars, y, n_seeds, n_free) -> dict:
     """Scatter of one run about the fitted curve, in the objective's residual space: the
     seed-weighted residual sum of squares over the residual degrees of freedom (a mean of k seeds
     scatters sqrt(k) less than one run, the Bayesian fitter's sigma/sqrt(w) model)."""
-    lp = np.asarray(_log_predict(law)(jnp.asarray(theta_rows), jnp.asarray(log_vars)))
+    lp = np.asarray(_log_predict(law)(np.asarray(theta_rows), np.asarray(log_vars)))
     r = np.log(y) - lp if obj.space == "log" else y - np.exp(lp)
     dof = len(y) - n_free
     sd = float(np.sqrt(np.sum(n_seeds * r * r) / dof)) if dof > 0 else float("nan")
@@ -182,6 +181,10 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         Called with one-line messages during long work.
     bayes_options : dict, optional
         Options of the Bayesian fitter (priors, likelihood, chains, warmup, draws, ...).
+        ``vectorize_groups``: sample the NUTS chains of several groups in one compiled
+        program, each (group, chain) with its own adaptation (lawfit.bayes.fit_problems): True,
+        False, or "auto" (the default: on an accelerator; on CPU it measured slower than one
+        group at a time). Recorded in ``settings["vectorized_groups"]``.
     pre_power : {"validate", "ats"}, optional
         Find each curve's pre-power phase (lawfit/prepower.py) and fit the law on the power phase
         only (base-model rows D = 0 are dropped with it); what was excluded is in each group's
@@ -293,6 +296,19 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
             progress(f"{len(groups)} groups: least squares, solved together (lawfit.batch)")
         built = [_group_of(gdf, key, layout, opts)[0] for key, gdf, _, layout, _, _ in groups]
         prefit = solve_groups(built, progress=progress)
+    vectorized = fitter == "bayes" and len(groups) > 1 and _vectorize_groups(opts.bayes_options)
+    if vectorized:
+        from . import bayes  # numpyro is imported only when asked for
+        if progress:
+            progress(f"{len(groups)} groups: NUTS chains of the groups sampled together "
+                     "(lawfit.bayes.fit_problems)")
+        built = [_group_of(gdf, key, layout, opts)[0] for key, gdf, _, layout, _, _ in groups]
+        weights = [gdf["n_seeds"].to_numpy(float) if seeds == "average" else None
+                   for _, gdf, *_ in groups]
+        options = {k: v for k, v in opts.bayes_options.items()
+                   if k not in ("vectorize_groups", "chain_method", "driver")}
+        prefit = bayes.fit_problems(built, rng=rng, progress=progress, weights=weights,
+                                    **options)
     preboot: list = [None] * len(groups)
     boot_batched = batched and (bootstrap > 0 or fixed_draws is not None)
     if boot_batched:
@@ -301,7 +317,8 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     for gi, (key, gdf, frozen, layout, phase, notes) in enumerate(groups):
         if progress:
             progress(f"group {gi + 1}/{len(groups)} {key}: "
-                     + ("describing the fit" if batched else f"fitting {len(gdf)} runs"))
+                     + ("describing the fit" if batched or vectorized
+                        else f"fitting {len(gdf)} runs"))
         fdraws = _fixed_draws_of(key, frozen, law, fixed_draws)
         fits = _fit_group(gdf, key, layout, frozen, fdraws, opts, rng, progress, prefit[gi],
                           preboot[gi])
@@ -322,6 +339,8 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
                 "solver": solver, "joint": joint, "share": list(share), "seeds": seeds,
                 "level": level, "pre_power": pre_power, "batched": batched,
                 "bootstrap_batched": boot_batched} | where_record
+    if fitter == "bayes":
+        settings["vectorized_groups"] = vectorized
     return FitResult(law=law, objective=obj, fitter=fitter, columns=cols,
                      by=tuple(by) + ((joint,) if joint else ()), groups=tuple(out),
                      settings=settings, source=src, level=level)
@@ -375,6 +394,26 @@ def _bootstrap_groups(groups, built, prefit, fixed_draws, opts: FitOptions,
 
 
 _EXPONENT = {"x": "alpha", "d": "beta"}
+# several groups' NUTS chains in one program (lawfit.bayes.fit_problems): "auto" on an
+# accelerator only; on CPU it measured slower than group by group
+# (benchmarks/bench_bayes_groups.py)
+VECTORIZE_GROUPS = "auto"
+
+
+def _vectorize_groups(options: Mapping) -> bool:
+    """Whether a Bayesian fit of several groups samples their chains together
+    (``bayes_options["vectorize_groups"]``: True, False or "auto", the default)."""
+    choice = options.get("vectorize_groups", VECTORIZE_GROUPS)
+    if choice not in (True, False, "auto"):
+        raise DataError(f"vectorize_groups must be true, false or 'auto', got {choice!r}")
+    if options.get("driver", "lawfit") != "lawfit" or "weights" in options:
+        if choice is True:
+            raise DataError("vectorize_groups needs the lawfit driver (numpyro's MCMC samples "
+                            "one group at a time) and each group's own weights")
+        return False
+    if choice == "auto":
+        return jax.default_backend() != "cpu"
+    return bool(choice)
 
 
 def _data_warnings(gdf, key, layout, law, cols, joint, share, n_dup, averaged) -> dict:
@@ -445,10 +484,12 @@ def _group_of(gdf: pd.DataFrame, key: dict, layout: Layout, opts: FitOptions):
 def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str, float],
                fixed_draws: np.ndarray | None, opts: FitOptions, rng: np.random.Generator,
                progress: Callable[[str], None] | None,
-               prefit: lsq.LsqFit | None = None, preboot: tuple | None = None) -> list[GroupFit]:
+               prefit=None, preboot: tuple | None = None) -> list[GroupFit]:
     """Fit one group's runs ``gdf`` (a joint layout: one GroupFit per subset); ``prefit``: its
-    least-squares fit, and ``preboot``: its bootstrap, already computed with other groups
-    (lawfit.batch; see :func:`_bootstrap_groups`)."""
+    least-squares fit (an ``lsq.LsqFit``) or posterior (a ``bayes.Posterior``), already solved
+    with other groups (lawfit.batch, lawfit.bayes.fit_problems); ``preboot``: its bootstrap
+    (draws, converged), refitted with the other groups' resamples (see
+    :func:`_bootstrap_groups`)."""
     law, obj, cols, joint = opts.law, opts.objective, opts.columns, opts.joint
     subsets = layout.subsets
     group, variables, yv = _group_of(gdf, key, layout, opts)
@@ -460,8 +501,9 @@ def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str
     if opts.fitter == "bayes":
         from . import bayes  # numpyro is imported only when asked for
         weights = n_seeds if opts.seeds == "average" else None
-        post = bayes.fit_problem(group, rng=rng, progress=progress,
-                                 **({"weights": weights} | dict(opts.bayes_options)))
+        options = {k: v for k, v in opts.bayes_options.items() if k != "vectorize_groups"}
+        post = prefit if prefit is not None else bayes.fit_problem(
+            group, rng=rng, progress=progress, **({"weights": weights} | options))
         free_hat, draws_free, status = post.estimate, post.draws, Status(post.status)
         objective_value = lsq.objective_value(problem, free_hat)
         warnings, info, method = list(post.warnings), dict(post.info), "posterior"
@@ -569,7 +611,7 @@ def _least_squares(group: GroupProblem, opts: FitOptions, rng: np.random.Generat
 def _fit_quality(gdf, variables, y, law, obj, theta, cols, n_params, seeds, joint) -> dict:
     """The fit_quality block (lawfit.quality) of one subset's rows at internal parameters theta."""
     with np.errstate(divide="ignore"):          # a base-model row: log 0 = -inf, the law sees 0
-        log_pred = np.asarray(_log_predict(law)(jnp.asarray(theta), jnp.asarray(np.log(variables))))
+        log_pred = np.asarray(_log_predict(law)(np.asarray(theta), np.log(variables)))
     log_space = obj.space == "log"
     r = log_pred - np.log(y) if log_space else np.exp(log_pred) - y
     names = [column_for(cols[role], gdf.iloc[0]) for role in law.variables]

@@ -24,6 +24,7 @@ import inspect
 import math
 import textwrap
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Mapping
 
 import jax.numpy as jnp
@@ -33,6 +34,12 @@ from jax.scipy.special import logsumexp
 from lawfit.errors import DataError
 
 from .numerics import float64
+
+
+@lru_cache(maxsize=None)
+def _jitted(fn):
+    import jax
+    return jax.jit(fn)
 
 __all__ = ["GRID_BUDGET", "LAWS", "Law", "ROLES", "check_params", "get_law", "law", "register",
            "source_hash"]
@@ -75,6 +82,11 @@ class Law:
     def nonlinear(self) -> tuple[str, ...]:
         """Parameters that are not linear given the others (variable projection's search)."""
         return tuple(p for p in self.params if p not in self.linear)
+
+    def terms(self, log_vars) -> np.ndarray:
+        """The terms' design rows (N, K, P) of log variables (N, V) as a numpy array, computed by
+        one compiled program (``terms_fn`` called eagerly compiles one program per operation)."""
+        return np.asarray(_jitted(self.terms_fn)(np.asarray(log_vars)))
 
     def log_predict(self, theta, log_vars):
         """log L at internal parameters ``theta`` (..., P) and log variables (..., V).

@@ -97,8 +97,7 @@ class Problem:
         The law's terms are scattered through ``slots`` into the full parameter vector, then the
         frozen parameters are folded into the offset c.
         """
-        import jax.numpy as jnp  # jax only when a solver asks (importing lawfit stays light)
-        t = np.asarray(self.law.terms_fn(jnp.asarray(self.log_vars)))      # (N, K, P)
+        t = self.law.terms(self.log_vars)      # (N, K, P)
         n, k, p = t.shape
         full = np.zeros((n, k, self.n_free + len(self.fixed)))
         for j in range(p):   # unbuffered: two law parameters may share a slot

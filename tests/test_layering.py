@@ -108,5 +108,6 @@ def test_runner_only_packages_are_not_core_dependencies():
     core = _names(cfg["dependencies"])
     lawfit_uses = {d.lower() for top in _third_party_imports("lawfit")
                    for d in md.packages_distributions().get(top, [top])}
-    backends = {"pyarrow", "h5netcdf", "h5py"}       # engines pandas and arviz load by name
+    backends = {"pyarrow", "h5netcdf", "h5py",        # engines pandas and arviz load by name
+                "flatbuffers"}                        # jax.export's serializer (lawfit/programs.py)
     assert core - lawfit_uses - backends == set()

@@ -199,7 +199,7 @@ def _loss_and_grad(law, theta: np.ndarray, log_vars: np.ndarray) -> tuple[np.nda
     if lv.ndim == 2:
         lv = np.broadcast_to(lv, (len(theta),) + lv.shape)
     j, n, v = lv.shape
-    t = np.asarray(law.terms_fn(jnp.asarray(lv.reshape(j * n, v))))
+    t = law.terms(lv.reshape(j * n, v))
     t = t.reshape(j, n, -1, theta.shape[1])
     z = np.einsum("jnkp,jp->jnk", t, theta)
     zmax = z.max(axis=-1, keepdims=True)

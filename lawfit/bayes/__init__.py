@@ -22,6 +22,7 @@ from .inference import (
                         WARMUP,
                         Samples,
                         fit_problem,
+                        fit_problems,
                         free_draws,
                         init_values,
                         laplace_start,
@@ -29,6 +30,7 @@ from .inference import (
                         pointwise,
                         posterior_mode,
                         sample,
+                        sample_groups,
 )
 from .model import LIKELIHOODS, Model, build_model, centring, free_params_of
 from .posterior import (
@@ -48,6 +50,6 @@ from .priors import NOISE_SITES, Priors, default_prior, describe, resolve_priors
 __all__ = ["CHAINS", "DRAWS", "ESS_MIN", "LIKELIHOODS", "NOISE_SITES", "RHAT_MAX",
            "TARGET_ACCEPT", "WARMUP", "Loo", "Model", "Posterior", "Priors", "Samples",
            "build_model", "centring", "compare_loo", "default_prior", "describe",
-           "diagnostic_warnings", "diagnostics", "fit_problem", "free_draws", "free_params_of",
+           "diagnostic_warnings", "diagnostics", "fit_problem", "fit_problems", "free_draws", "free_params_of",
            "init_values", "laplace_start", "loo", "lsq_optimum", "pointwise", "posterior_mode",
-           "posterior_summary", "resolve_priors", "sample", "to_arviz"]
+           "posterior_summary", "resolve_priors", "sample", "sample_groups", "to_arviz"]

@@ -17,7 +17,7 @@ groups of a table share one compilation.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import jax
@@ -48,6 +48,7 @@ __all__ = [
     "WARMUP",
     "Samples",
     "fit_problem",
+    "fit_problems",
     "free_draws",
     "init_values",
     "laplace_start",
@@ -55,6 +56,7 @@ __all__ = [
     "pointwise",
     "posterior_mode",
     "sample",
+    "sample_groups",
 ]
 
 CHAINS, WARMUP, DRAWS = 4, 1000, 1000
@@ -62,6 +64,8 @@ TARGET_ACCEPT = 0.9
 CHAIN_METHOD = "sequential"     # measured faster than "vectorized" on 2 cores (benchmarks/)
 CHAIN_METHODS = ("sequential", "vectorized")
 DRIVERS = ("lawfit", "numpyro")
+GROUP_CHUNK = 16         # groups in one NUTS program at most: memory, and a vmapped tree
+                         # loop runs as long as its longest tree, so chunks stay modest
 
 
 # --- where the chains start ------------------------------------------------------------------
@@ -146,6 +150,8 @@ def _build(model: Model, what: str, *extra):
         def run(u0, keys, inv_mass, data, obs):
             return jax.vmap(one_chain, in_axes=(0, 0, None, None, None))(
                 u0, keys, inv_mass, data, obs)
+        if chain_method == "groups":   # (groups, chains): every group's data its own
+            return jax.jit(jax.vmap(run))
         return jax.jit(run)
     raise ValueError(what)
 
@@ -236,11 +242,14 @@ class Samples:
     u : numpy.ndarray
         (chains, draws, D) unconstrained.
     seconds : float
+    groups : int
+        Groups sampled in the same compiled program (:func:`sample_groups`; 1: this one alone).
     """
     params: dict
     stats: dict
     u: np.ndarray
     seconds: float
+    groups: int = 1
 
     @property
     def num_steps(self) -> np.ndarray:
@@ -302,6 +311,108 @@ def sample(model: Model, *, init: Mapping | None = None, chains: int = CHAINS,
              "lp": -np.asarray(pot), "energy": np.asarray(energy),
              "acceptance_rate": np.asarray(acc), "step_size": np.asarray(eps)}
     return Samples(params, stats, z, time.perf_counter() - t0)
+
+
+
+
+def sample_groups(models: Sequence[Model], *, inits: Sequence[Mapping], seeds: Sequence[int],
+                  chains: int = CHAINS, warmup: int = WARMUP, draws: int = DRAWS,
+                  target_accept: float = TARGET_ACCEPT, chunk: int = GROUP_CHUNK,
+                  progress: Callable[[str], None] | None = None) -> list[Samples]:
+    """NUTS for several groups' models of one structure at once: every (group, chain) in one
+    compiled program (``jax.vmap`` of numpyro's functional NUTS kernel over groups and chains).
+
+    Each group is sampled as :func:`sample` samples it: the same model and data (its runs
+    padded with masked runs), chains started by :func:`laplace_start` around its ``init`` from
+    its own ``seed``, and every (group, chain) keeps its own step size and dense mass matrix,
+    adapted in its own warm-up (the adaptation state is per batch element, as numpyro's
+    "vectorized" chains). Groups are not coupled: a group's draws depend on its data, ``init``
+    and ``seed``, not on which other groups share its program. Groups with fewer runs than the
+    largest are padded with masked runs (weight 0) to its padded length.
+
+    Parameters
+    ----------
+    models : sequence of Model
+        Models of one structure (the same ``Model.key()``: law, priors, likelihood, free
+        parameters, reparameterisation).
+    inits : sequence of mapping
+        Per model, the natural site values its chains start around (e.g. :func:`posterior_mode`).
+    seeds : sequence of int
+        Per model, the seed :func:`sample` would be given.
+    chains, warmup, draws, target_accept
+        NUTS settings (see :func:`sample`).
+    chunk : int
+        At most this many groups in one program (the groups are split into chunks of nearly
+        equal size, so at most two compiled shapes).
+    progress : callable, optional
+        Counts the chains of all groups.
+
+    Returns
+    -------
+    list of Samples
+        One per model, in order; ``seconds`` is the group's share of its chunk's wall time.
+
+    Raises
+    ------
+    ValueError
+        Models of different structures, or lists of different lengths.
+    """
+    g = len(models)
+    if g == 0:
+        return []
+    if len(inits) != g or len(seeds) != g:
+        raise ValueError("one init and one seed per model")
+    if chains < 1 or warmup < 1 or draws < 1:
+        raise DataError(f"chains, warm-up and draws must be positive, got {chains}, {warmup}, "
+                        f"{draws}")
+    if any(m.key() != models[0].key() for m in models):
+        raise ValueError("sample_groups needs models of one structure (Model.key())")
+    padded = [m.padded() for m in models]
+    m_runs = max(int(obs.shape[0]) for _, obs in padded)
+    starts = []
+    for model, init, seed in zip(models, inits, seeds):
+        k_init, k_run = jax.random.split(jax.random.PRNGKey(seed))
+        u0, cov = laplace_start(model, dict(init or {}), chains, k_init)
+        starts.append((u0, cov, jax.random.split(k_run, chains)))
+    run = _compiled(models[0], "nuts", warmup, draws, "groups", target_accept)
+    n_chunks = -(-g // max(1, chunk))
+    bounds = [int(b) for b in np.linspace(0, g, n_chunks + 1).round()]
+    out: list[Samples] = []
+    with counted(progress, "NUTS", g * chains, unit="chain") as advance:
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            t0 = time.perf_counter()
+            data = [_pad_runs(d, o, m_runs) for d, o in padded[lo:hi]]
+            stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[d for d, _ in data])
+            obs = jnp.stack([o for _, o in data])
+            u0 = jnp.asarray(np.stack([s[0] for s in starts[lo:hi]]))
+            cov = jnp.asarray(np.stack([s[1] for s in starts[lo:hi]]))
+            keys = jnp.stack([s[2] for s in starts[lo:hi]])
+            res = jax.block_until_ready(run(u0, keys, cov, stacked, obs))
+            advance((hi - lo) * chains)
+            share = (time.perf_counter() - t0) / (hi - lo)
+            z, div, steps, pot, energy, acc, eps = (np.asarray(a) for a in res)
+            for i, model in enumerate(models[lo:hi]):
+                params, _ = model.constrain(jnp.asarray(z[i]))
+                params = {k: np.asarray(v, np.float64) for k, v in params.items()}
+                stats = {"diverging": div[i], "n_steps": steps[i], "lp": -pot[i],
+                         "energy": energy[i], "acceptance_rate": acc[i], "step_size": eps[i]}
+                out.append(Samples(params, stats, z[i], share, hi - lo))
+    return out
+
+
+def _pad_runs(data: Mapping, obs, m: int):
+    """A model's padded (data, obs) padded further with masked runs to ``m`` runs."""
+    n = int(obs.shape[0])
+    if n == m:
+        return data, obs
+    extra = m - n
+
+    def pad(a, fill):
+        return jnp.concatenate([a, jnp.full((extra,) + a.shape[1:], fill, a.dtype)])
+    out = dict(data)
+    out |= {"log_vars": pad(data["log_vars"], 0.0), "slots": pad(data["slots"], 0),
+            "scale": pad(data["scale"], 1.0), "mask": pad(data["mask"], False)}
+    return out, pad(obs, obs[0])
 
 
 _MCMC: dict = {}
@@ -394,6 +505,76 @@ def pointwise(model: Model, samples: Samples, seed: int):
             np.asarray(rep)[:, :n].reshape(c, n_draws, n))
 
 
+@dataclass(frozen=True)
+class _Start:
+    """What one group's sampler starts from (:func:`_start`)."""
+    model: Model
+    lsq: lsq.LsqFit
+    mode: dict
+    moved: bool
+    seed: int
+
+
+def _start(group: GroupProblem, rng: np.random.Generator, progress, *, priors, likelihood, nu,
+           weights, centre, ends, chains, warmup, draws) -> _Start:
+    """Build a group's model and find where its chains start: the least-squares optimum, then
+    the posterior mode; draws the group's sampler seed from ``rng`` (after the least squares,
+    so one-by-one and vectorised fits of a table use the same seed per group)."""
+    model = build_model(group.problem, group.layout.free_names, priors=priors,
+                        likelihood=likelihood, nu=nu, weights=weights, centre=centre, ends=ends)
+    ms = lsq_optimum(group, rng)
+    mode, moved = posterior_mode(model, init_values(model, ms.theta))
+    if progress:
+        progress(f"  least-squares start: objective {ms.value:.6g} "
+                 f"({'converged' if ms.converged else 'NOT converged'}); NUTS {chains} chains x "
+                 f"({warmup} warm-up + {draws} draws)")
+    return _Start(model, ms, mode, moved, int(rng.integers(2 ** 31 - 1)))
+
+
+def _posterior(st: _Start, layout, smp: Samples, likelihood: str, nu, sampler: dict,
+               progress) -> Posterior:
+    """A group's :class:`Posterior` from its samples: pointwise log likelihood, arviz data,
+    diagnostics of its own chains, status and provenance."""
+    model, ms = st.model, st.lsq
+    ll, rep = pointwise(model, smp, st.seed + 1)
+    post = to_arviz(model, smp.params, smp.stats, layout.free_names, ll, rep)
+    diag = diagnostics(post) | {"seconds": round(smp.seconds, 3),
+                                "mean_leapfrog_steps": float(np.mean(smp.num_steps))}
+    warns = diagnostic_warnings(diag)
+    if not ms.converged:
+        warns.append("the least-squares start did not converge: chains were started from the "
+                     "best point found")
+    status = (Status.NOT_CONVERGED
+              if (not diag["r_hat_max"] <= RHAT_MAX or diag["divergences"] > 0)
+              else Status.CONVERGED)
+    fd = free_draws(model, smp)
+    if progress:
+        progress(f"  NUTS done in {smp.seconds:.1f} s: r_hat_max {diag['r_hat_max']:.4f}, "
+                 f"ess_bulk_min {diag['ess_bulk_min']:.0f}, ess_tail_min "
+                 f"{diag['ess_tail_min']:.0f}, divergences {diag['divergences']}")
+    info = {"diagnostics": diag,
+            "priors": model.priors.as_dict(),
+            "likelihood": {"family": likelihood, "space": model.space,
+                           "observed": model.obs_name,
+                           "nu": "fitted" if "nu" in model.priors.sites else nu,
+                           "weights": ("none" if np.allclose(model.data["scale"], 1.0)
+                                       else "precision: run scale sigma/sqrt(w)")},
+            "sampler": {"algorithm": "NUTS"} | sampler | {
+                        "dense_mass": True, "seed": st.seed,
+                        "centred": [s for s, r in zip(model.priors.sites, model.reparam) if r],
+                        "two_point": [[model.priors.sites[j], model.priors.sites[k]]
+                                      for j, k in model.pairs],
+                        "init": ("posterior mode (from the least-squares optimum), dispersed by "
+                                 "its Laplace covariance" if st.moved else
+                                 "least-squares optimum, dispersed by its Laplace covariance")},
+            "estimate": "posterior median",
+            "lsq_start": {"objective_value": ms.value, "converged": bool(ms.converged),
+                          "free": dict(zip(layout.free_names, map(float, ms.theta)))},
+            "noise": posterior_summary(post, ["sigma", "nu"])}
+    return Posterior(estimate=np.median(fd, axis=0), draws=fd, status=status,
+                     warnings=tuple(warns), info=info, data=post)
+
+
 @float64
 def fit_problem(group: GroupProblem, *, rng: np.random.Generator | None = None,
                 progress: Callable[[str], None] | None = None, priors: Mapping | None = None,
@@ -433,58 +614,89 @@ def fit_problem(group: GroupProblem, *, rng: np.random.Generator | None = None,
         least-squares start) and ``data`` (the arviz DataTree).
     """
     rng = np.random.default_rng(0) if rng is None else rng
-    problem, layout = group.problem, group.layout
-    model = build_model(problem, layout.free_names, priors=priors, likelihood=likelihood, nu=nu,
-                        weights=weights, centre=centre, ends=ends)
-    ms = lsq_optimum(group, rng)
-    start = init_values(model, ms.theta)
-    mode, moved = posterior_mode(model, start)
-    if progress:
-        progress(f"  least-squares start: objective {ms.value:.6g} "
-                 f"({'converged' if ms.converged else 'NOT converged'}); NUTS {chains} chains x "
-                 f"({warmup} warm-up + {draws} draws)")
-    seed = int(rng.integers(2 ** 31 - 1))
     if driver not in DRIVERS:
         raise DataError(f"driver must be one of {', '.join(DRIVERS)}, got {driver!r}")
+    st = _start(group, rng, progress, priors=priors, likelihood=likelihood, nu=nu,
+                weights=weights, centre=centre, ends=ends, chains=chains, warmup=warmup,
+                draws=draws)
     run = sample if driver == "lawfit" else sample_numpyro
-    smp = run(model, init=mode, chains=chains, warmup=warmup, draws=draws,
-              chain_method=chain_method, target_accept=target_accept, seed=seed,
+    smp = run(st.model, init=st.mode, chains=chains, warmup=warmup, draws=draws,
+              chain_method=chain_method, target_accept=target_accept, seed=st.seed,
               **({"progress": progress} if driver == "lawfit" else {}))
-    ll, rep = pointwise(model, smp, seed + 1)
-    post = to_arviz(model, smp.params, smp.stats, layout.free_names, ll, rep)
-    diag = diagnostics(post) | {"seconds": round(smp.seconds, 3),
-                                "mean_leapfrog_steps": float(np.mean(smp.num_steps))}
-    warns = diagnostic_warnings(diag)
-    if not ms.converged:
-        warns.append("the least-squares start did not converge: chains were started from the "
-                     "best point found")
-    status = (Status.NOT_CONVERGED
-              if (not diag["r_hat_max"] <= RHAT_MAX or diag["divergences"] > 0)
-              else Status.CONVERGED)
-    fd = free_draws(model, smp)
-    if progress:
-        progress(f"  NUTS done in {smp.seconds:.1f} s: r_hat_max {diag['r_hat_max']:.4f}, "
-                 f"ess_bulk_min {diag['ess_bulk_min']:.0f}, ess_tail_min "
-                 f"{diag['ess_tail_min']:.0f}, divergences {diag['divergences']}")
-    info = {"diagnostics": diag,
-            "priors": model.priors.as_dict(),
-            "likelihood": {"family": likelihood, "space": model.space,
-                           "observed": model.obs_name,
-                           "nu": "fitted" if "nu" in model.priors.sites else nu,
-                           "weights": ("none" if np.allclose(model.data["scale"], 1.0)
-                                       else "precision: run scale sigma/sqrt(w)")},
-            "sampler": {"algorithm": "NUTS", "chains": chains, "warmup": warmup, "draws": draws,
-                        "chain_method": chain_method, "target_accept": target_accept,
-                        "dense_mass": True, "seed": seed, "driver": driver,
-                        "centred": [s for s, r in zip(model.priors.sites, model.reparam) if r],
-                        "two_point": [[model.priors.sites[j], model.priors.sites[k]]
-                                      for j, k in model.pairs],
-                        "init": ("posterior mode (from the least-squares optimum), dispersed by "
-                                 "its Laplace covariance" if moved else
-                                 "least-squares optimum, dispersed by its Laplace covariance")},
-            "estimate": "posterior median",
-            "lsq_start": {"objective_value": ms.value, "converged": bool(ms.converged),
-                          "free": dict(zip(layout.free_names, map(float, ms.theta)))},
-            "noise": posterior_summary(post, ["sigma", "nu"])}
-    return Posterior(estimate=np.median(fd, axis=0), draws=fd, status=status,
-                     warnings=tuple(warns), info=info, data=post)
+    sampler = {"chains": chains, "warmup": warmup, "draws": draws,
+               "chain_method": chain_method, "target_accept": target_accept,
+               "driver": driver, "vectorized_groups": 1}
+    return _posterior(st, group.layout, smp, likelihood, nu, sampler, progress)
+
+
+@float64
+def fit_problems(groups: Sequence[GroupProblem], *, rng: np.random.Generator | None = None,
+                 progress: Callable[[str], None] | None = None,
+                 weights: Sequence | None = None, priors: Mapping | None = None,
+                 likelihood: str = "student", nu: float | None = None, chains: int = CHAINS,
+                 warmup: int = WARMUP, draws: int = DRAWS, target_accept: float = TARGET_ACCEPT,
+                 centre: bool = True, ends: bool = False,
+                 chunk: int = GROUP_CHUNK) -> list[Posterior]:
+    """Posteriors of several problems, their chains sampled together (:func:`sample_groups`).
+
+    Every group gets the model, start, seed, sampler and diagnostics :func:`fit_problem` gives
+    it: the groups are prepared in order (least-squares start, posterior mode, then a seed
+    drawn from ``rng``, as a loop of :func:`fit_problem` over them draws it), grouped by model
+    structure (``Model.key()``) and padded number of runs, and each such bucket is sampled by
+    one compiled program over (group, chain), each with its own warm-up adaptation. R-hat,
+    ESS and divergences are each group's own.
+
+    Parameters
+    ----------
+    groups : sequence of lawfit.problem.GroupProblem
+    rng : numpy.random.Generator, optional
+    progress : callable, optional
+    weights : sequence, optional
+        Per group, its precision weights (or None); see :func:`build_model`.
+    priors, likelihood, nu, chains, warmup, draws, target_accept, centre, ends
+        As for :func:`fit_problem` (the same for every group).
+    chunk : int
+        At most this many groups per program (:func:`sample_groups`).
+
+    Returns
+    -------
+    list of Posterior
+        One per group, in order; ``info["sampler"]["vectorized_groups"]`` is the number of
+        groups sampled in its program.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    weights = [None] * len(groups) if weights is None else list(weights)
+    if len(weights) != len(groups):
+        raise ValueError("one weights entry per group")
+    if chains < 1 or warmup < 1 or draws < 1:
+        raise DataError(f"chains, warm-up and draws must be positive, got {chains}, {warmup}, "
+                        f"{draws}")
+    starts = []
+    for i, (group, w) in enumerate(zip(groups, weights)):
+        if progress:
+            progress(f"group {i + 1}/{len(groups)}: where the chains start")
+        starts.append(_start(group, rng, progress, priors=priors, likelihood=likelihood, nu=nu,
+                             weights=w, centre=centre, ends=ends, chains=chains, warmup=warmup,
+                             draws=draws))
+    buckets: dict = {}
+    for i, st in enumerate(starts):
+        buckets.setdefault((st.model.key(), int(st.model.padded()[1].shape[0])), []).append(i)
+    samples: list = [None] * len(groups)
+    for members in buckets.values():
+        if progress:
+            progress(f"NUTS: {len(members)} group{'s' if len(members) != 1 else ''} "
+                     f"sampled together, {chains} chains each")
+        smp = sample_groups([starts[i].model for i in members],
+                            inits=[starts[i].mode for i in members],
+                            seeds=[starts[i].seed for i in members], chains=chains,
+                            warmup=warmup, draws=draws, target_accept=target_accept,
+                            chunk=chunk, progress=progress)
+        for i, sm in zip(members, smp):
+            samples[i] = sm
+    out = []
+    for i, (group, st) in enumerate(zip(groups, starts)):
+        sampler = {"chains": chains, "warmup": warmup, "draws": draws,
+                   "chain_method": "vectorized", "target_accept": target_accept,
+                   "driver": "lawfit", "vectorized_groups": samples[i].groups}
+        out.append(_posterior(st, group.layout, samples[i], likelihood, nu, sampler, progress))
+    return out

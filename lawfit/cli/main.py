@@ -43,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _compilation_cache() -> None:
     """Keep compiled XLA programs between runs of the command (a fit's first run spends most of
-    its time compiling). ``LAWFIT_CACHE_DIR`` moves the cache (default ~/.cache/lawfit/xla);
-    an empty value turns it off. The library itself leaves jax's configuration alone."""
+    its time compiling), and the solver's traced programs beside them (lawfit.programs).
+    ``LAWFIT_CACHE_DIR`` moves the cache (default ~/.cache/lawfit/xla); an empty value turns
+    both off. The library itself leaves jax's configuration alone."""
     import os
     from pathlib import Path
     where = os.environ.get("LAWFIT_CACHE_DIR", str(Path.home() / ".cache" / "lawfit" / "xla"))
@@ -60,6 +61,10 @@ def _compilation_cache() -> None:
     # whose compile time, at any positive threshold (jax's default is 1 s), is paid on every run
     # (benchmarks/bench_cache.py)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    # and the solver's traced programs, so that a new process does not trace them again
+    # (lawfit/programs.py): beside the XLA cache, ``<dir>-programs``
+    from lawfit import programs
+    programs.set_directory(Path(where).with_name(Path(where).name + "-programs"))
 
 
 def main(argv=None) -> int:
