@@ -14,7 +14,12 @@
     analytic gradient of an overflow-safe objective (timed on a sample of curves, median per
     curve); plus the share of curves whose objective is no worse than scipy's (1e-9 relative);
 (d) peak RSS of a child process fitting many curves (lawfit.batch.solve_many, in chunks), and of
-    one fitting a tenth as many: memory stays bounded.
+    one fitting a tenth as many: memory stays bounded;
+(e) ``lawfit.fit(frame, by=["curve"], bootstrap=100)`` on --boot-curves curves of (c)'s table: the
+    groups and their bootstrap resamples batched (lawfit.batch.solve_many, bootstrap_many) against
+    ``batch=False`` (each group's fit and resamples one by one), seconds per curve, median of 2
+    after a warm-up call; plus how far the two calls' draws are apart (the batched fit's
+    candidate optima, the refits' starts, can differ from the one-by-one fit's).
 
 Also: numpy / jax exp throughput on this machine, and the achieved fraction of the exponential
 limit for (a) (the time the grid's exponentials alone take at that throughput over the measured
@@ -371,13 +376,45 @@ def row_d(args) -> dict:
     return out
 
 
+# --- (e): many curves' bootstrap resamples ---------------------------------------------------------
+
+def row_e(args) -> dict:
+    import lawfit
+    frame, _ = curves_table(args.boot_curves, seed=2)
+    n = args.boot_curves
+    kw = {"by": ["curve"], "bootstrap": args.boot, "seed": 0}
+    out = {"curves": n, "runs_per_curve": 20, "resamples": args.boot}
+    fits = {}
+    for name, batched in (("batched", True), ("one_by_one", False)):
+        lawfit.fit(frame, "multiplicative", batch=batched, **kw)      # warm-up: compiles
+        times = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            fits[name] = lawfit.fit(frame, "multiplicative", batch=batched, **kw)
+            times.append(time.perf_counter() - t0)
+        out[name] = {"seconds_per_curve": statistics.median(times) / n, "seconds": times,
+                     "bootstrap_batched": fits[name].settings["bootstrap_batched"]}
+        print(f"(e) {name}: {statistics.median(times) / n * 1e3:.1f} ms per curve "
+              f"({', '.join(f'{t:.1f}' for t in times)} s)", flush=True)
+    diffs, same_ok = [], 0
+    for a, b in zip(fits["batched"].groups, fits["one_by_one"].groups):
+        same_ok += int(a.info["bootstrap"] == b.info["bootstrap"])
+        if a.draws.shape == b.draws.shape and len(a.draws):
+            diffs.append(float(np.max(np.abs(a.draws - b.draws) / (np.abs(b.draws) + 1e-12))))
+    out["speedup"] = out["one_by_one"]["seconds_per_curve"] / out["batched"]["seconds_per_curve"]
+    out["groups_with_same_bootstrap_health"] = same_ok
+    out["max_relative_draw_difference"] = max(diffs) if diffs else None
+    out["median_relative_draw_difference"] = float(np.median(diffs)) if diffs else None
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
     full = {"k": 150, "reps": 3, "curves": 2000, "ref_curves": 100, "one_by_one": 20,
-            "rss_curves": 20000, "rss_chunk": 2000}
+            "rss_curves": 20000, "rss_chunk": 2000, "boot_curves": 200}
     quick = {"k": 30, "reps": 1, "curves": 200, "ref_curves": 20, "one_by_one": 5,
-             "rss_curves": 1000, "rss_chunk": 500}
+             "rss_curves": 1000, "rss_chunk": 500, "boot_curves": 40}
     ap.add_argument("--k", type=int, help="(a) reference starts timed (150; quick 30)")
     ap.add_argument("--reps", type=int, help="repetitions of (a) and (b) (3; quick 1)")
     ap.add_argument("--curves", type=int, help="(c) curves (2000; quick 200)")
@@ -387,7 +424,9 @@ def main(argv=None):
     ap.add_argument("--one-by-one", type=int, help="(c) curves fitted one by one (20; quick 5)")
     ap.add_argument("--rss-curves", type=int, help="(d) curves in the big run (20000; quick 1000)")
     ap.add_argument("--rss-chunk", type=int, help="(d) curves per call (2000; quick 500)")
-    ap.add_argument("--rows", default="abcd", help="which rows to run, e.g. 'ac'")
+    ap.add_argument("--boot-curves", type=int, help="(e) curves (200; quick 40)")
+    ap.add_argument("--boot", type=int, default=100, help="(e) bootstrap resamples per curve")
+    ap.add_argument("--rows", default="abcde", help="which rows to run, e.g. 'ac'")
     ap.add_argument("--out", default="benchmarks/results/bench_lsq.json")
     args = ap.parse_args(argv)
     for name, value in (quick if args.quick else full).items():
@@ -437,6 +476,15 @@ def main(argv=None):
                                            f"{v['seconds']:.0f} s" for k, v in d.items()
                                            if k != "chunk") + f" (chunks of {d['chunk']})",
               flush=True)
+    if "e" in args.rows:
+        e = row_e(args)
+        res["e_bootstrap"] = e
+        print(f"(e) {e['curves']} curves x 20 runs, bootstrap {e['resamples']}: lawfit.fit "
+              f"batched {e['batched']['seconds_per_curve'] * 1e3:.1f} ms per curve, batch=False "
+              f"{e['one_by_one']['seconds_per_curve'] * 1e3:.1f} ms = {e['speedup']:.1f}x; "
+              f"bootstrap health equal in {e['groups_with_same_bootstrap_health']}/{e['curves']} "
+              f"groups, draws apart by at most {e['max_relative_draw_difference']:.1e} relative "
+              f"(median {e['median_relative_draw_difference']:.1e})", flush=True)
     res["machine"]["load_average_end"] = os.getloadavg()
     res["machine"]["peak_rss_mib_this_process"] = \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -33,7 +33,8 @@ from .numerics import float64
 from .problem import GroupProblem, grid_starts
 from .progress import counted
 
-__all__ = ["BUDGET", "KEEP", "batchable", "multistart_many", "solve_groups", "solve_many"]
+__all__ = ["BUDGET", "KEEP", "batchable", "bootstrap_many", "multistart_many", "solve_groups",
+           "solve_many"]
 
 KEEP = 8            # starts per fit that solve_many refines after screening
 REFINE = 4          # projection screening: exponent grid spacing divided by this
@@ -42,6 +43,7 @@ SCREEN_BUDGET = 1 << 24     # elements of one (groups x starts x runs x terms) s
 
 BUDGET = 1 << 21    # elements of one (starts x runs x terms) intermediate per screening chunk
 ROW_BYTES = 64 << 20    # bytes of per-row data in one refinement batch
+UNIT_ROWS = 8       # bootstrap_many: refits (of one problem) that share one copy of its data
 
 
 def _pow2_floor(n: int) -> int:
@@ -362,3 +364,140 @@ def solve_groups(groups: Sequence[GroupProblem], progress=None) -> list[lsq.LsqF
         status, warnings = lsq.lsq_status(f, g, check_grid=True)
         out.append(replace(f, status=status, warnings=tuple(warnings)))
     return out
+
+
+# --- bootstrap resamples of many fits: bootstrap_many ----------------------------------------------
+
+@float64
+def bootstrap_many(problems: Sequence[lsq.Problem], candidates: Sequence[np.ndarray],
+                   weights: Sequence[np.ndarray],
+                   fixed_draws: Sequence[np.ndarray | None] | None = None, *,
+                   max_steps: int = lsq.MAX_STEPS, row_bytes: int = ROW_BYTES,
+                   progress=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`lawfit.lsq.bootstrap` (or :func:`lawfit.lsq.bootstrap_frozen`) of many problems as
+    one batched program.
+
+    Every (problem, resample, candidate) refit is one row: its candidate optimum as the start,
+    its resample's weights (padded runs weight 0), its problem's solver arrays. Rows of one
+    problem (and one resample, when resamples have their own frozen values) are grouped in units
+    of ``UNIT_ROWS`` that share one copy of the solver arrays, and all units of a bucket are
+    refined together by :func:`lawfit.lsq.iterate`, each row to its own convergence test, the
+    batch compacted as units finish (no start is abandoned: every candidate of a resample runs to
+    its end, as in :func:`lawfit.lsq.bootstrap`). (Units of one row, vectorised one start wide,
+    were measured to stall on a few resamples whose Hessian is singular at the start where
+    lsq.bootstrap's many-row batches converge: the rounding of the width-1 products differs.)
+    Problems are bucketed by compiled shape (objective, padded runs, parameters, frozen values)
+    and a bucket's units processed in chunks of at most ``row_bytes`` of per-unit data, so memory
+    does not grow with the number of problems. A row's trajectory depends only on its own start,
+    weights and data, so a problem's draws are those it gets alone, whatever else is in the
+    batch.
+
+    Parameters
+    ----------
+    problems : the fits (any laws, objectives, frozen parameters, sizes).
+    candidates : per problem, (m_i, F_i) candidate optima of the full fit (``LsqFit.candidates``).
+    weights : per problem, (B_i, N_i) resampling weights (:func:`lawfit.lsq.bootstrap_weights`).
+    fixed_draws : optional, per problem None or (B_i, n_fixed_i) frozen values (internal units)
+        paired with the resamples: resample b is refitted with frozen values ``fixed_draws[b]``
+        (the second stage of a two-stage procedure, as :func:`lawfit.lsq.bootstrap_frozen`).
+    max_steps : Newton steps at most per refit.
+    row_bytes : bytes of per-unit data (solver arrays and weights) in one chunk of units.
+    progress : optional ``advance(n)``, called with the number of resamples each chunk completes.
+
+    Returns
+    -------
+    list of ``(draws (B_i, F_i), converged (B_i,))``, in the order of ``problems``: each
+    resample's best converged refit, as :func:`lawfit.lsq.bootstrap` returns for that problem
+    alone.
+    """
+    n = len(problems)
+    if len(candidates) != n or len(weights) != n:
+        raise ValueError("one candidate array and one weight array per problem")
+    fixed_draws = [None] * n if fixed_draws is None else list(fixed_draws)
+    if len(fixed_draws) != n:
+        raise ValueError("one fixed_draws entry (or None) per problem")
+    cands = [np.asarray(c, np.float64) for c in candidates]
+    wts = [np.asarray(w, np.float64) for w in weights]
+    base, buckets = [], {}
+    for i, p in enumerate(problems):
+        if cands[i].ndim != 2 or cands[i].shape[1] != p.n_free or len(cands[i]) == 0:
+            raise ValueError(f"candidates of problem {i} must be (m >= 1, {p.n_free})")
+        if wts[i].ndim != 2 or wts[i].shape[1] != p.n:
+            raise ValueError(f"weights of problem {i} must be (B, {p.n})")
+        fd = fixed_draws[i]
+        if fd is not None:
+            fd = fixed_draws[i] = np.asarray(fd, np.float64)
+            if fd.shape != (len(wts[i]), len(p.fixed)):
+                raise ValueError(f"fixed_draws of problem {i} must be ({len(wts[i])}, "
+                                 f"{len(p.fixed)})")
+        data, w0 = lsq.solver_arrays(p)
+        base.append((tuple(np.asarray(a) for a in data), w0, p.lower_bounds()))
+        key = (lsq.objective_fns(p), p.n_free, tuple(np.shape(a) for a in data))
+        buckets.setdefault(key, []).append(i)
+    draws = [np.full((len(w), p.n_free), np.nan) for w, p in zip(wts, problems)]
+    ok = [np.zeros(len(w), bool) for w in wts]
+    for (fns, n_free, shapes), members in buckets.items():
+        # rows, problem-major, then resample, then candidate (lsq.bootstrap's order), at position
+        # offset_i + b * m_i + c; they are grouped into units of UNIT_ROWS rows that share one
+        # copy of the solver arrays (one problem, and one resample when it has frozen values)
+        offset, units = {}, []
+        at = 0
+        for i in members:
+            nb, k = wts[i].shape[0], len(cands[i])
+            offset[i] = at
+            pos = at + np.arange(nb * k)
+            at += nb * k
+            if fixed_draws[i] is None:
+                units += [(i, -1, pos[j: j + UNIT_ROWS]) for j in range(0, pos.size, UNIT_ROWS)]
+            else:
+                units += [(i, r, pos[r * k + j: r * k + min(k, j + UNIT_ROWS)])
+                          for r in range(nb) for j in range(0, k, UNIT_ROWS)]
+        if not units:
+            continue
+        m = shapes[0][0]
+        unit_bytes = 8 * (sum(int(np.prod(sh)) for sh in shapes) + n_free
+                          + UNIT_ROWS * (m + 2 * n_free))
+        chunk = _pow2_floor(max(1, row_bytes // unit_bytes))
+        chunk = max(1, min(chunk, 1 << int(len(units) - 1).bit_length()))
+        refit_f = np.full(at, np.inf)          # per row: its objective if converged, else inf
+        refit_t = np.zeros((at, n_free))
+        for lo in range(0, len(units), chunk):
+            part = units[lo: lo + chunk]
+            # a short last chunk is padded with repeats of its last unit (one compiled shape)
+            part += [part[-1]] * (chunk - len(part))
+            data_u, theta0 = [], np.empty((chunk, UNIT_ROWS, n_free))
+            W = np.zeros((chunk, UNIT_ROWS, m))
+            lb = np.empty((chunk, n_free))
+            for u, (i, r, pos) in enumerate(part):
+                if r < 0:
+                    data_u.append(base[i][0])
+                else:
+                    own = replace(problems[i], fixed=fixed_draws[i][r])
+                    data_u.append(tuple(np.asarray(a) for a in lsq.solver_arrays(own)[0]))
+                # a unit's rows beyond its own repeat its last row (results not read)
+                rel = pos[np.minimum(np.arange(UNIT_ROWS), pos.size - 1)] - offset[i]
+                res, cand = np.divmod(rel, len(cands[i]))
+                w0, n_i = base[i][1], problems[i].n
+                W[u, :, :n_i] = wts[i][res] * w0[:n_i]        # padded runs keep weight 0
+                theta0[u] = cands[i][cand]
+                lb[u] = base[i][2]
+            data = tuple(np.stack([d[j] for d in data_u]) for j in range(len(shapes)))
+            theta, f, conv, _ = lsq.iterate(fns, theta0, W, data, lb, max_steps,
+                                            block=lsq.BLOCK)
+            f = np.where(conv & np.isfinite(f), f, np.inf)
+            done = 0
+            for u, (i, r, pos) in enumerate(part[: min(chunk, len(units) - lo)]):
+                refit_f[pos] = f[u, : pos.size]
+                refit_t[pos] = theta[u, : pos.size]
+                done += int(np.sum((pos - offset[i]) % len(cands[i]) == len(cands[i]) - 1))
+            if progress is not None:
+                progress(done)
+        for i in members:       # each resample: its best converged candidate (the first on ties)
+            nb, k = wts[i].shape[0], len(cands[i])
+            f_i = refit_f[offset[i]: offset[i] + nb * k].reshape(nb, k)
+            t_i = refit_t[offset[i]: offset[i] + nb * k].reshape(nb, k, n_free)
+            j = np.argmin(f_i, axis=1)
+            rows = np.arange(nb)
+            draws[i] = t_i[rows, j]
+            ok[i] = np.isfinite(f_i[rows, j])
+    return list(zip(draws, ok))

@@ -37,7 +37,7 @@ from lawfit.table import (
 )
 
 from . import lsq, quality, robust
-from .batch import batchable, solve_groups
+from .batch import batchable, bootstrap_many, solve_groups
 from .expr import Expr, filter_with_record
 from .laws import Law
 from .numerics import float64
@@ -200,7 +200,11 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         group still gets its own optimum, convergence test and status. It applies to Newton fits
         from the start grid of plain (not joint) layouts with an objective Newton minimises
         directly (not l1/IRLS); other fits, and ``batch=False``, fit the groups one by one.
-        Recorded in ``settings["batched"]``; bootstrap resamples are still refitted per group.
+        Recorded in ``settings["batched"]``. The bootstrap resamples of batched groups are
+        refitted together too (lawfit.batch.bootstrap_many; frozen-value draws included), with
+        each group's resampling weights drawn as one by one, so the draws are the same up to
+        solver rounding: ``settings["bootstrap_batched"]`` and each group's
+        ``info["batch"]["bootstrap"]`` record it.
 
     Returns
     -------
@@ -305,24 +309,19 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
                    if k not in ("vectorize_groups", "chain_method", "driver")}
         prefit = bayes.fit_problems(built, rng=rng, progress=progress, weights=weights,
                                     **options)
+    preboot: list = [None] * len(groups)
+    boot_batched = batched and (bootstrap > 0 or fixed_draws is not None)
+    if boot_batched:
+        preboot = _bootstrap_groups(groups, built, prefit, fixed_draws, opts, rng, progress)
     out = []
     for gi, (key, gdf, frozen, layout, phase, notes) in enumerate(groups):
         if progress:
             progress(f"group {gi + 1}/{len(groups)} {key}: "
                      + ("describing the fit" if batched or vectorized
                         else f"fitting {len(gdf)} runs"))
-        fdraws = None
-        if fixed_draws is not None:
-            given = fixed_draws(key)
-            if sorted(given) != sorted(frozen):
-                raise DataError(f"group {key}: fixed_draws give {sorted(given)} but the frozen "
-                                f"parameters are {sorted(frozen)}")
-            nat = np.ones((len(next(iter(given.values()))), law.n_params))
-            for p, v in given.items():
-                nat[:, law.params.index(p)] = v
-            fdraws = law.to_internal(nat)[:, [law.params.index(p) for p in law.params
-                                               if p in frozen]]
-        fits = _fit_group(gdf, key, layout, frozen, fdraws, opts, rng, progress, prefit[gi])
+        fdraws = _fixed_draws_of(key, frozen, law, fixed_draws)
+        fits = _fit_group(gdf, key, layout, frozen, fdraws, opts, rng, progress, prefit[gi],
+                          preboot[gi])
         if phase:
             fits = [replace(g, warnings=(phase[1], *g.warnings),
                             info=g.info | {"pre_power": phase[0]}) for g in fits]
@@ -338,12 +337,60 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     settings = {"law": law.name, "columns": cols, "by": by, "objective": obj.as_dict(),
                 "starts": starts, "bootstrap": bootstrap, "seed": seed, "fitter": fitter,
                 "solver": solver, "joint": joint, "share": list(share), "seeds": seeds,
-                "level": level, "pre_power": pre_power, "batched": batched} | where_record
+                "level": level, "pre_power": pre_power, "batched": batched,
+                "bootstrap_batched": boot_batched} | where_record
     if fitter == "bayes":
         settings["vectorized_groups"] = vectorized
     return FitResult(law=law, objective=obj, fitter=fitter, columns=cols,
                      by=tuple(by) + ((joint,) if joint else ()), groups=tuple(out),
                      settings=settings, source=src, level=level)
+
+
+def _fixed_draws_of(key: dict, frozen: Mapping[str, float], law: Law,
+                    fixed_draws) -> np.ndarray | None:
+    """A group's paired frozen values per resample, (B, n_fixed) internal units, from the
+    ``fixed_draws`` callable of :func:`fit` (None without one)."""
+    if fixed_draws is None:
+        return None
+    given = fixed_draws(key)
+    if sorted(given) != sorted(frozen):
+        raise DataError(f"group {key}: fixed_draws give {sorted(given)} but the frozen "
+                        f"parameters are {sorted(frozen)}")
+    nat = np.ones((len(next(iter(given.values()))), law.n_params))
+    for p, v in given.items():
+        nat[:, law.params.index(p)] = v
+    return law.to_internal(nat)[:, [law.params.index(p) for p in law.params if p in frozen]]
+
+
+def _clusters(gdf: pd.DataFrame, opts: FitOptions) -> np.ndarray:
+    """What the bootstrap resamples: each run (seeds averaged) or each configuration."""
+    if opts.seeds == "average":
+        return np.arange(len(gdf))
+    return gdf.groupby([c for c in gdf.columns if c in CONFIG_COLUMNS or c == opts.joint],
+                       dropna=False, sort=False).ngroup().to_numpy()
+
+
+def _bootstrap_groups(groups, built, prefit, fixed_draws, opts: FitOptions,
+                      rng: np.random.Generator, progress) -> list:
+    """The bootstrap of every group of a batched call at once (lawfit.batch.bootstrap_many):
+    each group's resampling weights are drawn from ``rng`` in group order, exactly as the groups
+    fitted one by one draw them, so the draws are the same either way. Returns per group
+    ``(draws, converged)``."""
+    law = opts.law
+    fds = [_fixed_draws_of(key, frozen, law, fixed_draws) for key, _, frozen, *_ in groups]
+    weights = []
+    for (_, gdf, *_), fd in zip(groups, fds):
+        n_boot = len(fd) if fd is not None else opts.bootstrap
+        weights.append(lsq.bootstrap_weights(n_boot, _clusters(gdf, opts), rng) if n_boot
+                       else np.zeros((0, len(gdf))))     # as one by one: nothing drawn
+    total = sum(len(w) for w in weights)
+    if progress:
+        progress(f"{len(groups)} groups: {total} bootstrap resamples, refitted together "
+                 "(lawfit.batch)")
+    with counted(progress, "bootstrap", total, unit="resample") as advance:
+        boots = bootstrap_many([g.problem for g in built], [f.candidates for f in prefit],
+                               weights, fds, progress=advance)
+    return boots
 
 
 _EXPONENT = {"x": "alpha", "d": "beta"}
@@ -437,10 +484,12 @@ def _group_of(gdf: pd.DataFrame, key: dict, layout: Layout, opts: FitOptions):
 def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str, float],
                fixed_draws: np.ndarray | None, opts: FitOptions, rng: np.random.Generator,
                progress: Callable[[str], None] | None,
-               prefit=None) -> list[GroupFit]:
+               prefit=None, preboot: tuple | None = None) -> list[GroupFit]:
     """Fit one group's runs ``gdf`` (a joint layout: one GroupFit per subset); ``prefit``: its
     least-squares fit (an ``lsq.LsqFit``) or posterior (a ``bayes.Posterior``), already solved
-    with other groups (lawfit.batch, lawfit.bayes.fit_problems)."""
+    with other groups (lawfit.batch, lawfit.bayes.fit_problems); ``preboot``: its bootstrap
+    (draws, converged), refitted with the other groups' resamples (see
+    :func:`_bootstrap_groups`)."""
     law, obj, cols, joint = opts.law, opts.objective, opts.columns, opts.joint
     subsets = layout.subsets
     group, variables, yv = _group_of(gdf, key, layout, opts)
@@ -472,11 +521,13 @@ def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str
             info["irls"] = stages
         draws_free, method, posterior = np.zeros((0, len(free_hat))), None, None
         n_boot = len(fixed_draws) if fixed_draws is not None else opts.bootstrap
-        if n_boot:
-            clusters = (np.arange(len(gdf)) if opts.seeds == "average" else
-                        gdf.groupby([c for c in gdf.columns if c in CONFIG_COLUMNS or c == joint],
-                                    dropna=False, sort=False).ngroup().to_numpy())
-            weights = lsq.bootstrap_weights(n_boot, clusters, rng)
+        if preboot is not None and n_boot:     # refitted with the other groups' resamples
+            draws_free, ok = preboot
+            info["batch"] = info.get("batch", {}) | {"bootstrap": "batched"}
+            if fixed_draws is not None:
+                fixed_per_draw = fixed_draws[ok]
+        elif n_boot:
+            weights = lsq.bootstrap_weights(n_boot, _clusters(gdf, opts), rng)
             with counted(progress, "bootstrap", n_boot, unit="resample") as advance:
                 seen = [0]
 
@@ -491,6 +542,7 @@ def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str
                     draws_free, ok = lsq.bootstrap_frozen(problem, fitted.candidates, weights,
                                                           fixed_draws, progress=cb)
                     fixed_per_draw = fixed_draws[ok]
+        if n_boot:
             health = bootstrap_health(n_boot, int((~ok).sum()))
             info["bootstrap"] = health
             info["bootstrap_failed"] = health["failed"]

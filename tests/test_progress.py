@@ -92,8 +92,9 @@ def test_the_command_line_counts_backtest_refits_and_quiet_silences_it(tmp_path,
 
 
 def test_a_fit_counts_its_batched_groups_and_bootstrap_resamples():
-    """fit() of several groups shows the batched groups and each group's bootstrap as counted
-    stages (a bar on a terminal; here lines with counts)."""
+    """fit() of several groups shows the batched groups and their bootstrap resamples (refitted
+    together: one stage over every group's resamples) as counted stages (a bar on a terminal;
+    here lines with counts)."""
     import numpy as np
     import pandas as pd
 
@@ -108,5 +109,5 @@ def test_a_fit_counts_its_batched_groups_and_bootstrap_resamples():
                progress=Reporter(stream=out, every=0.0))
     text = out.getvalue()
     assert "groups (batched): 2 groups" in text and "groups (batched): 2/2 done" in text, text
-    assert text.count("bootstrap: 20 resamples") == 2, text
-    assert text.count("bootstrap: 20/20 done") == 2, text
+    assert text.count("bootstrap: 40 resamples") == 1, text
+    assert text.count("bootstrap: 40/40 done") == 1, text
