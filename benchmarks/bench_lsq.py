@@ -399,8 +399,11 @@ def row_e(args) -> dict:
     diffs, same_ok = [], 0
     for a, b in zip(fits["batched"].groups, fits["one_by_one"].groups):
         same_ok += int(a.info["bootstrap"] == b.info["bootstrap"])
-        if a.draws.shape == b.draws.shape and len(a.draws):
-            diffs.append(float(np.max(np.abs(a.draws - b.draws) / (np.abs(b.draws) + 1e-12))))
+        # in internal units (log scales); draws whose scale overflows float64 (inf) are skipped
+        da, db = (np.asarray(g.law.to_internal(g.draws), float) for g in (a, b))
+        both = np.isfinite(da) & np.isfinite(db)
+        if da.shape == db.shape and both.any():
+            diffs.append(float(np.max(np.abs(da - db)[both] / (np.abs(db)[both] + 1e-12))))
     out["speedup"] = out["one_by_one"]["seconds_per_curve"] / out["batched"]["seconds_per_curve"]
     out["groups_with_same_bootstrap_health"] = same_ok
     out["max_relative_draw_difference"] = max(diffs) if diffs else None
