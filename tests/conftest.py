@@ -1,6 +1,7 @@
 """Shared test helpers: where the reference data live, and the `lawfit` command."""
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -51,3 +52,23 @@ def run_main(capsys, *args) -> subprocess.CompletedProcess:
         code = exc.code if isinstance(exc.code, int) else 1
     out, err = capsys.readouterr()
     return subprocess.CompletedProcess(["lawfit", *map(str, args)], code, out, err)
+
+
+class Recorder:
+    """A counting progress (lawfit.progress.CountingProgress) that records its messages and its
+    counted stages as (what, total, unit, advanced)."""
+
+    def __init__(self):
+        self.lines, self.counts = [], []
+
+    def __call__(self, message):
+        self.lines.append(message)
+
+    @contextlib.contextmanager
+    def count(self, what, total, unit="it"):
+        done = [0]
+
+        def advance(n=1):
+            done[0] += n
+        yield advance
+        self.counts.append((what, total, unit, done[0]))

@@ -1,10 +1,10 @@
 """Bootstrap resamples of many groups refitted in one batched program (lawfit.batch.bootstrap_many):
 each group's draws are those lawfit.lsq.bootstrap (or bootstrap_frozen) gives it alone, whatever
 else is in the batch, and padded runs never count."""
-import contextlib
 
 import numpy as np
 import pytest
+from conftest import Recorder
 from scipy.optimize import minimize
 from test_batch import MULT, T1, T2, _curve, _frozen, _table
 
@@ -138,23 +138,6 @@ def test_frozen_value_draws_are_those_of_bootstrap_frozen():
             assert abs(fa - fb) <= 1e-9 * abs(fb), (b, fa, fb)
 
 
-class _Recorder:
-    """A counting progress (lawfit.progress.CountingProgress) that records its counted stages."""
-
-    def __init__(self):
-        self.counts = []
-
-    def __call__(self, message):
-        pass
-
-    @contextlib.contextmanager
-    def count(self, what, total, unit="it"):
-        done = [0]
-
-        def advance(n=1):
-            done[0] += n
-        yield advance
-        self.counts.append((what, total, unit, done[0]))
 
 
 def test_fit_refits_every_groups_resamples_together():
@@ -164,7 +147,7 @@ def test_fit_refits_every_groups_resamples_together():
     import lawfit
     frame = _table()
     kw = {"by": ["curve"], "fixed": _frozen, "bootstrap": B, "seed": 3}
-    rec = _Recorder()
+    rec = Recorder()
     together = lawfit.fit(frame, "multiplicative", progress=rec, **kw)
     one_by_one = lawfit.fit(frame, "multiplicative", batch=False, **kw)
     assert together.settings["bootstrap_batched"] is True

@@ -6,7 +6,6 @@ possible, so that one compiled sampler serves most tests (compilation dominates 
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import Recorder
 from conftest import require_reference as reference
 from scipy.stats import binom
 
@@ -65,27 +65,8 @@ def test_calibration_central_90_intervals_cover_the_truth():
 
 
 @pytest.mark.slow
-class _Recorder:
-    """A counting progress (lawfit.progress.CountingProgress) that records what it is told."""
-
-    def __init__(self):
-        self.lines, self.counts = [], []
-
-    def __call__(self, message):
-        self.lines.append(message)
-
-    @contextlib.contextmanager
-    def count(self, what, total, unit="it"):
-        done = [0]
-
-        def advance(n=1):
-            done[0] += n
-        yield advance
-        self.counts.append((what, total, unit, done[0]))
-
-
 def test_posterior_object_diagnostics_and_draws_interface():
-    rec = _Recorder()
+    rec = Recorder()
     res = lawfit.fit(synthetic(7), "multiplicative", fitter="bayes", seed=1, progress=rec)
     # NUTS shows its progress per chain: 4 chains counted, each one advanced as it finished
     assert ("NUTS", 4, "chain", 4) in rec.counts, rec.counts
