@@ -475,7 +475,8 @@ def _bucket(live: int, size: int) -> int:
 
 @float64
 def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
-            abandon_after: int = 0, owner: np.ndarray | None = None, dtype=jnp.float64):
+            abandon_after: int = 0, owner: np.ndarray | None = None,
+            stall: tuple[int, float] | None = None, dtype=jnp.float64):
     """Run the batched solver from ``theta0`` (G, S, F) for up to ``max_steps`` steps.
 
     ``W``: (G, M) weights shared by a group's starts, or (G, S, M) per start; ``data``: the
@@ -487,6 +488,9 @@ def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
       that of a converged start of the same fit is abandoned (dominated: its fit already has a
       better optimum); it is reported not converged. The fit of batch row g's starts is
       ``owner[g]`` (default: row g's own; lawfit.batch flattens many fits' starts into rows);
+    * with ``stall = (after, rtol)``, from step ``after`` on, a start whose objective fell by
+      less than ``rtol`` (relative) over the last two blocks is stopped, not converged (it crawls:
+      along a curved valley towards a boundary, Newton can take 1,000 steps that gain 1e-4);
     * with G > 1 the batch is compacted: rows whose every start is done leave it (it shrinks by
       factors of 4; see :func:`_bucket`), so a few slow fits do not keep the whole batch busy.
 
@@ -521,6 +525,7 @@ def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
     out_steps = np.zeros(G, np.int64)
     rows = np.arange(G)                       # original batch row of each current row
     taken = 0
+    f_back = (np.asarray(state[1]),) * 2      # objective 1 and 2 blocks ago (stall)
     while True:
         n = min(block, max_steps - taken)
         state, _, gsteps = advance(state, W, data, lb, np.asarray(n))
@@ -529,11 +534,16 @@ def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
         theta, f, done, conv = (np.asarray(state[i]) for i in (0, 1, 5, 6))
         own = np.broadcast_to(owner[rows][:, None], f.shape)
         np.minimum.at(fbest, own[conv], f[conv])
+        drop = np.zeros_like(done)
         if abandon_after and taken >= abandon_after and taken < max_steps:
-            drop = ~done & (f > fbest[own])
-            if drop.any():
-                done = done | drop
-                state = (*state[:5], jax.device_put(done), *state[6:])
+            drop |= ~done & (f > fbest[own])
+        if stall is not None:
+            if taken >= stall[0] and taken < max_steps:
+                drop |= ~done & (f_back[1] - f <= stall[1] * np.abs(f))
+            f_back = (f, f_back[0])
+        if drop.any():
+            done = done | drop
+            state = (*state[:5], jax.device_put(done), *state[6:])
         finished = done.all(axis=1) | (taken >= max_steps)
         out_theta[rows[finished]] = theta[finished]
         out_f[rows[finished]] = f[finished]
@@ -546,6 +556,7 @@ def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
             sel = np.concatenate([live, np.full(size - live.size, live[-1])])
             state, W, data, lb = _take((state, W, data, lb), np.asarray(sel))
             rows = rows[sel]
+            f_back = tuple(a[sel] for a in f_back)
     return out_theta, out_f, out_conv, out_steps
 
 

@@ -2,6 +2,7 @@
 alone, padding never leaks into a result, and convergence is judged per group."""
 from dataclasses import replace
 
+import jax
 import numpy as np
 import pytest
 
@@ -275,3 +276,21 @@ def test_a_fit_whose_screened_starts_do_not_converge_gets_the_full_multistart():
     assert one.converged and b.converged
     assert abs(b.value - one.value) <= 1e-9 * one.value
     assert b.info["batch"]["fallback"] == "multistart"
+
+
+@float64
+def test_a_start_crawling_along_a_valley_is_stopped():
+    """Curve 223 from one of its screened starts: Newton approaches the optimum at E -> 0 along a
+    curved valley, 1,000 steps without converging; with solve_many's stall rule the start stops
+    once 32 steps gain less than 1e-3 of the objective (so the boundary stage comes sooner)."""
+    p = _simulated_curve(223)
+    data, w = lsq.solver_arrays(p)
+    fns = lsq.objective_fns(p)
+    start = np.array([[[-1.51, -0.238, 0.025, 0.012]]])
+    args = (fns, start, w[None], jax.tree_util.tree_map(lambda a: np.asarray(a)[None], data),
+            p.lower_bounds()[None], 1000)
+    _, f_all, conv_all, steps_all = lsq.iterate(*args, block=lsq.BLOCK)
+    _, f, conv, steps = lsq.iterate(*args, block=lsq.BLOCK, stall=batch.STALL)
+    assert not conv_all[0, 0] and steps_all[0] == 1000
+    assert not conv[0, 0] and steps[0] <= 256
+    assert f[0, 0] <= f_all[0, 0] * (1 + 1e-2)
