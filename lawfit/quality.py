@@ -68,20 +68,26 @@ def runs_test(residuals: np.ndarray, order_by: np.ndarray,
     r, order_by, labels = r[keep], np.asarray(order_by)[keep], labels[keep]
     if len(r) < MIN_RUNS_TEST or (r > 0).sum() < 2 or (r < 0).sum() < 2:
         return None
-    runs = expected = var = 0.0
-    for lab in pd.unique(labels):
-        m = labels == lab
-        s = np.sign(r[m][np.argsort(order_by[m], kind="stable")])
-        n = len(s)
-        a = int((s > 0).sum())
-        b = n - a
-        runs += 1 + int(np.count_nonzero(s[1:] != s[:-1]))
-        if a == 0 or b == 0:
-            expected += 1
-            continue
-        expected += 2.0 * a * b / n + 1
-        if n > 1:
-            var += 2.0 * a * b * (2.0 * a * b - n) / (n * n * (n - 1))
+    # every curve at once (numpy; describing thousands of groups spent its time in a loop over
+    # curves): curves numbered in order of first appearance, each ordered along order_by (stable)
+    curve = pd.factorize(labels)[0]
+    order = np.lexsort((order_by, curve))
+    s, curve = np.sign(r[order]), curve[order]
+    k = curve.max() + 1
+    n = np.bincount(curve, minlength=k)
+    a = np.bincount(curve[s > 0], minlength=k)
+    b = n - a
+    same = curve[1:] == curve[:-1]
+    changes = np.bincount(curve[1:][same & (s[1:] != s[:-1])], minlength=k)
+    both = (a > 0) & (b > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_k = np.where(both, 2.0 * a * b / n + 1, 1.0)
+        var_k = np.where(both, 2.0 * a * b * (2.0 * a * b - n) / (n * n * (n - 1)), 0.0)
+    runs = float(np.sum(1 + changes))
+    expected = var = 0.0
+    for e, v in zip(mean_k.tolist(), var_k.tolist()):   # summed in curve order, one at a time
+        expected += e
+        var += v
     if var <= 0:
         return None
     z = (runs - expected) / math.sqrt(var)
@@ -97,7 +103,9 @@ def _curves(variables: np.ndarray, j: int) -> np.ndarray | None:
         return None
     # numpy rather than a pandas groupby: describing thousands of groups (lawfit.batch) spent
     # most of its time here
-    _, labels, counts = np.unique(others, axis=0, return_inverse=True, return_counts=True)
+    _, labels, counts = (np.unique(others[:, 0], return_inverse=True, return_counts=True)
+                         if others.shape[1] == 1 else
+                         np.unique(others, axis=0, return_inverse=True, return_counts=True))
     labels = labels.reshape(-1)
     if np.mean(counts[labels] >= 3) < 0.5:
         return None
