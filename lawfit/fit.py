@@ -11,6 +11,7 @@ fit is checked for quality (lawfit/quality.py). How each group is fitted travels
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Callable, Mapping, Sequence
@@ -74,11 +75,11 @@ def _log_predict(law: Law):
     return jax.jit(law.log_predict)
 
 
-def _residual_scale(law, obj, theta_rows, log_vars, y, n_seeds, n_free) -> dict:
-    """Scatter of one run about the fitted curve, in the objective's residual space: the
-    seed-weighted residual sum of squares over the residual degrees of freedom (a mean of k seeds
-    scatters sqrt(k) less than one run, the Bayesian fitter's sigma/sqrt(w) model)."""
-    lp = np.asarray(_log_predict(law)(np.asarray(theta_rows), np.asarray(log_vars)))
+def _residual_scale(obj, lp, y, n_seeds, n_free) -> dict:
+    """Scatter of one run about the fitted curve (log predictions ``lp``), in the objective's
+    residual space: the seed-weighted residual sum of squares over the residual degrees of freedom
+    (a mean of k seeds scatters sqrt(k) less than one run, the Bayesian fitter's sigma/sqrt(w)
+    model)."""
     r = np.log(y) - lp if obj.space == "log" else y - np.exp(lp)
     dof = len(y) - n_free
     sd = float(np.sqrt(np.sum(n_seeds * r * r) / dof)) if dof > 0 else float("nan")
@@ -89,7 +90,7 @@ def _residual_scale(law, obj, theta_rows, log_vars, y, n_seeds, n_free) -> dict:
 class _GroupRuns:
     """One group's runs: its rows of the table and, taken once for the whole table (describing
     thousands of groups column by column cost more than solving them), its arrays."""
-    frame: pd.DataFrame             # the group's rows, at positions 0..n-1
+    frame: pd.DataFrame             # the group's rows (read by position)
     variables: np.ndarray           # (n, V) the law's variables, natural units, in role order
     y: np.ndarray                   # (n,) loss
     n_seeds: np.ndarray             # (n,) seeds averaged into each run (1: seeds kept as runs)
@@ -333,7 +334,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
             gdf, *phase = _power_phase_runs(gdf, law, cols, pre_power, joint)
             runs = _GroupRuns.of(gdf, _table_arrays(gdf, law, cols, joint, seeds))
         else:
-            runs = _GroupRuns.of(gdf.reset_index(drop=True), arrays, gdf.index.to_numpy())
+            runs = _GroupRuns.of(gdf, arrays, gdf.index.to_numpy())
         frozen = fixed(key) if callable(fixed) else (fixed or {})
         subsets = tuple(sorted(gdf[joint].astype(str).unique())) if joint else (None,)
         layout = build_layout(law, subsets, share, frozen)     # checks the names too
@@ -372,6 +373,8 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     boot_batched = batched and (bootstrap > 0 or fixed_draws is not None)
     if boot_batched:
         preboot = _bootstrap_groups(groups, built, prefit, fixed_draws, opts, rng, progress)
+    described = (_describe_together(groups, prefit, opts) if batched
+                 else [None] * len(groups))
     out = []
     for gi, (key, runs, frozen, layout, phase, notes) in enumerate(groups):
         if progress:
@@ -380,7 +383,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
                         else f"fitting {runs.n} runs"))
         fdraws = _fixed_draws_of(key, frozen, law, fixed_draws)
         fits = _fit_group(runs, key, layout, frozen, fdraws, opts, rng, progress, prefit[gi],
-                          preboot[gi], built[gi])
+                          preboot[gi], built[gi], described[gi])
         if phase:
             fits = [replace(g, warnings=(phase[1], *g.warnings),
                             info=g.info | {"pre_power": phase[0]}) for g in fits]
@@ -540,12 +543,15 @@ def _fit_group(runs: _GroupRuns, key: dict, layout: Layout, frozen: Mapping[str,
                fixed_draws: np.ndarray | None, opts: FitOptions, rng: np.random.Generator,
                progress: Callable[[str], None] | None,
                prefit=None, preboot: tuple | None = None,
-               group: GroupProblem | None = None) -> list[GroupFit]:
+               group: GroupProblem | None = None,
+               described: tuple | None = None) -> list[GroupFit]:
     """Fit one group's runs (a joint layout: one GroupFit per subset); ``prefit``: its
     least-squares fit (an ``lsq.LsqFit``) or posterior (a ``bayes.Posterior``), already solved
     with other groups (lawfit.batch, lawfit.bayes.fit_problems); ``preboot``: its bootstrap
     (draws, converged), refitted with the other groups' resamples (see
-    :func:`_bootstrap_groups`); ``group``: its problem, when already built."""
+    :func:`_bootstrap_groups`); ``group``: its problem, when already built; ``described``: its
+    fitted log losses and structure tests, computed with the other groups' (see
+    :func:`_describe_together`)."""
     law, obj, cols, joint = opts.law, opts.objective, opts.columns, opts.joint
     subsets = layout.subsets
     group = group if group is not None else _group_of(runs, key, layout, opts)
@@ -615,8 +621,8 @@ def _fit_group(runs: _GroupRuns, key: dict, layout: Layout, frozen: Mapping[str,
     if frozen:
         info["frozen"] = {p: float(v) for p, v in frozen.items()}
     est_int = layout.internal(free_hat)                      # (n_subsets, P)
-    info["residual"] = _residual_scale(law, obj, est_int[sub_index], log_vars, yv, n_seeds,
-                                       len(layout.free))
+    log_pred = np.asarray(_log_predict(law)(est_int[sub_index], np.asarray(log_vars)))
+    info["residual"] = _residual_scale(obj, log_pred, yv, n_seeds, len(layout.free))
     if fixed_per_draw is not None:                           # frozen values paired per draw
         phi = np.concatenate([np.asarray(draws_free, np.float64), fixed_per_draw], axis=-1)
         draws_int = phi[..., layout.subset_slots]
@@ -628,8 +634,8 @@ def _fit_group(runs: _GroupRuns, key: dict, layout: Layout, frozen: Mapping[str,
         k = dict(key) | ({joint: label} if joint else {})
         ranges = {r: (float(variables[m, j].min()), float(variables[m, j].max()))
                   for j, r in enumerate(law.variables)}
-        fq = _fit_quality(runs, m, law, obj, est_int[s], cols, len(layout.free) / len(subsets),
-                          opts.seeds, joint)
+        fq = _fit_quality(runs, m, described or _subset_log_pred(law, est_int[s], variables[m]),
+                          law, obj, cols, len(layout.free) / len(subsets), opts.seeds, joint)
         sub_status, sub_warnings = status, list(warnings)
         if fq["poor_fit"]:
             sub_warnings.append(quality.warning_text(fq))
@@ -664,22 +670,27 @@ def _least_squares(group: GroupProblem, opts: FitOptions, rng: np.random.Generat
     return replace(fitted, status=status, warnings=tuple(warnings))
 
 
-def _fit_quality(runs: _GroupRuns, m: np.ndarray, law, obj, theta, cols, n_params, seeds,
-                 joint) -> dict:
-    """The fit_quality block (lawfit.quality) of one subset's rows ``m`` of a group's runs at
-    internal parameters theta."""
-    variables, y = runs.variables[m], runs.y[m]
+def _subset_log_pred(law: Law, theta: np.ndarray, variables: np.ndarray) -> tuple:
+    """A subset's fitted log losses at its internal parameters theta (P,), and no structure tests
+    (``(log_pred, None)``, as :func:`_fit_quality` takes them). (Evaluated at theta, not at
+    theta repeated per run: jax's program differs in the last bit between the two.)"""
     with np.errstate(divide="ignore"):          # a base-model row: log 0 = -inf, the law sees 0
-        log_pred = np.asarray(_log_predict(law)(np.asarray(theta), np.log(variables)))
+        return np.asarray(_log_predict(law)(np.asarray(theta), np.log(variables))), None
+
+
+def _fit_quality(runs: _GroupRuns, m: np.ndarray, described: tuple, law, obj, cols, n_params,
+                 seeds, joint) -> dict:
+    """The fit_quality block (lawfit.quality) of one subset's rows ``m`` of a group's runs;
+    ``described``: their fitted log losses (:func:`_subset_log_pred`) and structure tests
+    (None: computed here; :func:`_describe_together` computes every group's at once)."""
+    log_pred, tests = described
+    variables, y = runs.variables[m], runs.y[m]
     log_space = obj.space == "log"
-    r = log_pred - np.log(y) if log_space else np.exp(log_pred) - y
+    r = _residuals(obj, log_pred, y)
     specs = [cols[role] for role in law.variables]
     first = runs.frame[m].iloc[0] if any(map(is_per_row, specs)) else {}
-    names = [column_for(spec, first) for spec in specs]
-    ids = {c: v[m] for c, v in runs.ids.items()}
-    rows = [({c: v[i] for c, v in ids.items()}
-             | {nm: float(v) for nm, v in zip(names, variables[i])}) for i in range(len(y))]
-    rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()} for d in rows]
+    rows = _RunRows({c: v[m] for c, v in runs.ids.items()},
+                    [column_for(spec, first) for spec in specs], variables)
     n_seeds = seed_ss = None
     if seeds == "average" and runs.seed_ss is not None:
         n_seeds = runs.n_seeds[m]
@@ -690,7 +701,42 @@ def _fit_quality(runs: _GroupRuns, m: np.ndarray, law, obj, theta, cols, n_param
         gdf = runs.frame[m]
         config = gdf.groupby([c for c in gdf.columns if c in CONFIG_COLUMNS or c == joint],
                              dropna=False, sort=False).ngroup().to_numpy()
-        return quality.assess(r, variables, names, n_params=n_params, space=obj.space,
-                              config=config, runs=rows)
-    return quality.assess(r, variables, names, n_params=n_params, space=obj.space,
-                          n_seeds=n_seeds, seed_ss=seed_ss, runs=rows)
+        return quality.assess(r, variables, rows.names, n_params=n_params, space=obj.space,
+                              config=config, runs=rows, tests=tests)
+    return quality.assess(r, variables, rows.names, n_params=n_params, space=obj.space,
+                          n_seeds=n_seeds, seed_ss=seed_ss, runs=rows, tests=tests)
+
+
+def _residuals(obj: Objective, log_pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Prediction - observation in the objective's residual space (loss, or log loss)."""
+    return log_pred - np.log(y) if obj.space == "log" else np.exp(log_pred) - y
+
+
+def _describe_together(groups, prefit, opts: FitOptions) -> list[tuple]:
+    """The fitted log losses and structure tests (lawfit.quality.structure_many) of every group
+    of a batched call at once (plain layouts: one subset each); per group ``(log_pred,
+    tests)``."""
+    runs = [g[1] for g in groups]
+    log_preds = [_subset_log_pred(opts.law, layout.internal(fitted.theta)[0], r.variables)[0]
+                 for (_, r, _, layout, _, _), fitted in zip(groups, prefit)]
+    residuals = np.concatenate([_residuals(opts.objective, lp, r.y)
+                                for lp, r in zip(log_preds, runs)])
+    tests = quality.structure_many(residuals, np.concatenate([r.variables for r in runs]),
+                                   np.repeat(np.arange(len(runs)), [r.n for r in runs]))
+    return list(zip(log_preds, tests))
+
+
+class _RunRows(SequenceABC):
+    """Per row of a group, the mapping that identifies its run (its identifying columns and its
+    variables), made only for the rows asked for (quality.assess names one run)."""
+
+    def __init__(self, ids: dict, names: list, variables: np.ndarray):
+        self.ids, self.names, self.variables = ids, names, variables
+
+    def __len__(self) -> int:
+        return len(self.variables)
+
+    def __getitem__(self, i):
+        row = ({c: v[i] for c, v in self.ids.items()}
+               | {nm: float(v) for nm, v in zip(self.names, self.variables[i])})
+        return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}

@@ -175,8 +175,8 @@ def _centred_ranks(v: np.ndarray) -> np.ndarray:
     """Ranks (ties: their mean rank) minus the mean rank."""
     order = np.argsort(v, kind="stable")
     sv = v[order]
-    start = np.flatnonzero(np.r_[True, sv[1:] != sv[:-1]])
-    end = np.r_[start[1:], len(v)]
+    start = np.flatnonzero(np.concatenate([[True], sv[1:] != sv[:-1]]))
+    end = np.append(start[1:], len(v))
     ranks = np.empty(len(v))
     ranks[order] = np.repeat((start + 1 + end) / 2.0, end - start)   # ranks start+1 .. end
     return ranks - (len(v) + 1) / 2.0

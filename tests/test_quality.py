@@ -97,6 +97,31 @@ def test_runs_test_counts_all_curves_at_once_as_curve_by_curve():
     assert tested > 300
 
 
+def test_structure_tests_of_many_groups_at_once_are_each_groups_own():
+    """structure_many (every group of a batched fit at once) gives each group the structure tests
+    assess gives it alone, to the bit: groups of different sizes, one to three variables, curves
+    or none, ties, zero residuals, too few distinct values."""
+    from lawfit.quality import structure_many
+    rng = np.random.default_rng(1)
+    tested = 0
+    for _ in range(60):
+        n_groups, n_vars = int(rng.integers(1, 10)), int(rng.integers(1, 4))
+        res, var = [], []
+        for _ in range(n_groups):
+            n = int(rng.integers(3, 40))
+            var.append(np.stack([rng.choice(rng.uniform(1, 100, int(rng.integers(1, 6))), n)
+                                 for _ in range(n_vars)], -1))
+            res.append(np.round(rng.normal(size=n), 1) * (rng.random(n) > 0.1))
+        many = structure_many(np.concatenate(res), np.concatenate(var),
+                              np.repeat(np.arange(n_groups), [len(r) for r in res]))
+        names = [f"v{j}" for j in range(n_vars)]
+        for g in range(n_groups):
+            alone = assess(res[g], var[g], names, n_params=2)["structure"]
+            assert many[g] == [alone[nm] for nm in names]
+            tested += sum(alone[nm] is not None for nm in names)
+    assert tested > 100
+
+
 def test_lack_of_fit_ratio_is_one_when_the_seeds_explain_the_scatter():
     rng = np.random.default_rng(0)
     m, k, sd = 400, 3, 0.01
