@@ -325,7 +325,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     work = work.reset_index(drop=True)        # positions: a group's rows index the arrays below
     arrays = None if pre_power else _table_arrays(work, law, cols, joint, seeds)
     rng = np.random.default_rng(seed)
-    groups = []
+    groups, layouts = [], {}
     for gkey, gdf in (work.groupby(by, sort=True, dropna=False) if by else [((), work)]):
         key = dict(zip(by, gkey if isinstance(gkey, tuple) else (gkey,)))
         key = {k: (v.item() if hasattr(v, "item") else v) for k, v in key.items()}
@@ -337,7 +337,7 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
             runs = _GroupRuns.of(gdf, arrays, gdf.index.to_numpy())
         frozen = fixed(key) if callable(fixed) else (fixed or {})
         subsets = tuple(sorted(gdf[joint].astype(str).unique())) if joint else (None,)
-        layout = build_layout(law, subsets, share, frozen)     # checks the names too
+        layout = _layout(layouts, law, subsets, share, frozen)  # checks the names too
         n_free = len(layout.free_names)
         if runs.n < n_free:
             raise DataError(f"group {key} has {runs.n} runs but the fit has {n_free} free "
@@ -406,6 +406,19 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     return FitResult(law=law, objective=obj, fitter=fitter, columns=cols,
                      by=tuple(by) + ((joint,) if joint else ()), groups=tuple(out),
                      settings=settings, source=src, level=level)
+
+
+def _layout(built: dict, law: Law, subsets: tuple, share, frozen: Mapping) -> Layout:
+    """``build_layout(law, subsets, share, frozen)``, built once per distinct subsets and frozen
+    values of a call (``built``: those already built; most groups of a call share one)."""
+    key = (subsets, tuple(frozen.items()))
+    try:
+        return built[key]
+    except KeyError:
+        built[key] = build_layout(law, subsets, share, frozen)
+        return built[key]
+    except TypeError:                       # unhashable frozen values
+        return build_layout(law, subsets, share, frozen)
 
 
 def _fixed_draws_of(key: dict, frozen: Mapping[str, float], law: Law,

@@ -161,6 +161,9 @@ def test_fit_solves_the_groups_together_with_each_groups_own_optimum(fitted_both
         assert abs(a.objective_value - b.objective_value) <= 1e-9 * abs(b.objective_value), \
             (a.key, a.objective_value, b.objective_value)
         np.testing.assert_allclose(a.estimate, b.estimate, rtol=1e-4)
+        # described alike too (batched: quality.structure_many over every group at once)
+        assert a.warnings == b.warnings and a.n_points == b.n_points and a.ranges == b.ranges
+        _same(a.info["fit_quality"], b.info["fit_quality"], "fit_quality")
     by_key = {g.key["curve"]: g for g in together.groups}
     assert by_key["c4"].status == "at_bound" and by_key["c0"].status == "converged"
     assert by_key["c1"].estimate[MULT.params.index("E")] == pytest.approx(1.7)
