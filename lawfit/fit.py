@@ -10,6 +10,8 @@ fit is checked for quality (lawfit/quality.py). How each group is fitted travels
 """
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Callable, Mapping, Sequence
@@ -73,15 +75,70 @@ def _log_predict(law: Law):
     return jax.jit(law.log_predict)
 
 
-def _residual_scale(law, obj, theta_rows, log_vars, y, n_seeds, n_free) -> dict:
-    """Scatter of one run about the fitted curve, in the objective's residual space: the
-    seed-weighted residual sum of squares over the residual degrees of freedom (a mean of k seeds
-    scatters sqrt(k) less than one run, the Bayesian fitter's sigma/sqrt(w) model)."""
-    lp = np.asarray(_log_predict(law)(np.asarray(theta_rows), np.asarray(log_vars)))
+def _residual_scale(obj, lp, y, n_seeds, n_free) -> dict:
+    """Scatter of one run about the fitted curve (log predictions ``lp``), in the objective's
+    residual space: the seed-weighted residual sum of squares over the residual degrees of freedom
+    (a mean of k seeds scatters sqrt(k) less than one run, the Bayesian fitter's sigma/sqrt(w)
+    model)."""
     r = np.log(y) - lp if obj.space == "log" else y - np.exp(lp)
     dof = len(y) - n_free
     sd = float(np.sqrt(np.sum(n_seeds * r * r) / dof)) if dof > 0 else float("nan")
     return {"space": obj.space, "sd": sd, "dof": int(dof), "per": "one run (one seed)"}
+
+
+@dataclass(frozen=True, eq=False)
+class _GroupRuns:
+    """One group's runs: its rows of the table and, taken once for the whole table (describing
+    thousands of groups column by column cost more than solving them), its arrays."""
+    frame: pd.DataFrame             # the group's rows (read by position)
+    variables: np.ndarray           # (n, V) the law's variables, natural units, in role order
+    y: np.ndarray                   # (n,) loss
+    n_seeds: np.ndarray             # (n,) seeds averaged into each run (1: seeds kept as runs)
+    seed_ss: np.ndarray | None      # (n,) the seeds' sum of squares about their mean
+    labels: np.ndarray | None       # (n,) subset label of each run (a joint fit), as text
+    ids: dict                       # run-identifying columns present (run_id, model, family)
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, arrays: dict, rows: np.ndarray | None = None):
+        """The group of ``frame``'s rows, its arrays taken at ``rows`` of the whole table's
+        ``arrays`` (:func:`_table_arrays`); ``rows`` None: ``arrays`` are the group's own."""
+        def take(a):
+            return a if a is None or rows is None else a[rows]
+        return cls(frame, take(arrays["variables"]), take(arrays["y"]),
+                   take(arrays["n_seeds"]), take(arrays["seed_ss"]), take(arrays["labels"]),
+                   {c: take(v) for c, v in arrays["ids"].items()})
+
+
+_ID_COLUMNS = ("run_id", "model", "family")
+
+
+def _table_arrays(frame: pd.DataFrame, law: Law, cols: Mapping[str, str], joint: str | None,
+                  seeds: str) -> dict:
+    """The arrays of :class:`_GroupRuns` for every row of ``frame`` (seeds averaged or kept)."""
+    return {"variables": np.stack([column_values(frame, cols[r], r in law.zero_ok)
+                                   for r in law.variables], axis=-1),
+            "y": frame[cols["y"]].to_numpy(np.float64),
+            "n_seeds": frame["n_seeds"].to_numpy(np.float64),
+            "seed_ss": (frame["seed_ss"].to_numpy(np.float64)
+                        if seeds == "average" and "seed_ss" in frame.columns else None),
+            "labels": frame[joint].astype(str).to_numpy() if joint else None,
+            "ids": {c: frame[c].to_numpy() for c in _ID_COLUMNS if c in frame.columns}}
+
+
+def _duplicates_per_key(frame: pd.DataFrame, by: Sequence[str], dup: np.ndarray) -> dict:
+    """Duplicated rows (``dup``) per group, keyed by the group's ``by`` values as text joined by
+    \\x1f (values compared as text, as lawfit.table.key_matches does)."""
+    if not by:
+        return {}
+    text = frame[by].map(str)
+    keys = text.iloc[:, 0].to_numpy(object)
+    for k in range(1, len(by)):
+        keys = keys + "\x1f" + text.iloc[:, k].to_numpy(object)
+    return dict(Counter(keys[dup]))
 
 
 def _d_role(law: Law) -> str:
@@ -264,37 +321,41 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         work = frame.reset_index(drop=True).copy()
         work["n_seeds"] = 1
     dup = duplicate_rows(frame, [*flat, *by, *([joint] if joint else [])])
-    row_keys = (frame[by].map(str).agg("\x1f".join, axis=1).to_numpy() if by
-                else np.full(len(frame), ""))
+    dup_of = _duplicates_per_key(frame, by, dup)
+    work = work.reset_index(drop=True)        # positions: a group's rows index the arrays below
+    arrays = None if pre_power else _table_arrays(work, law, cols, joint, seeds)
     rng = np.random.default_rng(seed)
-    groups = []
+    groups, layouts = [], {}
     for gkey, gdf in (work.groupby(by, sort=True, dropna=False) if by else [((), work)]):
         key = dict(zip(by, gkey if isinstance(gkey, tuple) else (gkey,)))
         key = {k: (v.item() if hasattr(v, "item") else v) for k, v in key.items()}
         phase = None
         if pre_power:
             gdf, *phase = _power_phase_runs(gdf, law, cols, pre_power, joint)
+            runs = _GroupRuns.of(gdf, _table_arrays(gdf, law, cols, joint, seeds))
+        else:
+            runs = _GroupRuns.of(gdf, arrays, gdf.index.to_numpy())
         frozen = fixed(key) if callable(fixed) else (fixed or {})
         subsets = tuple(sorted(gdf[joint].astype(str).unique())) if joint else (None,)
-        layout = build_layout(law, subsets, share, frozen)     # checks the names too
+        layout = _layout(layouts, law, subsets, share, frozen)  # checks the names too
         n_free = len(layout.free_names)
-        if len(gdf) < n_free:
-            raise DataError(f"group {key} has {len(gdf)} runs but the fit has {n_free} free "
+        if runs.n < n_free:
+            raise DataError(f"group {key} has {runs.n} runs but the fit has {n_free} free "
                             "parameters: add runs, fix parameters, or group more coarsely (by)")
-        n_dup = int(dup[row_keys == "\x1f".join(str(key[c]) for c in by)].sum()) if by \
-            else int(dup.sum())
-        notes = _data_warnings(gdf, key, layout, law, cols, joint, share, n_dup,
+        n_dup = dup_of.get("\x1f".join(str(key[c]) for c in by), 0) if by else int(dup.sum())
+        notes = _data_warnings(runs, key, layout, law, cols, joint, share, n_dup,
                                averaged=seeds == "average" and "seed" in frame.columns)
-        groups.append((key, gdf.reset_index(drop=True), frozen, layout, phase, notes))
+        groups.append((key, runs, frozen, layout, phase, notes))
     opts = FitOptions(law=law, objective=obj, columns=cols, joint=joint, share=tuple(share),
                       starts=starts, bootstrap=bootstrap, seeds=seeds, fitter=fitter,
                       solver=solver, bayes_options=dict(bayes_options or {}))
     prefit: list = [None] * len(groups)
+    built: list = [None] * len(groups)
     batched = batch and len(groups) > 1 and batchable(fitter, solver, joint, obj, starts)
     if batched:
         if progress:
             progress(f"{len(groups)} groups: least squares, solved together (lawfit.batch)")
-        built = [_group_of(gdf, key, layout, opts)[0] for key, gdf, _, layout, _, _ in groups]
+        built = [_group_of(runs, key, layout, opts) for key, runs, _, layout, _, _ in groups]
         prefit = solve_groups(built, progress=progress)
     vectorized = fitter == "bayes" and len(groups) > 1 and _vectorize_groups(opts.bayes_options)
     if vectorized:
@@ -302,9 +363,8 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         if progress:
             progress(f"{len(groups)} groups: NUTS chains of the groups sampled together "
                      "(lawfit.bayes.fit_problems)")
-        built = [_group_of(gdf, key, layout, opts)[0] for key, gdf, _, layout, _, _ in groups]
-        weights = [gdf["n_seeds"].to_numpy(float) if seeds == "average" else None
-                   for _, gdf, *_ in groups]
+        built = [_group_of(runs, key, layout, opts) for key, runs, _, layout, _, _ in groups]
+        weights = [runs.n_seeds if seeds == "average" else None for _, runs, *_ in groups]
         options = {k: v for k, v in opts.bayes_options.items()
                    if k not in ("vectorize_groups", "chain_method", "driver")}
         prefit = bayes.fit_problems(built, rng=rng, progress=progress, weights=weights,
@@ -313,15 +373,17 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     boot_batched = batched and (bootstrap > 0 or fixed_draws is not None)
     if boot_batched:
         preboot = _bootstrap_groups(groups, built, prefit, fixed_draws, opts, rng, progress)
+    described = (_describe_together(groups, prefit, opts) if batched
+                 else [None] * len(groups))
     out = []
-    for gi, (key, gdf, frozen, layout, phase, notes) in enumerate(groups):
+    for gi, (key, runs, frozen, layout, phase, notes) in enumerate(groups):
         if progress:
             progress(f"group {gi + 1}/{len(groups)} {key}: "
                      + ("describing the fit" if batched or vectorized
-                        else f"fitting {len(gdf)} runs"))
+                        else f"fitting {runs.n} runs"))
         fdraws = _fixed_draws_of(key, frozen, law, fixed_draws)
-        fits = _fit_group(gdf, key, layout, frozen, fdraws, opts, rng, progress, prefit[gi],
-                          preboot[gi])
+        fits = _fit_group(runs, key, layout, frozen, fdraws, opts, rng, progress, prefit[gi],
+                          preboot[gi], built[gi], described[gi])
         if phase:
             fits = [replace(g, warnings=(phase[1], *g.warnings),
                             info=g.info | {"pre_power": phase[0]}) for g in fits]
@@ -344,6 +406,19 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
     return FitResult(law=law, objective=obj, fitter=fitter, columns=cols,
                      by=tuple(by) + ((joint,) if joint else ()), groups=tuple(out),
                      settings=settings, source=src, level=level)
+
+
+def _layout(built: dict, law: Law, subsets: tuple, share, frozen: Mapping) -> Layout:
+    """``build_layout(law, subsets, share, frozen)``, built once per distinct subsets and frozen
+    values of a call (``built``: those already built; most groups of a call share one)."""
+    key = (subsets, tuple(frozen.items()))
+    try:
+        return built[key]
+    except KeyError:
+        built[key] = build_layout(law, subsets, share, frozen)
+        return built[key]
+    except TypeError:                       # unhashable frozen values
+        return build_layout(law, subsets, share, frozen)
 
 
 def _fixed_draws_of(key: dict, frozen: Mapping[str, float], law: Law,
@@ -379,10 +454,10 @@ def _bootstrap_groups(groups, built, prefit, fixed_draws, opts: FitOptions,
     law = opts.law
     fds = [_fixed_draws_of(key, frozen, law, fixed_draws) for key, _, frozen, *_ in groups]
     weights = []
-    for (_, gdf, *_), fd in zip(groups, fds):
+    for (_, runs, *_), fd in zip(groups, fds):
         n_boot = len(fd) if fd is not None else opts.bootstrap
-        weights.append(lsq.bootstrap_weights(n_boot, _clusters(gdf, opts), rng) if n_boot
-                       else np.zeros((0, len(gdf))))     # as one by one: nothing drawn
+        weights.append(lsq.bootstrap_weights(n_boot, _clusters(runs.frame, opts), rng) if n_boot
+                       else np.zeros((0, runs.n)))     # as one by one: nothing drawn
     total = sum(len(w) for w in weights)
     if progress:
         progress(f"{len(groups)} groups: {total} bootstrap resamples, refitted together "
@@ -416,13 +491,13 @@ def _vectorize_groups(options: Mapping) -> bool:
     return bool(choice)
 
 
-def _data_warnings(gdf, key, layout, law, cols, joint, share, n_dup, averaged) -> dict:
+def _data_warnings(runs: _GroupRuns, key, layout, law, cols, joint, share, n_dup, averaged) -> dict:
     """What a user must know about a group's runs before trusting its fit: {subset or None:
     (warnings, exponents not identified)}."""
     notes, bad = [], False
     blank = [c for c, v in key.items() if v is None or (isinstance(v, float) and np.isnan(v))]
     for c in blank:
-        notes.append(f"{len(gdf)} runs have a blank {c!r} and were fitted as their own group "
+        notes.append(f"{runs.n} runs have a blank {c!r} and were fitted as their own group "
                      f"{c}=nan: fill the cells or exclude them with --where '{c} == {c}'")
     if n_dup:
         notes.append(f"{n_dup} {'row repeats' if n_dup == 1 else 'rows repeat'} another row's "
@@ -430,11 +505,11 @@ def _data_warnings(gdf, key, layout, law, cols, joint, share, n_dup, averaged) -
                      + ("averaged as if they were seeds" if averaged else
                         "fitted as independent runs"))
     n_free = len(layout.free_names)
-    if len(gdf) == n_free:
-        notes.append(f"{len(gdf)} runs for {n_free} free parameters: the law passes through every "
+    if runs.n == n_free:
+        notes.append(f"{runs.n} runs for {n_free} free parameters: the law passes through every "
                      "run, nothing is left to estimate the error, and intervals mean nothing; add "
                      "runs or fix parameters (--fix)")
-    values = np.stack([column_values(gdf, cols[r], r in law.zero_ok) for r in law.variables], axis=-1)
+    values = runs.variables
     for j, role in enumerate(law.variables):
         exp = _EXPONENT.get(role, "its exponent")
         if np.unique(values[:, j]).size == 1 and exp in law.params:
@@ -442,7 +517,7 @@ def _data_warnings(gdf, key, layout, law, cols, joint, share, n_dup, averaged) -
             notes.append(f"{cols[role]} takes the single value {values[0, j]:g} in this group: "
                          f"the exponent {exp} is not identified (it trades off with the scale); "
                          f"add runs at other {cols[role]} values or fix {exp} with --fix")
-    trend = loss_trend(values, gdf[cols["y"]].to_numpy(np.float64))
+    trend = loss_trend(values, runs.y)
     if trend:
         bad = True
         notes.append(("the loss is the same for every run" if trend == "constant" else
@@ -451,7 +526,7 @@ def _data_warnings(gdf, key, layout, law, cols, joint, share, n_dup, averaged) -
                      "(widening the start grid will not help); check the runs and the --y column")
     out = {None: (notes, bad)}
     if joint:
-        labels = gdf[joint].astype(str).to_numpy()
+        labels = runs.labels
         for s in layout.subsets:
             m = labels == s
             sub = []
@@ -465,37 +540,37 @@ def _data_warnings(gdf, key, layout, law, cols, joint, share, n_dup, averaged) -
     return out
 
 
-def _group_of(gdf: pd.DataFrame, key: dict, layout: Layout, opts: FitOptions):
-    """A group's problem (lawfit.problem.group_problem) from its runs: (group, variables, y)."""
-    law, cols, joint = opts.law, opts.columns, opts.joint
-    variables = np.stack([column_values(gdf, cols[r], r in law.zero_ok) for r in law.variables],
-                         axis=-1)
-    yv = gdf[cols["y"]].to_numpy(np.float64)
-    labels = gdf[joint].astype(str).to_numpy() if joint else None
+def _group_of(runs: _GroupRuns, key: dict, layout: Layout, opts: FitOptions) -> GroupProblem:
+    """A group's problem (lawfit.problem.group_problem) from its runs."""
+    law, joint = opts.law, opts.joint
     if joint:
         for s in layout.subsets:
-            n_s = int((labels == s).sum())
+            n_s = int((runs.labels == s).sum())
             if n_s < law.n_params:
                 raise DataError(f"subset {joint}={s} of group {key} has {n_s} runs, "
                                 f"fewer than the {law.n_params} parameters of its own fit")
-    return group_problem(law, opts.objective, layout, variables, yv, labels), variables, yv
+    return group_problem(law, opts.objective, layout, runs.variables, runs.y, runs.labels)
 
 
-def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str, float],
+def _fit_group(runs: _GroupRuns, key: dict, layout: Layout, frozen: Mapping[str, float],
                fixed_draws: np.ndarray | None, opts: FitOptions, rng: np.random.Generator,
                progress: Callable[[str], None] | None,
-               prefit=None, preboot: tuple | None = None) -> list[GroupFit]:
-    """Fit one group's runs ``gdf`` (a joint layout: one GroupFit per subset); ``prefit``: its
+               prefit=None, preboot: tuple | None = None,
+               group: GroupProblem | None = None,
+               described: tuple | None = None) -> list[GroupFit]:
+    """Fit one group's runs (a joint layout: one GroupFit per subset); ``prefit``: its
     least-squares fit (an ``lsq.LsqFit``) or posterior (a ``bayes.Posterior``), already solved
     with other groups (lawfit.batch, lawfit.bayes.fit_problems); ``preboot``: its bootstrap
     (draws, converged), refitted with the other groups' resamples (see
-    :func:`_bootstrap_groups`)."""
+    :func:`_bootstrap_groups`); ``group``: its problem, when already built; ``described``: its
+    fitted log losses and structure tests, computed with the other groups' (see
+    :func:`_describe_together`)."""
     law, obj, cols, joint = opts.law, opts.objective, opts.columns, opts.joint
     subsets = layout.subsets
-    group, variables, yv = _group_of(gdf, key, layout, opts)
+    group = group if group is not None else _group_of(runs, key, layout, opts)
+    variables, yv = runs.variables, runs.y
     problem, sub_index, log_vars = group.problem, group.sub_index, group.problem.log_vars
-    n_seeds = (gdf["n_seeds"].to_numpy(float) if opts.seeds == "average"
-               else np.ones(len(gdf)))
+    n_seeds = runs.n_seeds if opts.seeds == "average" else np.ones(runs.n)
 
     fixed_per_draw = None          # (B, n_fixed) frozen internal values paired with the draws
     if opts.fitter == "bayes":
@@ -527,7 +602,7 @@ def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str
             if fixed_draws is not None:
                 fixed_per_draw = fixed_draws[ok]
         elif n_boot:
-            weights = lsq.bootstrap_weights(n_boot, _clusters(gdf, opts), rng)
+            weights = lsq.bootstrap_weights(n_boot, _clusters(runs.frame, opts), rng)
             with counted(progress, "bootstrap", n_boot, unit="resample") as advance:
                 seen = [0]
 
@@ -559,8 +634,8 @@ def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str
     if frozen:
         info["frozen"] = {p: float(v) for p, v in frozen.items()}
     est_int = layout.internal(free_hat)                      # (n_subsets, P)
-    info["residual"] = _residual_scale(law, obj, est_int[sub_index], log_vars, yv, n_seeds,
-                                       len(layout.free))
+    log_pred = np.asarray(_log_predict(law)(est_int[sub_index], np.asarray(log_vars)))
+    info["residual"] = _residual_scale(obj, log_pred, yv, n_seeds, len(layout.free))
     if fixed_per_draw is not None:                           # frozen values paired per draw
         phi = np.concatenate([np.asarray(draws_free, np.float64), fixed_per_draw], axis=-1)
         draws_int = phi[..., layout.subset_slots]
@@ -572,8 +647,8 @@ def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str
         k = dict(key) | ({joint: label} if joint else {})
         ranges = {r: (float(variables[m, j].min()), float(variables[m, j].max()))
                   for j, r in enumerate(law.variables)}
-        fq = _fit_quality(gdf[m], variables[m], yv[m], law, obj, est_int[s], cols,
-                          len(layout.free) / len(subsets), opts.seeds, joint)
+        fq = _fit_quality(runs, m, described or _subset_log_pred(law, est_int[s], variables[m]),
+                          law, obj, cols, len(layout.free) / len(subsets), opts.seeds, joint)
         sub_status, sub_warnings = status, list(warnings)
         if fq["poor_fit"]:
             sub_warnings.append(quality.warning_text(fq))
@@ -584,7 +659,7 @@ def _fit_group(gdf: pd.DataFrame, key: dict, layout: Layout, frozen: Mapping[str
                             estimate=law.to_natural(est_int[s]),
                             draws=law.to_natural(draws_int[:, s, :]), interval_method=method,
                             ranges=ranges, warnings=tuple(sub_warnings),
-                            info=info | {"n_seeds": int(gdf.loc[m, "n_seeds"].sum()),
+                            info=info | {"n_seeds": int(runs.n_seeds[m].sum()),
                                          "fit_quality": fq},
                             posterior=posterior))
     return out
@@ -608,27 +683,73 @@ def _least_squares(group: GroupProblem, opts: FitOptions, rng: np.random.Generat
     return replace(fitted, status=status, warnings=tuple(warnings))
 
 
-def _fit_quality(gdf, variables, y, law, obj, theta, cols, n_params, seeds, joint) -> dict:
-    """The fit_quality block (lawfit.quality) of one subset's rows at internal parameters theta."""
+def _subset_log_pred(law: Law, theta: np.ndarray, variables: np.ndarray) -> tuple:
+    """A subset's fitted log losses at its internal parameters theta (P,), and no structure tests
+    (``(log_pred, None)``, as :func:`_fit_quality` takes them). (Evaluated at theta, not at
+    theta repeated per run: jax's program differs in the last bit between the two.)"""
     with np.errstate(divide="ignore"):          # a base-model row: log 0 = -inf, the law sees 0
-        log_pred = np.asarray(_log_predict(law)(np.asarray(theta), np.log(variables)))
+        return np.asarray(_log_predict(law)(np.asarray(theta), np.log(variables))), None
+
+
+def _fit_quality(runs: _GroupRuns, m: np.ndarray, described: tuple, law, obj, cols, n_params,
+                 seeds, joint) -> dict:
+    """The fit_quality block (lawfit.quality) of one subset's rows ``m`` of a group's runs;
+    ``described``: their fitted log losses (:func:`_subset_log_pred`) and structure tests
+    (None: computed here; :func:`_describe_together` computes every group's at once)."""
+    log_pred, tests = described
+    variables, y = runs.variables[m], runs.y[m]
     log_space = obj.space == "log"
-    r = log_pred - np.log(y) if log_space else np.exp(log_pred) - y
-    names = [column_for(cols[role], gdf.iloc[0]) for role in law.variables]
-    id_cols = [c for c in ("run_id", "model", "family") if c in gdf.columns]
-    runs = [({c: gdf[c].iloc[i] for c in id_cols}
-             | {nm: float(v) for nm, v in zip(names, variables[i])}) for i in range(len(y))]
-    runs = [{k: (v.item() if hasattr(v, "item") else v) for k, v in d.items()} for d in runs]
+    r = _residuals(obj, log_pred, y)
+    specs = [cols[role] for role in law.variables]
+    first = runs.frame[m].iloc[0] if any(map(is_per_row, specs)) else {}
+    rows = _RunRows({c: v[m] for c, v in runs.ids.items()},
+                    [column_for(spec, first) for spec in specs], variables)
     n_seeds = seed_ss = None
-    if seeds == "average" and "seed_ss" in gdf.columns:
-        n_seeds = gdf["n_seeds"].to_numpy(float)
-        seed_ss = gdf["seed_ss"].to_numpy(float)
+    if seeds == "average" and runs.seed_ss is not None:
+        n_seeds = runs.n_seeds[m]
+        seed_ss = runs.seed_ss[m]
         if log_space:                       # delta method: var(log y) ~ var(y) / y^2
             seed_ss = seed_ss / y ** 2
     elif seeds == "keep":
+        gdf = runs.frame[m]
         config = gdf.groupby([c for c in gdf.columns if c in CONFIG_COLUMNS or c == joint],
                              dropna=False, sort=False).ngroup().to_numpy()
-        return quality.assess(r, variables, names, n_params=n_params, space=obj.space,
-                              config=config, runs=runs)
-    return quality.assess(r, variables, names, n_params=n_params, space=obj.space,
-                          n_seeds=n_seeds, seed_ss=seed_ss, runs=runs)
+        return quality.assess(r, variables, rows.names, n_params=n_params, space=obj.space,
+                              config=config, runs=rows, tests=tests)
+    return quality.assess(r, variables, rows.names, n_params=n_params, space=obj.space,
+                          n_seeds=n_seeds, seed_ss=seed_ss, runs=rows, tests=tests)
+
+
+def _residuals(obj: Objective, log_pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Prediction - observation in the objective's residual space (loss, or log loss)."""
+    return log_pred - np.log(y) if obj.space == "log" else np.exp(log_pred) - y
+
+
+def _describe_together(groups, prefit, opts: FitOptions) -> list[tuple]:
+    """The fitted log losses and structure tests (lawfit.quality.structure_many) of every group
+    of a batched call at once (plain layouts: one subset each); per group ``(log_pred,
+    tests)``."""
+    runs = [g[1] for g in groups]
+    log_preds = [_subset_log_pred(opts.law, layout.internal(fitted.theta)[0], r.variables)[0]
+                 for (_, r, _, layout, _, _), fitted in zip(groups, prefit)]
+    residuals = np.concatenate([_residuals(opts.objective, lp, r.y)
+                                for lp, r in zip(log_preds, runs)])
+    tests = quality.structure_many(residuals, np.concatenate([r.variables for r in runs]),
+                                   np.repeat(np.arange(len(runs)), [r.n for r in runs]))
+    return list(zip(log_preds, tests))
+
+
+class _RunRows(SequenceABC):
+    """Per row of a group, the mapping that identifies its run (its identifying columns and its
+    variables), made only for the rows asked for (quality.assess names one run)."""
+
+    def __init__(self, ids: dict, names: list, variables: np.ndarray):
+        self.ids, self.names, self.variables = ids, names, variables
+
+    def __len__(self) -> int:
+        return len(self.variables)
+
+    def __getitem__(self, i):
+        row = ({c: v[i] for c, v in self.ids.items()}
+               | {nm: float(v) for nm, v in zip(self.names, self.variables[i])})
+        return {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}

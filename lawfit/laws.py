@@ -121,10 +121,9 @@ class Law:
         return arr
 
     def grid(self) -> np.ndarray:
-        """The default start grid, (S, P) internal values: the Cartesian product."""
-        axes = [np.asarray(self.start_grid[p], dtype=np.float64) for p in self.params]
-        mesh = np.meshgrid(*axes, indexing="ij")
-        return np.stack([m.ravel() for m in mesh], axis=-1)
+        """The default start grid, (S, P) internal values: the Cartesian product (built once per
+        law; each call returns its own copy)."""
+        return _grid(self).copy()
 
     @float64
     def predict(self, natural: Mapping[str, float], **variables) -> np.ndarray:
@@ -133,6 +132,14 @@ class Law:
         lv = jnp.stack([jnp.log(jnp.asarray(variables[v], dtype=jnp.float64))
                         for v in self.variables], axis=-1)
         return np.exp(np.asarray(self.log_predict(theta, lv)))
+
+
+@lru_cache(maxsize=64)
+def _grid(law: Law) -> np.ndarray:
+    """:meth:`Law.grid`, computed once per law (thousands of groups of a call ask for it)."""
+    axes = [np.asarray(law.start_grid[p], dtype=np.float64) for p in law.params]
+    mesh = np.meshgrid(*axes, indexing="ij")
+    return np.stack([m.ravel() for m in mesh], axis=-1)
 
 
 # --- the laws -------------------------------------------------------------------------------

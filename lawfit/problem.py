@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -112,8 +113,10 @@ class Problem:
         lb = np.full(self.n_free, -np.inf)
         floor = np.log(np.min(self.y)) - 25.0
         for j, p in enumerate(self.law.params):
-            for slot in np.unique(self.slots[:, j]):
-                if slot < self.n_free and p in self.law.log_params:
+            if p not in self.law.log_params:
+                continue
+            for slot in set(self.slots[:, j].tolist()):
+                if slot < self.n_free:
                     # a jax law's scale parameter: 1e-11 of the bottom of its plausible range
                     lb[slot] = (np.log(self.law.ranges[p][0]) - 25.0 if p in self.law.ranges
                                 else floor)
@@ -241,18 +244,26 @@ def grid_starts(law: Law, layout: Layout, starts: str | int,
     array (S, F)
         Internal values of the free parameters.
     """
-    free_idx = [law.params.index(p) for p in layout.free_params]
-    grid = law.grid()
-    lo, hi = grid.min(axis=0), grid.max(axis=0)
+    free_idx = tuple(law.params.index(p) for p in layout.free_params)
     if isinstance(starts, (int, np.integer)) and not isinstance(starts, bool):
         if starts < 1:
             raise DataError(f"starts must be 'grid' or a positive count, got {starts}",
                             option="starts")
-        return rng.uniform(lo[free_idx], hi[free_idx], size=(int(starts), len(free_idx)))
+        grid = law.grid()
+        lo, hi = grid.min(axis=0), grid.max(axis=0)
+        return rng.uniform(lo[list(free_idx)], hi[list(free_idx)],
+                           size=(int(starts), len(free_idx)))
     if starts != "grid":
         raise DataError(f"starts must be 'grid' or a positive count, got {starts!r}",
                         option="starts")
-    return np.unique(grid[:, free_idx], axis=0)
+    return _unique_grid(law, free_idx).copy()
+
+
+@lru_cache(maxsize=256)
+def _unique_grid(law: Law, free_idx: tuple[int, ...]) -> np.ndarray:
+    """The law's start grid over the parameters ``free_idx``, duplicates removed (once per law
+    and set of free parameters: thousands of groups of a batched call ask for it)."""
+    return np.unique(law.grid()[:, list(free_idx)], axis=0)
 
 
 @dataclass(frozen=True, eq=False)

@@ -32,11 +32,10 @@ import math
 from typing import Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 from scipy import special  # ndtr, fdtrc (scipy.stats: 1 s to import)
 
 __all__ = ["MIN_RUNS_TEST", "P_LACK_OF_FIT", "P_STRUCTURE", "assess", "lack_of_fit", "runs_test",
-           "warning_text"]
+           "structure_many", "warning_text"]
 
 P_STRUCTURE = 1e-3          # family-wise one-sided level of the runs tests
 P_LACK_OF_FIT = 1e-3        # level of the lack-of-fit F test (seeds repeat)
@@ -68,20 +67,30 @@ def runs_test(residuals: np.ndarray, order_by: np.ndarray,
     r, order_by, labels = r[keep], np.asarray(order_by)[keep], labels[keep]
     if len(r) < MIN_RUNS_TEST or (r > 0).sum() < 2 or (r < 0).sum() < 2:
         return None
-    runs = expected = var = 0.0
-    for lab in pd.unique(labels):
-        m = labels == lab
-        s = np.sign(r[m][np.argsort(order_by[m], kind="stable")])
-        n = len(s)
-        a = int((s > 0).sum())
-        b = n - a
-        runs += 1 + int(np.count_nonzero(s[1:] != s[:-1]))
-        if a == 0 or b == 0:
-            expected += 1
-            continue
-        expected += 2.0 * a * b / n + 1
-        if n > 1:
-            var += 2.0 * a * b * (2.0 * a * b - n) / (n * n * (n - 1))
+    # every curve at once (numpy; describing thousands of groups spent its time in a loop over
+    # curves): curves numbered in order of first appearance, each ordered along order_by (stable)
+    if within is None:
+        curve = np.zeros(len(r), int)
+    else:                       # numbered in order of first appearance
+        _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+        curve = np.argsort(np.argsort(first))[inverse.reshape(-1)]
+    order = np.lexsort((order_by, curve))
+    s, curve = np.sign(r[order]), curve[order]
+    k = curve.max() + 1
+    n = np.bincount(curve, minlength=k)
+    a = np.bincount(curve[s > 0], minlength=k)
+    b = n - a
+    same = curve[1:] == curve[:-1]
+    changes = np.bincount(curve[1:][same & (s[1:] != s[:-1])], minlength=k)
+    both = (a > 0) & (b > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_k = np.where(both, 2.0 * a * b / n + 1, 1.0)
+        var_k = np.where(both, 2.0 * a * b * (2.0 * a * b - n) / (n * n * (n - 1)), 0.0)
+    runs = float(np.sum(1 + changes))
+    expected = var = 0.0
+    for e, v in zip(mean_k.tolist(), var_k.tolist()):   # summed in curve order, one at a time
+        expected += e
+        var += v
     if var <= 0:
         return None
     z = (runs - expected) / math.sqrt(var)
@@ -97,11 +106,127 @@ def _curves(variables: np.ndarray, j: int) -> np.ndarray | None:
         return None
     # numpy rather than a pandas groupby: describing thousands of groups (lawfit.batch) spent
     # most of its time here
-    _, labels, counts = np.unique(others, axis=0, return_inverse=True, return_counts=True)
+    _, labels, counts = (np.unique(others[:, 0], return_inverse=True, return_counts=True)
+                         if others.shape[1] == 1 else
+                         np.unique(others, axis=0, return_inverse=True, return_counts=True))
     labels = labels.reshape(-1)
     if np.mean(counts[labels] >= 3) < 0.5:
         return None
     return labels
+
+
+def structure_many(residuals: np.ndarray, variables: np.ndarray,
+                   group: np.ndarray) -> list[list[dict | None]]:
+    """The structure tests of :func:`assess` for many fitted groups at once.
+
+    Parameters
+    ----------
+    residuals : (M,) residuals of every group's rows, a group's rows contiguous and in its own
+        order.
+    variables : (M, V) the law's variables per row.
+    group : (M,) group number of each row, non-decreasing from 0.
+
+    Returns
+    -------
+    list
+        Per group, per variable: the runs test of :func:`assess` (with ``ordered``) or None. The
+        same figures, to the bit, as :func:`assess` on each group alone: the curves' terms are
+        summed one curve at a time in each group's order of first appearance.
+    """
+    r = np.asarray(residuals, np.float64)
+    variables = np.asarray(variables, np.float64).reshape(len(r), -1)
+    group = np.asarray(group)
+    n_groups = int(group[-1]) + 1 if len(group) else 0
+    rows = np.arange(len(r))
+    out = [[None] * variables.shape[1] for _ in range(n_groups)]
+    for j in range(variables.shape[1]):
+        v = variables[:, j]
+        distinct = _distinct_per_group(group, [v], n_groups)
+        curve = _curves_many(variables, j, group, n_groups)   # None: ordered globally
+        within = (np.zeros(n_groups, bool) if curve is None else
+                  np.bincount(group, weights=np.bincount(curve)[curve] >= 3,
+                              minlength=n_groups) / np.bincount(group, minlength=n_groups) >= 0.5)
+        if curve is None:
+            curve = group
+        curve = np.where(within[group], curve, -1 - group)      # globally: one curve per group
+        tests = _runs_tests(r, v, group, curve, rows, n_groups)
+        for g in np.flatnonzero(distinct >= 3):
+            if tests[g] is not None:
+                out[g][j] = tests[g] | {"ordered": "within curves" if within[g] else "globally"}
+    return out
+
+
+def _distinct_per_group(group: np.ndarray, columns: list, n_groups: int,
+                        return_labels: bool = False):
+    """Number of distinct value tuples of ``columns`` per group (and, with ``return_labels``,
+    each row's label of its tuple, numbered across groups)."""
+    order = np.lexsort((*columns[::-1], group))
+    new = np.ones(len(group), bool)
+    new[1:] = group[order][1:] != group[order][:-1]
+    for c in columns:
+        new[1:] |= c[order][1:] != c[order][:-1]
+    distinct = np.bincount(group[order][new], minlength=n_groups)
+    if not return_labels:
+        return distinct
+    labels = np.empty(len(group), int)
+    labels[order] = np.cumsum(new) - 1
+    return distinct, labels
+
+
+def _curves_many(variables: np.ndarray, j: int, group: np.ndarray, n_groups: int):
+    """Per row, the label of its curve along variable j (rows of one group sharing every other
+    variable's value), numbered across groups; None for a one-variable law."""
+    others = [variables[:, k] for k in range(variables.shape[1]) if k != j]
+    if not others:
+        return None
+    return _distinct_per_group(group, others, n_groups, return_labels=True)[1]
+
+
+def _runs_tests(r, order_by, group, curve, rows, n_groups) -> list:
+    """:func:`runs_test` of every group, its curves labelled by ``curve`` (numbered across
+    groups)."""
+    keep = r != 0
+    r, order_by, group, curve, rows = r[keep], order_by[keep], group[keep], curve[keep], rows[keep]
+    n = np.bincount(group, minlength=n_groups)
+    pos = np.bincount(group, weights=r > 0, minlength=n_groups)
+    neg = np.bincount(group, weights=r < 0, minlength=n_groups)
+    # curves numbered in order of first appearance (groups are contiguous: group-major)
+    _, first, inverse = np.unique(curve, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), int)
+    rank[np.argsort(first)] = np.arange(len(first))
+    curve = rank[inverse.reshape(-1)]
+    order = np.lexsort((order_by, curve))
+    s, c = np.sign(r[order]), curve[order]
+    k = len(first)
+    n_c = np.bincount(c, minlength=k)
+    a = np.bincount(c[s > 0], minlength=k)
+    b = n_c - a
+    same = c[1:] == c[:-1]
+    changes = np.bincount(c[1:][same & (s[1:] != s[:-1])], minlength=k)
+    group_c = np.empty(k, int)
+    group_c[c] = group[order]
+    both = (a > 0) & (b > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_c = np.where(both, 2.0 * a * b / n_c + 1, 1.0)
+        var_c = np.where(both, 2.0 * a * b * (2.0 * a * b - n_c) / (n_c * n_c * (n_c - 1)), 0.0)
+    runs = np.bincount(group_c, weights=1 + changes, minlength=n_groups)
+    # each group's curves summed one at a time, in order (as runs_test does)
+    start = np.searchsorted(group_c, np.arange(n_groups))
+    slot = np.arange(k) - start[group_c]
+    width = int(slot.max()) + 1 if k else 0
+    table = np.zeros((2, n_groups, width))
+    table[0, group_c, slot] = mean_c
+    table[1, group_c, slot] = var_c
+    expected, var = np.zeros(n_groups), np.zeros(n_groups)
+    for w in range(width):
+        expected = expected + table[0, :, w]
+        var = var + table[1, :, w]
+    ok = (n >= MIN_RUNS_TEST) & (pos >= 2) & (neg >= 2) & (var > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = (runs - expected) / np.sqrt(var)
+    p = special.ndtr(z)
+    return [{"runs": int(runs[g]), "expected": float(expected[g]), "z": float(z[g]),
+             "p": float(p[g]), "n": int(n[g])} if ok[g] else None for g in range(n_groups)]
 
 
 def lack_of_fit(mean_residuals: np.ndarray, n_seeds: np.ndarray, seed_ss: np.ndarray,
@@ -140,7 +265,8 @@ def lack_of_fit(mean_residuals: np.ndarray, n_seeds: np.ndarray, seed_ss: np.nda
 def assess(residuals: np.ndarray, variables: np.ndarray, names: Sequence[str], *,
            n_params: float, space: str = "loss", n_seeds: np.ndarray | None = None,
            seed_ss: np.ndarray | None = None, config: np.ndarray | None = None,
-           runs: Sequence[Mapping] | None = None) -> dict:
+           runs: Sequence[Mapping] | None = None,
+           tests: Sequence[dict | None] | None = None) -> dict:
     """The ``fit_quality`` block of one fitted group.
 
     Parameters
@@ -157,6 +283,8 @@ def assess(residuals: np.ndarray, variables: np.ndarray, names: Sequence[str], *
         the rows around them (``n_seeds``/``seed_ss`` are ignored).
     runs : per row, a mapping identifying the run (e.g. its run_id and sizes), reported with the
         largest standardized residual.
+    tests : per variable, this group's structure tests already computed by
+        :func:`structure_many` (many groups at once); computed here when None.
 
     Returns
     -------
@@ -179,6 +307,9 @@ def assess(residuals: np.ndarray, variables: np.ndarray, names: Sequence[str], *
                  {nm: float(v) for nm, v in zip(names, variables[i])}}
     structure = {}
     for j, nm in enumerate(names):
+        if tests is not None:
+            structure[nm] = tests[j]
+            continue
         if len(np.unique(variables[:, j])) < 3:
             structure[nm] = None
             continue

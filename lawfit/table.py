@@ -161,12 +161,25 @@ def loss_trend(variables: np.ndarray, y: np.ndarray) -> str | None:
     y = np.asarray(y, np.float64)
     if len(y) < 2 or np.ptp(y) <= 1e-9 * max(float(np.max(np.abs(y))), 1e-300):
         return "constant"
-    ry = pd.Series(y).rank().to_numpy()
+    ry = _centred_ranks(y)
     for j in range(variables.shape[1]):
         v = variables[:, j]
-        if np.ptp(v) > 0 and np.corrcoef(pd.Series(v).rank().to_numpy(), ry)[0, 1] < 0:
+        # the sign of the Spearman correlation: centred ranks are multiples of 1/2, so their
+        # products and sums are exact (in any order)
+        if np.ptp(v) > 0 and np.dot(_centred_ranks(v), ry) < 0:
             return None
     return "rising"
+
+
+def _centred_ranks(v: np.ndarray) -> np.ndarray:
+    """Ranks (ties: their mean rank) minus the mean rank."""
+    order = np.argsort(v, kind="stable")
+    sv = v[order]
+    start = np.flatnonzero(np.concatenate([[True], sv[1:] != sv[:-1]]))
+    end = np.append(start[1:], len(v))
+    ranks = np.empty(len(v))
+    ranks[order] = np.repeat((start + 1 + end) / 2.0, end - start)   # ranks start+1 .. end
+    return ranks - (len(v) + 1) / 2.0
 
 
 def default_by(frame: pd.DataFrame) -> list[str]:

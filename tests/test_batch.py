@@ -164,6 +164,9 @@ def test_fit_solves_the_groups_together_with_each_groups_own_optimum(fitted_both
         assert abs(a.objective_value - b.objective_value) <= 1e-9 * abs(b.objective_value), \
             (a.key, a.objective_value, b.objective_value)
         np.testing.assert_allclose(a.estimate, b.estimate, rtol=1e-4)
+        # described alike too (batched: quality.structure_many over every group at once)
+        assert a.warnings == b.warnings and a.n_points == b.n_points and a.ranges == b.ranges
+        _same(a.info["fit_quality"], b.info["fit_quality"], "fit_quality")
     by_key = {g.key["curve"]: g for g in together.groups}
     assert by_key["c4"].status == "at_bound" and by_key["c0"].status == "converged"
     assert by_key["c1"].estimate[MULT.params.index("E")] == pytest.approx(1.7)
@@ -183,6 +186,62 @@ def test_padded_runs_never_count_in_a_batched_result(fitted_both_ways):
     r = np.exp(np.asarray(float64(MULT.log_predict)(theta, lv))) - runs["loss"].to_numpy()
     huber = np.where(np.abs(r) <= 1e-3, 0.5 * r * r, 1e-3 * (np.abs(r) - 0.5e-3))
     assert abs(huber.sum() - g.objective_value) <= 1e-9 * g.objective_value
+
+
+def _same(a, b, path=""):
+    """Nested dicts/lists equal, floats within 1e-6 relative (a batched optimum and the one-by-one
+    optimum agree to about 1e-9, not to the bit)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), (path, a, b)
+        for k in a:
+            _same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), (path, a, b)
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and not isinstance(b, bool):
+        assert b == pytest.approx(a, rel=1e-6, abs=1e-12, nan_ok=True), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
+
+
+def test_each_group_is_described_from_its_own_rows():
+    """fit() takes the groups' runs from the table once, as arrays, and describes each group from
+    them: with the groups' rows interleaved, a non-default index, two seeds per configuration, a
+    duplicated row in one group and an identifying column, every group of a batched call is
+    described as the same group fitted alone: points, seeds, ranges, warnings, status,
+    residual scale and fit quality (structure tests, seeds' lack of fit, worst run)."""
+    import pandas as pd
+
+    import lawfit
+    from lawfit.simulate import simulate
+    frames = []
+    for i, (truth, nx, nd) in enumerate([(T1, 4, 5), (T2, 4, 6), (T1 | {"E": 1.2}, 3, 5)]):
+        grid = {"model_params": np.geomspace(1e8, 8e9, nx),
+                "finetune_examples": np.geomspace(1e3, 1e5, nd)}
+        frames.append(simulate("multiplicative", truth, grid, noise=0.003, seeds=2, seed=10 + i,
+                               extra={"curve": f"c{i}", "family": f"f{i}"}))
+    frames.append(frames[1].iloc[[3]])                  # c1: one row repeated
+    frame = pd.concat(frames, ignore_index=True)
+    perm = np.random.default_rng(0).permutation(len(frame))
+    frame = frame.iloc[perm].set_index(np.arange(len(frame)) * 3 + 1000)
+    together = lawfit.fit(frame, "multiplicative", by=["curve"])
+    assert together.settings["batched"] is True and len(together.groups) == 3
+    for g in together.groups:
+        (alone,) = lawfit.fit(frame[frame["curve"] == g.key["curve"]], "multiplicative",
+                              by=["curve"]).groups
+        assert g.key == alone.key and g.status == alone.status
+        assert g.n_points == alone.n_points and g.ranges == alone.ranges
+        assert g.warnings == alone.warnings
+        for k in ("n_seeds", "residual", "fit_quality", "scale_floor"):
+            _same(g.info[k], alone.info[k], k)
+    by_key = {g.key["curve"]: g for g in together.groups}
+    assert [w for w in by_key["c1"].warnings if "repeats" in w]
+    assert not [w for g in (by_key["c0"], by_key["c2"]) for w in g.warnings if "repeat" in w]
+    assert by_key["c1"].n_points == 24 and by_key["c1"].info["n_seeds"] == 49
+    assert by_key["c2"].info["fit_quality"]["seeds"] is not None
+    worst = by_key["c0"].info["fit_quality"]["max_std_residual"]["run"]
+    assert worst["family"] == "f0"
 
 
 def test_a_groups_batched_fit_does_not_depend_on_its_company():

@@ -76,6 +76,27 @@ def test_a_flat_or_rising_loss_is_not_sent_to_widen_the_grid(shape):
     assert "widening the start grid will not help" in text
 
 
+def test_rising_is_decided_by_the_sign_of_each_spearman_correlation():
+    """loss_trend (numpy ranks) calls a loss rising exactly when pandas' rank correlation of the
+    loss with every varying variable is >= 0: ties, constant columns and zero correlations
+    included."""
+    from lawfit.table import loss_trend
+    rng = np.random.default_rng(5)
+    seen = set()
+    for _ in range(300):
+        n = int(rng.integers(3, 12))
+        v = rng.integers(0, 4, (n, 2)).astype(float)
+        y = rng.integers(0, 5, n) + 1.0
+        ry = pd.Series(y).rank()
+        want = "constant" if np.ptp(y) == 0 else (
+            "rising" if all(np.ptp(v[:, j]) == 0
+                            or np.corrcoef(pd.Series(v[:, j]).rank(), ry)[0, 1] >= 0
+                            for j in range(2)) else None)
+        assert loss_trend(v, y) == want, (v, y)
+        seen.add(want)
+    assert seen == {"constant", "rising", None}
+
+
 def test_blank_group_cells_become_a_named_group_with_a_warning():
     base = runs(seeds=2)
     base.loc[:11, "task"] = np.nan

@@ -52,6 +52,76 @@ def test_runs_test_sees_long_runs_and_not_alternation():
     assert runs_test(np.ones(20), np.arange(20)) is None       # no negative residual: no test
 
 
+def _runs_test_curve_by_curve(r, order_by, within):
+    """runs_test written curve by curve: each curve's residual signs ordered along order_by, its
+    runs and their null mean and variance added up in order of the curves' first appearance."""
+    keep = r != 0
+    r, order_by, labels = r[keep], order_by[keep], within[keep]
+    if len(r) < 10 or (r > 0).sum() < 2 or (r < 0).sum() < 2:
+        return None
+    runs = expected = var = 0.0
+    for lab in pd.unique(labels):
+        s = np.sign(r[labels == lab][np.argsort(order_by[labels == lab], kind="stable")])
+        n, a = len(s), int((s > 0).sum())
+        b = n - a
+        runs += 1 + int(np.count_nonzero(s[1:] != s[:-1]))
+        if a == 0 or b == 0:
+            expected += 1
+            continue
+        expected += 2.0 * a * b / n + 1
+        var += 2.0 * a * b * (2.0 * a * b - n) / (n * n * (n - 1))
+    if var <= 0:
+        return None
+    return runs, expected, (runs - expected) / np.sqrt(var), len(r)
+
+
+def test_runs_test_counts_all_curves_at_once_as_curve_by_curve():
+    """The runs test counts the sign runs of every curve at once (numpy): the same runs, expected
+    runs and z, to the bit, as counting curve by curve, with ties along the variable, zero
+    residuals, one-sign curves and text labels."""
+    rng = np.random.default_rng(3)
+    tested = 0
+    for t in range(400):
+        n = int(rng.integers(8, 50))
+        r = np.round(rng.normal(size=n), 1) * (rng.random(n) > 0.1)
+        order_by = rng.integers(0, 6, n).astype(float)
+        within = rng.integers(0, int(rng.integers(1, 7)), n)
+        if t % 2:
+            within = np.array([f"curve {w}" for w in within])
+        want, got = _runs_test_curve_by_curve(r, order_by, within), runs_test(r, order_by, within)
+        if want is None:
+            assert got is None
+            continue
+        tested += 1
+        assert (got["runs"], got["expected"], got["z"], got["n"]) == want
+    assert tested > 300
+
+
+def test_structure_tests_of_many_groups_at_once_are_each_groups_own():
+    """structure_many (every group of a batched fit at once) gives each group the structure tests
+    assess gives it alone, to the bit: groups of different sizes, one to three variables, curves
+    or none, ties, zero residuals, too few distinct values."""
+    from lawfit.quality import structure_many
+    rng = np.random.default_rng(1)
+    tested = 0
+    for _ in range(60):
+        n_groups, n_vars = int(rng.integers(1, 10)), int(rng.integers(1, 4))
+        res, var = [], []
+        for _ in range(n_groups):
+            n = int(rng.integers(3, 40))
+            var.append(np.stack([rng.choice(rng.uniform(1, 100, int(rng.integers(1, 6))), n)
+                                 for _ in range(n_vars)], -1))
+            res.append(np.round(rng.normal(size=n), 1) * (rng.random(n) > 0.1))
+        many = structure_many(np.concatenate(res), np.concatenate(var),
+                              np.repeat(np.arange(n_groups), [len(r) for r in res]))
+        names = [f"v{j}" for j in range(n_vars)]
+        for g in range(n_groups):
+            alone = assess(res[g], var[g], names, n_params=2)["structure"]
+            assert many[g] == [alone[nm] for nm in names]
+            tested += sum(alone[nm] is not None for nm in names)
+    assert tested > 100
+
+
 def test_lack_of_fit_ratio_is_one_when_the_seeds_explain_the_scatter():
     rng = np.random.default_rng(0)
     m, k, sd = 400, 3, 0.01
