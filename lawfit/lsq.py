@@ -326,7 +326,7 @@ def _solver(fns, shared_w: bool):
         theta = jnp.maximum(theta, lb)
         f, g, h, hm, sig = vgh(theta, w, data)
         return (theta, f, g, h, jnp.asarray(1.0, theta.dtype), jnp.asarray(False),
-                jnp.asarray(False), hm, sig, jnp.asarray(True))
+                jnp.asarray(False), hm, sig, jnp.asarray(False))
 
     def step(state, w, data, lb):
         # one evaluation per iteration: value, gradient and Hessian at the trial point, kept if
@@ -337,9 +337,12 @@ def _solver(fns, shared_w: bool):
         # beyond delta is nearly piecewise linear, and Newton crawls from kink to kink (measured:
         # 10% of the screened starts of simulated finetuning curves ran 1,000 steps). The step
         # uses the majorizer's Hessian (iteratively reweighted least squares, a descent method
-        # that is not misled by the kinks) after a rejected step and while the pattern of runs
-        # inside the zone changes from step to step; once it repeats, the exact Hessian gives
-        # Newton's quadratic convergence, and only the exact one may declare convergence.
+        # that is not misled by the kinks) after an accepted step that changed the pattern of runs
+        # inside the zone, and after a rejected exact step; otherwise (the first step, after a
+        # rejected majorizer step, once the pattern repeats) the exact Hessian, which gives
+        # Newton's quadratic convergence and alone may declare convergence (a start at an
+        # optimum converges at once, as a bootstrap refit from the full fit's optimum must; at
+        # an optimum where every step is rejected, every other step tests convergence).
         theta, f, g0, h0, lam, done, conv_any, hm0, sig0, mm0 = state
         # (equal without Huber outliers; never used for objectives without a majorizer)
         use_mm = mm0 & jnp.any(hm0 != h0) if majorizer else jnp.asarray(False)
@@ -387,7 +390,7 @@ def _solver(fns, shared_w: bool):
         g0 = jnp.where(accept, g_new, g0)
         h0 = jnp.where(accept, h_new, state[3])
         hm0 = jnp.where(accept, hm_new, hm0)
-        mm0 = ~accept | (sig_new != sig0)        # see above: the majorizer after a change
+        mm0 = jnp.where(accept, sig_new != sig0, ~use_mm)     # see above
         sig0 = jnp.where(accept, sig_new, sig0)
         lam = jnp.clip(jnp.where(accept, lam * 0.2, lam * 10.0), 1e-12, 1e12)
         stalled = lam >= 1e12     # no step of any size decreases f: stop, conv tells the truth
