@@ -31,6 +31,7 @@ times are noisy, the ratios (reference measured in the same run) less so.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 
@@ -333,10 +334,13 @@ def row_c(args) -> dict:
                          "evaluations_per_curve_median": float(np.median([r[2] for r in
                                                                           ref.values()]))},
            "batched": {"what": "lawfit.batch.solve_many, all curves in one call (projection "
-                               "screening, Newton on the best 8 starts per curve, the full multi-start for "
-                               "curves none of whose 8 converged)",
+                               "screening, Newton on the best 4 starts per curve; for curves none of "
+                               "which converged, the boundary stage, then if needed the full "
+                               "multi-start)",
                        "seconds_per_curve": per_curve, "compile_seconds": compile_s,
                        "converged": int(sum(f.converged for f in fits)),
+                       "fallback": {str(k): v for k, v in collections.Counter(
+                           f.info["batch"].get("fallback", "none") for f in fits).items()},
                        "screening": fits[0].info.get("batch")},
            "one_by_one": {"what": f"lawfit.lsq.multistart per curve, {len(few)} curves, median",
                           "seconds_per_curve": one_by_one,

@@ -154,6 +154,11 @@ def full_objective(objective: Objective):
     log space  r = log L - log y, grad r = G, Hess r = sum_k s_k T_k T_k^T - G G^T;
     f = sum w rho(r), grad f = J^T (w rho'), Hess f = J^T diag(w rho'') J + sum w rho' Hess r.
 
+    ``vgh(theta, w, data) -> (f, g, H, Hm, sig)``: besides the exact Hessian H, the majorizer's
+    Hm (rho'' replaced by rho'/r, as iteratively reweighted least squares has it: a run beyond
+    Huber's delta keeps the curvature delta/|r| instead of 0; Hm = H without one, see _solver),
+    and sig, a signature of which runs are inside Huber's quadratic zone.
+
     Written term by term (a law has 2-4 terms): every quantity is a (runs,) array, so that, batched
     over starts, the arithmetic is elementwise over (starts, runs) and every sum over runs is one
     matrix product with data-only arrays. (A (runs, terms) layout reduced over its short last axis
@@ -161,6 +166,9 @@ def full_objective(objective: Objective):
     """
     log_space = objective.space == "log"
     mean = objective.reduction == "mean"
+    # Huber in loss space: the majorizer's Hessian for the solver's steps (see _solver). In log
+    # space it made the Hoffmann grid (bench_lsq.py row a) 1.4x slower for the same optimum.
+    majorizer = objective.kind == "huber" and not log_space
 
     def residuals(theta, w, data):
         """Per-term softmax weights s_k, the weight sum, log L and residuals, with one exp per
@@ -191,25 +199,33 @@ def full_objective(objective: Objective):
         n, k, p = t.shape
         ss, r = residuals(theta, w, data)
         rho, d1, d2 = objective.derivatives(r)
+        sig = jnp.sum(jnp.where(w > 0, d2, 0.0) * jnp.sqrt(1.0 + jnp.arange(n, dtype=r.dtype)))
         b = w * d1
         f = jnp.sum(w * rho)
+        curv = [d2]
+        if majorizer:                      # the majorizer's curvature rho'/r (= rho'' inside)
+            small = jnp.abs(r) < 1e-12
+            curv.append(jnp.maximum(d2, jnp.where(small, d2, d1 / jnp.where(small, 1.0, r))))
         if log_space:
             cgs = [b * s for s in ss]                  # gradient weights per (run, term)
-            a2 = w * d2 - b                            # weight of G G^T
+            a2s = [w * d - b for d in curv]            # weight of G G^T
         else:
             pred = r + y
             bp = b * pred
             cgs = [bp * s for s in ss]                 # b * e^{z_k}
-            a2 = w * d2 * pred * pred
+            a2s = [w * d * pred * pred for d in curv]
         g = sum((cg @ t[:, i, :] for i, cg in enumerate(cgs[1:], 1)), cgs[0] @ t[:, 0, :])
-        wts = [a2 * ss[i] * ss[i] + cgs[i] if i == j else 2.0 * a2 * ss[i] * ss[j]
-               for i, j in TERM_PAIRS[k]]
-        h = (jnp.concatenate(wts) @ o2).reshape(p, p)
+        wts = jnp.stack([jnp.concatenate(
+            [a2 * ss[i] * ss[i] + cgs[i] if i == j else 2.0 * a2 * ss[i] * ss[j]
+             for i, j in TERM_PAIRS[k]]) for a2 in a2s])
+        hs = (wts @ o2).reshape(len(a2s), p, p)
+        h, hm = hs[0], hs[-1]
         if mean:
             sw = jnp.sum(w)
-            f, g, h = f / sw, g / sw, h / sw
-        return f, g, h
+            f, g, h, hm = f / sw, g / sw, h / sw, hm / sw
+        return f, g, h, hm, sig
 
+    vgh.majorizer = majorizer
     fns = (value, vgh)
     _PROGRAM_KEYS[fns] = ("full_objective", repr(objective))
     return fns
@@ -257,7 +273,8 @@ def autodiff_objective(law: Law, objective: Objective):
     hess = jax.jacfwd(grad)
 
     def vgh(theta, w, data):
-        return value(theta, w, data), grad(theta, w, data), hess(theta, w, data)
+        h = hess(theta, w, data)
+        return value(theta, w, data), grad(theta, w, data), h, h, jnp.zeros((), theta.dtype)
 
     return value, vgh
 
@@ -272,7 +289,8 @@ def _varpro_objective(law: Law):
         return jnp.sum(w * r * r)
 
     def vgh(exps, w, data):
-        return value(exps, w, data), jax.grad(value)(exps, w, data), jax.hessian(value)(exps, w, data)
+        h = jax.hessian(value)(exps, w, data)
+        return value(exps, w, data), jax.grad(value)(exps, w, data), h, h, jnp.zeros((), exps.dtype)
 
     return value, vgh
 
@@ -302,16 +320,33 @@ def _solver(fns, shared_w: bool):
     start and data, so a fit gives the same result whatever other groups share its batch.
     """
     value, vgh = fns
+    majorizer = getattr(vgh, "majorizer", False)
 
     def init(theta, w, data, lb):
         theta = jnp.maximum(theta, lb)
-        f, g, h = vgh(theta, w, data)
-        return theta, f, g, h, jnp.asarray(1.0, theta.dtype), jnp.asarray(False), jnp.asarray(False)
+        f, g, h, hm, sig = vgh(theta, w, data)
+        return (theta, f, g, h, jnp.asarray(1.0, theta.dtype), jnp.asarray(False),
+                jnp.asarray(False), hm, sig, jnp.asarray(False))
 
     def step(state, w, data, lb):
         # one evaluation per iteration: value, gradient and Hessian at the trial point, kept if
-        # the step is accepted
-        theta, f, g0, h0, lam, done, conv_any = state
+        # the step is accepted.
+        # Two Hessians come with each evaluation (full_objective): the exact one and the
+        # majorizer's, where every run outside Huber's quadratic zone keeps the curvature
+        # rho'/r = delta/|r| instead of 0. With exact curvature a Huber fit whose runs are mostly
+        # beyond delta is nearly piecewise linear, and Newton crawls from kink to kink (measured:
+        # 10% of the screened starts of simulated finetuning curves ran 1,000 steps). The step
+        # uses the majorizer's Hessian (iteratively reweighted least squares, a descent method
+        # that is not misled by the kinks) after an accepted step that changed the pattern of runs
+        # inside the zone, and after a rejected exact step; otherwise (the first step, after a
+        # rejected majorizer step, once the pattern repeats) the exact Hessian, which gives
+        # Newton's quadratic convergence and alone may declare convergence (a start at an
+        # optimum converges at once, as a bootstrap refit from the full fit's optimum must; at
+        # an optimum where every step is rejected, every other step tests convergence).
+        theta, f, g0, h0, lam, done, conv_any, hm0, sig0, mm0 = state
+        # (equal without Huber outliers; never used for objectives without a majorizer)
+        use_mm = mm0 & jnp.any(hm0 != h0) if majorizer else jnp.asarray(False)
+        h0 = jnp.where(use_mm, hm0, h0)
         tiny = jnp.finfo(theta.dtype).tiny     # 1e-300 would round to 0 in float32 (screening)
         g, h = g0, 0.5 * (h0 + h0.T)
         # projected Newton: a parameter at its lower bound that the gradient pushes further down
@@ -340,7 +375,7 @@ def _solver(fns, shared_w: bool):
         reliable = ev > 1e-13 * scale
         dec = jnp.sum(jnp.where(reliable, qg * qg / jnp.where(reliable, ev, 1.0),
                                 2.0 * CAP * jnp.abs(qg)))
-        conv = (jnp.all(ev > -1e-13 * scale) & jnp.all(jnp.isfinite(g))
+        conv = (jnp.all(ev > -1e-13 * scale) & jnp.all(jnp.isfinite(g)) & ~use_mm
                 & (0.5 * dec <= FTOL * jnp.abs(f) + FABS))
         # saddle-free damped step: |eigenvalue| per direction, at most CAP long (scaled), shortened
         # by (1 + damping) after rejected steps, and never longer than MAXSTEP in any parameter
@@ -348,15 +383,18 @@ def _solver(fns, shared_w: bool):
         d = -(q @ (qg / denom)) / dscale
         d = d * jnp.minimum(1.0, MAXSTEP / (jnp.max(jnp.abs(d)) + tiny))
         t_new = jnp.maximum(theta + d, lb)
-        f_new, g_new, h_new = vgh(t_new, w, data)
+        f_new, g_new, h_new, hm_new, sig_new = vgh(t_new, w, data)
         accept = (f_new < f) & ~done
         theta = jnp.where(accept, t_new, theta)
         f = jnp.where(accept, f_new, f)
         g0 = jnp.where(accept, g_new, g0)
-        h0 = jnp.where(accept, h_new, h0)
+        h0 = jnp.where(accept, h_new, state[3])
+        hm0 = jnp.where(accept, hm_new, hm0)
+        mm0 = jnp.where(accept, sig_new != sig0, ~use_mm)     # see above
+        sig0 = jnp.where(accept, sig_new, sig0)
         lam = jnp.clip(jnp.where(accept, lam * 0.2, lam * 10.0), 1e-12, 1e12)
         stalled = lam >= 1e12     # no step of any size decreases f: stop, conv tells the truth
-        return theta, f, g0, h0, lam, done | conv | stalled, conv_any | conv
+        return theta, f, g0, h0, lam, done | conv | stalled, conv_any | conv, hm0, sig0, mm0
 
     v_init = _over_rows(init, shared_w)
     v_step = _over_rows(step, shared_w)
@@ -440,7 +478,8 @@ def _bucket(live: int, size: int) -> int:
 
 @float64
 def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
-            abandon_after: int = 0, owner: np.ndarray | None = None, dtype=jnp.float64):
+            abandon_after: int = 0, owner: np.ndarray | None = None,
+            stall: tuple[int, float] | None = None, dtype=jnp.float64):
     """Run the batched solver from ``theta0`` (G, S, F) for up to ``max_steps`` steps.
 
     ``W``: (G, M) weights shared by a group's starts, or (G, S, M) per start; ``data``: the
@@ -452,6 +491,9 @@ def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
       that of a converged start of the same fit is abandoned (dominated: its fit already has a
       better optimum); it is reported not converged. The fit of batch row g's starts is
       ``owner[g]`` (default: row g's own; lawfit.batch flattens many fits' starts into rows);
+    * with ``stall = (after, rtol)``, from step ``after`` on, a start whose objective fell by
+      less than ``rtol`` (relative) over the last two blocks is stopped, not converged (it crawls:
+      along a curved valley towards a boundary, Newton can take 1,000 steps that gain 1e-4);
     * with G > 1 the batch is compacted: rows whose every start is done leave it (it shrinks by
       factors of 4; see :func:`_bucket`), so a few slow fits do not keep the whole batch busy.
 
@@ -476,7 +518,7 @@ def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
     G = theta0.shape[0]
     if block <= 0:
         state, _, gsteps = advance(state, W, data, lb, np.asarray(max_steps))
-        theta, f, _, _, _, _, conv = state
+        theta, f, conv = state[0], state[1], state[6]
         return np.asarray(theta), np.asarray(f), np.asarray(conv), np.asarray(gsteps)
     owner = np.arange(G) if owner is None else np.asarray(owner)
     fbest = np.full(owner.max() + 1, np.inf)      # best converged objective per fit
@@ -486,6 +528,7 @@ def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
     out_steps = np.zeros(G, np.int64)
     rows = np.arange(G)                       # original batch row of each current row
     taken = 0
+    f_back = (np.asarray(state[1]),) * 2      # objective 1 and 2 blocks ago (stall)
     while True:
         n = min(block, max_steps - taken)
         state, _, gsteps = advance(state, W, data, lb, np.asarray(n))
@@ -494,11 +537,16 @@ def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
         theta, f, done, conv = (np.asarray(state[i]) for i in (0, 1, 5, 6))
         own = np.broadcast_to(owner[rows][:, None], f.shape)
         np.minimum.at(fbest, own[conv], f[conv])
+        drop = np.zeros_like(done)
         if abandon_after and taken >= abandon_after and taken < max_steps:
-            drop = ~done & (f > fbest[own])
-            if drop.any():
-                done = done | drop
-                state = (*state[:5], jax.device_put(done), state[6])
+            drop |= ~done & (f > fbest[own])
+        if stall is not None:
+            if taken >= stall[0] and taken < max_steps:
+                drop |= ~done & (f_back[1] - f <= stall[1] * np.abs(f))
+            f_back = (f, f_back[0])
+        if drop.any():
+            done = done | drop
+            state = (*state[:5], jax.device_put(done), *state[6:])
         finished = done.all(axis=1) | (taken >= max_steps)
         out_theta[rows[finished]] = theta[finished]
         out_f[rows[finished]] = f[finished]
@@ -511,6 +559,7 @@ def iterate(fns, theta0, W, data, lb, max_steps: int, *, block: int = 0,
             sel = np.concatenate([live, np.full(size - live.size, live[-1])])
             state, W, data, lb = _take((state, W, data, lb), np.asarray(sel))
             rows = rows[sel]
+            f_back = tuple(a[sel] for a in f_back)
     return out_theta, out_f, out_conv, out_steps
 
 

@@ -1,5 +1,8 @@
 """Groups batched into one compiled program (lawfit.batch): each group's fit is the one it gets
 alone, padding never leaks into a result, and convergence is judged per group."""
+from dataclasses import replace
+
+import jax
 import numpy as np
 import pytest
 
@@ -290,13 +293,63 @@ def _simulated_curve(index, n_curves=1000, seed=0):
 
 
 @float64
-def test_a_fit_whose_screened_starts_do_not_converge_gets_the_full_multistart():
-    """Curve 412 of the benchmark's table: the projection screening's best starts end 10x above
-    the optimum, not converged; solve_many then solves it as lsq.multistart does and keeps that."""
+def test_majorizer_steps_converge_where_exact_newton_crawled():
+    """Curve 412 of the benchmark's table: from the projection screening's best starts, Newton
+    with the exact Hessian (curvature 0 for every run beyond Huber's delta) crawled without
+    converging, ending 10x above the optimum; with the majorizer's steps (lsq._solver) they reach
+    lsq.multistart's optimum in the first pass, no fallback."""
     p = _simulated_curve(412)
     grid = MULT.grid()
     (b,) = batch.solve_many([p], [grid])
     one = lsq.multistart(p, grid)
     assert one.converged and b.converged
     assert abs(b.value - one.value) <= 1e-9 * one.value
-    assert b.info["batch"]["fallback"] is True
+    assert "fallback" not in b.info["batch"]
+
+
+@float64
+def test_a_fit_whose_optimum_is_on_a_boundary_is_found_from_the_boundary():
+    """Curve 223: the data cannot tell E from A X^-alpha (alpha = 0.4 leaves A X^-alpha below the
+    noise); the optimum is at E -> 0, which Newton from the screened starts approaches along a
+    curved valley in log E without converging. The boundary stage (E held at its floor in the
+    projection) converges there, as low as the full multi-start."""
+    p = _simulated_curve(223)
+    grid = MULT.grid()
+    (b,) = batch.solve_many([p], [grid])
+    one = lsq.multistart(p, grid)
+    assert b.converged and b.info["batch"]["fallback"] == "boundary"
+    assert b.value <= one.value * (1 + 1e-9)
+    e = MULT.params.index("E")
+    assert b.theta[e] <= p.lower_bounds()[e] + 2.0          # effectively 0: lsq_status AT_BOUND
+
+
+@float64
+def test_a_fit_whose_screened_starts_do_not_converge_gets_the_full_multistart():
+    """Curve 223 with Huber on log loss (not screened by projection: float32 values, and no
+    boundary stage): the screened starts do not converge; solve_many then solves it as
+    lsq.multistart does and keeps that."""
+    p = replace(_simulated_curve(223), objective=make_objective("huber-log", 1e-3))
+    grid = MULT.grid()
+    (b,) = batch.solve_many([p], [grid])
+    one = lsq.multistart(p, grid)
+    assert one.converged and b.converged
+    assert abs(b.value - one.value) <= 1e-9 * one.value
+    assert b.info["batch"]["fallback"] == "multistart"
+
+
+@float64
+def test_a_start_crawling_along_a_valley_is_stopped():
+    """Curve 223 from one of its screened starts: Newton approaches the optimum at E -> 0 along a
+    curved valley, 1,000 steps without converging; with solve_many's stall rule the start stops
+    once 32 steps gain less than 1e-3 of the objective (so the boundary stage comes sooner)."""
+    p = _simulated_curve(223)
+    data, w = lsq.solver_arrays(p)
+    fns = lsq.objective_fns(p)
+    start = np.array([[[-1.51, -0.238, 0.025, 0.012]]])
+    args = (fns, start, w[None], jax.tree_util.tree_map(lambda a: np.asarray(a)[None], data),
+            p.lower_bounds()[None], 1000)
+    _, f_all, conv_all, steps_all = lsq.iterate(*args, block=lsq.BLOCK)
+    _, f, conv, steps = lsq.iterate(*args, block=lsq.BLOCK, stall=batch.STALL)
+    assert not conv_all[0, 0] and steps_all[0] == 1000
+    assert not conv[0, 0] and steps[0] <= 256
+    assert f[0, 0] <= f_all[0, 0] * (1 + 1e-2)

@@ -79,7 +79,7 @@ def test_vectorize_groups_option_is_checked():
 def test_vectorised_and_one_by_one_posteriors_agree_per_group():
     # three groups of 24, 16 and 80 runs (two shape buckets: 64 and 128 padded runs)
     frame = pd.concat([runs(0, 6, 11), runs(1, 4, 12), runs(2, 20, 13)], ignore_index=True)
-    opts = {"warmup": 500, "draws": 500}
+    opts = {"warmup": 1000, "draws": 1000}    # r_hat <= 1.01 is checked: 500 left it at 1.0108 by chance (one seed)
     one = lawfit.fit(frame, "multiplicative", fitter="bayes", seed=3,
                      bayes_options=opts | {"vectorize_groups": False})
     vec = lawfit.fit(frame, "multiplicative", fitter="bayes", seed=3,
@@ -97,7 +97,7 @@ def test_vectorised_and_one_by_one_posteriors_agree_per_group():
             d = g.info["diagnostics"]
             assert g.status == "converged", (g.key, d)
             assert d["r_hat_max"] <= 1.01 and d["divergences"] == 0, (g.key, d)
-            assert g.draws.shape == (2000, 4)
+            assert g.draws.shape == (4000, 4)
         a, b = law.to_internal(g1.draws), law.to_internal(gv.draws)
         ess = min(g1.info["diagnostics"]["ess_bulk_min"], gv.info["diagnostics"]["ess_bulk_min"])
         se = np.sqrt(a.var(axis=0) / ess + b.var(axis=0) / ess)

@@ -59,7 +59,7 @@ def test_exact_gradient_and_hessian_match_autodiff_and_finite_differences(name, 
     data, w = lsq.solver_arrays(prob)
     value, vgh = lsq.full_objective(obj)
     theta = jnp.asarray(law.to_internal(NAT[name]) + rng.normal(0, 0.05, law.n_params))
-    f, g, h = vgh(theta, w, data)
+    f, g, h, hm, _ = vgh(theta, w, data)
     assert np.isclose(f, value(theta, w, data), rtol=1e-12)
     assert np.allclose(g, jax.grad(value)(theta, w, data), rtol=1e-8, atol=1e-12)
     assert np.allclose(h, jax.hessian(value)(theta, w, data), rtol=1e-7, atol=1e-10)
@@ -67,6 +67,21 @@ def test_exact_gradient_and_hessian_match_autodiff_and_finite_differences(name, 
     fd = [(value(theta.at[i].add(eps), w, data) - value(theta.at[i].add(-eps), w, data)) / (2 * eps)
           for i in range(law.n_params)]
     assert np.allclose(g, fd, rtol=1e-4, atol=1e-8)
+    if vgh.majorizer:
+        # the majorizer's Hessian is that of Huber's quadratic majorizer at theta (iteratively
+        # reweighted least squares): sum rho(r0) + rho'(r0) / (2 r0) (r^2 - r0^2)
+        lv, yy = jnp.asarray(np.log(v)), jnp.asarray(y)
+
+        def r_of(t):
+            return jnp.exp(law.log_predict(t, lv)) - yy
+
+        r0 = r_of(theta)
+        rho, d1, _ = obj.derivatives(r0)
+        q = lambda t: jnp.sum(rho + d1 / (2 * r0) * (r_of(t) ** 2 - r0 ** 2))   # noqa: E731
+        assert np.allclose(hm, jax.hessian(q)(theta), rtol=1e-7, atol=1e-10)
+        assert not np.allclose(hm, h, rtol=1e-3)       # runs beyond delta: they differ
+    else:
+        assert np.array_equal(hm, h)
 
 
 @float64     # computes with jax directly: in float64, as lawfit does (lawfit/numerics.py)
