@@ -242,6 +242,9 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         program, each (group, chain) with its own adaptation (lawfit.bayes.fit_problems): True,
         False, or "auto" (the default: on an accelerator; on CPU it measured slower than one
         group at a time). Recorded in ``settings["vectorized_groups"]``.
+        ``retry`` (default True): a group whose chains had divergent transitions is sampled
+        once more at a target acceptance ten times closer to 1 (0.9 -> 0.99); the first run's
+        diagnostics stay in its ``info["sampler"]["retried"]``.
     pre_power : {"validate", "ats"}, optional
         Find each curve's pre-power phase (lawfit/prepower.py) and fit the law on the power phase
         only (base-model rows D = 0 are dropped with it); what was excluded is in each group's

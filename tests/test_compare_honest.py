@@ -142,3 +142,29 @@ def test_readme_compare_example_converges_for_both_laws():
         additive = next(s for s in g.scores if s.law == "additive")
         assert additive.status == "poor_fit" and additive.elpd_diff < -20
     assert cmp.not_compared == []
+
+
+@pytest.mark.slow
+def test_divergent_chains_are_sampled_again_closer_to_one():
+    """The additive law on the bundled En-De prompt-tuning model-size series at target
+    acceptance 0.9 (300 + 300 draws): the chains diverge (5 divergent transitions measured);
+    by default the group is sampled once more at 0.99, which has none, and the first run's
+    diagnostics stay in ``info["sampler"]["retried"]``. Without the retry (``retry=False``)
+    the divergences are what the fit reports."""
+    import pandas as pd
+
+    import lawfit
+    root = Path(__file__).resolve().parents[1]
+    f = pd.read_csv(root / "data" / "zhang2024_simulated.csv")
+    f = f[(f["factor"] == "model_params") & (f["task"] == "wmt14_en_de")
+          & (f["method"] == "prompt")]
+    common = {"chains": 4, "warmup": 300, "draws": 300, "target_accept": 0.9}
+    once = lawfit.fit(f, "additive", fitter="bayes", seed=0,
+                      bayes_options=common | {"retry": False}).groups[0]
+    twice = lawfit.fit(f, "additive", fitter="bayes", seed=0, bayes_options=common).groups[0]
+    d1 = once.info["diagnostics"]["divergences"]
+    assert d1 > 0 and once.status == "not_converged" and "retried" not in once.info["sampler"]
+    s = twice.info["sampler"]
+    assert s["target_accept"] == pytest.approx(0.99)
+    assert s["retried"]["target_accept"] == 0.9 and s["retried"]["divergences"] == d1
+    assert twice.info["diagnostics"]["divergences"] == 0

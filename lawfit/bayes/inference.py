@@ -581,7 +581,8 @@ def fit_problem(group: GroupProblem, *, rng: np.random.Generator | None = None,
                 likelihood: str = "student", nu: float | None = None, weights=None,
                 chains: int = CHAINS, warmup: int = WARMUP, draws: int = DRAWS,
                 chain_method: str = CHAIN_METHOD, target_accept: float = TARGET_ACCEPT,
-                centre: bool = True, ends: bool = False, driver: str = "lawfit") -> Posterior:
+                centre: bool = True, ends: bool = False, driver: str = "lawfit",
+                retry: bool = True) -> Posterior:
     """Posterior of one problem (the Bayesian fitter behind ``lawfit.fit(fitter="bayes")``).
 
     Parameters
@@ -605,6 +606,10 @@ def fit_problem(group: GroupProblem, *, rng: np.random.Generator | None = None,
     driver : {"lawfit", "numpyro"}
         :func:`sample` (every chain in one compiled program) or :func:`sample_numpyro`
         (numpyro's ``MCMC``); ``benchmarks/bench_bayes.py`` measures both.
+    retry : bool
+        When the chains have divergent transitions, sample once more at a target acceptance
+        ten times closer to 1 (:func:`_retry_divergent`; the first run's diagnostics are kept in
+        ``info["sampler"]["retried"]``).
 
     Returns
     -------
@@ -626,7 +631,42 @@ def fit_problem(group: GroupProblem, *, rng: np.random.Generator | None = None,
     sampler = {"chains": chains, "warmup": warmup, "draws": draws,
                "chain_method": chain_method, "target_accept": target_accept,
                "driver": driver, "vectorized_groups": 1}
-    return _posterior(st, group.layout, smp, likelihood, nu, sampler, progress)
+    post = _posterior(st, group.layout, smp, likelihood, nu, sampler, progress)
+    if retry:
+        post = _retry_divergent(post, st, group.layout, likelihood, nu, sampler, progress,
+                                run, chain_method)
+    return post
+
+
+def retry_target(target_accept: float) -> float:
+    """The target acceptance of a retry: ten times closer to 1 (0.9 -> 0.99, 0.99 -> 0.999)."""
+    return 1.0 - (1.0 - target_accept) / 10.0
+
+
+def _retry_divergent(post: Posterior, st: _Start, layout, likelihood: str, nu, sampler: dict,
+                     progress, run=None, chain_method: str = CHAIN_METHOD) -> Posterior:
+    """A group whose chains had divergent transitions is sampled once more, from the same start
+    and seed, at :func:`retry_target` (smaller steps: what a divergence asks for); the
+    returned posterior is the second run's, its diagnostics its own, and
+    ``info["sampler"]["retried"]`` keeps the first run's target and diagnostics. Divergences
+    in the second run are reported as they are (``not_converged``)."""
+    first = post.info["diagnostics"]
+    if first["divergences"] == 0:
+        return post
+    run = sample if run is None else run
+    ta = retry_target(sampler["target_accept"])
+    if progress:
+        progress(f"  {first['divergences']} divergent transitions at target acceptance "
+                 f"{sampler['target_accept']}: sampling again at {ta}")
+    smp = run(st.model, init=st.mode, chains=sampler["chains"], warmup=sampler["warmup"],
+              draws=sampler["draws"], chain_method=chain_method, target_accept=ta,
+              seed=st.seed, **({"progress": progress} if run is sample else {}))
+    again = sampler | {"target_accept": ta, "vectorized_groups": 1,
+                       "retried": {"target_accept": sampler["target_accept"],
+                                   "divergences": int(first["divergences"]),
+                                   "r_hat_max": float(first["r_hat_max"]),
+                                   "ess_bulk_min": float(first["ess_bulk_min"])}}
+    return _posterior(st, layout, smp, likelihood, nu, again, progress)
 
 
 @float64
@@ -636,7 +676,7 @@ def fit_problems(groups: Sequence[GroupProblem], *, rng: np.random.Generator | N
                  likelihood: str = "student", nu: float | None = None, chains: int = CHAINS,
                  warmup: int = WARMUP, draws: int = DRAWS, target_accept: float = TARGET_ACCEPT,
                  centre: bool = True, ends: bool = False,
-                 chunk: int = GROUP_CHUNK) -> list[Posterior]:
+                 chunk: int = GROUP_CHUNK, retry: bool = True) -> list[Posterior]:
     """Posteriors of several problems, their chains sampled together (:func:`sample_groups`).
 
     Every group gets the model, start, seed, sampler and diagnostics :func:`fit_problem` gives
@@ -653,7 +693,7 @@ def fit_problems(groups: Sequence[GroupProblem], *, rng: np.random.Generator | N
     progress : callable, optional
     weights : sequence, optional
         Per group, its precision weights (or None); see :func:`build_model`.
-    priors, likelihood, nu, chains, warmup, draws, target_accept, centre, ends
+    priors, likelihood, nu, chains, warmup, draws, target_accept, centre, ends, retry
         As for :func:`fit_problem` (the same for every group).
     chunk : int
         At most this many groups per program (:func:`sample_groups`).
@@ -698,5 +738,8 @@ def fit_problems(groups: Sequence[GroupProblem], *, rng: np.random.Generator | N
         sampler = {"chains": chains, "warmup": warmup, "draws": draws,
                    "chain_method": "vectorized", "target_accept": target_accept,
                    "driver": "lawfit", "vectorized_groups": samples[i].groups}
-        out.append(_posterior(st, group.layout, samples[i], likelihood, nu, sampler, progress))
+        post = _posterior(st, group.layout, samples[i], likelihood, nu, sampler, progress)
+        if retry:       # a group that diverged is sampled again alone (fit_problem's retry)
+            post = _retry_divergent(post, st, group.layout, likelihood, nu, sampler, progress)
+        out.append(post)
     return out
