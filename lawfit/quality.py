@@ -62,57 +62,11 @@ def runs_test(residuals: np.ndarray, order_by: np.ndarray,
         when fewer than ``MIN_RUNS_TEST`` non-zero residuals or fewer than 2 of either sign.
     """
     r = np.asarray(residuals, np.float64)
-    labels = np.zeros(len(r)) if within is None else np.asarray(within)
-    keep = r != 0
-    r, order_by, labels = r[keep], np.asarray(order_by)[keep], labels[keep]
-    if len(r) < MIN_RUNS_TEST or (r > 0).sum() < 2 or (r < 0).sum() < 2:
-        return None
-    # every curve at once (numpy; describing thousands of groups spent its time in a loop over
-    # curves): curves numbered in order of first appearance, each ordered along order_by (stable)
     if within is None:
         curve = np.zeros(len(r), int)
-    else:                       # numbered in order of first appearance
-        _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-        curve = np.argsort(np.argsort(first))[inverse.reshape(-1)]
-    order = np.lexsort((order_by, curve))
-    s, curve = np.sign(r[order]), curve[order]
-    k = curve.max() + 1
-    n = np.bincount(curve, minlength=k)
-    a = np.bincount(curve[s > 0], minlength=k)
-    b = n - a
-    same = curve[1:] == curve[:-1]
-    changes = np.bincount(curve[1:][same & (s[1:] != s[:-1])], minlength=k)
-    both = (a > 0) & (b > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_k = np.where(both, 2.0 * a * b / n + 1, 1.0)
-        var_k = np.where(both, 2.0 * a * b * (2.0 * a * b - n) / (n * n * (n - 1)), 0.0)
-    runs = float(np.sum(1 + changes))
-    expected = var = 0.0
-    for e, v in zip(mean_k.tolist(), var_k.tolist()):   # summed in curve order, one at a time
-        expected += e
-        var += v
-    if var <= 0:
-        return None
-    z = (runs - expected) / math.sqrt(var)
-    return {"runs": int(runs), "expected": float(expected), "z": float(z),
-            "p": float(special.ndtr(z)), "n": int(len(r))}
-
-
-def _curves(variables: np.ndarray, j: int) -> np.ndarray | None:
-    """Labels of the curves along variable j (runs sharing every other variable's value), or None
-    when most runs have no partner (no grid): then the ordering is global."""
-    others = np.delete(variables, j, axis=1)
-    if others.shape[1] == 0:
-        return None
-    # numpy rather than a pandas groupby: describing thousands of groups (lawfit.batch) spent
-    # most of its time here
-    _, labels, counts = (np.unique(others[:, 0], return_inverse=True, return_counts=True)
-                         if others.shape[1] == 1 else
-                         np.unique(others, axis=0, return_inverse=True, return_counts=True))
-    labels = labels.reshape(-1)
-    if np.mean(counts[labels] >= 3) < 0.5:
-        return None
-    return labels
+    else:
+        curve = np.unique(np.asarray(within), return_inverse=True)[1].reshape(-1)
+    return _runs_tests(r, np.asarray(order_by, np.float64), np.zeros(len(r), int), curve, 1)[0]
 
 
 def structure_many(residuals: np.ndarray, variables: np.ndarray,
@@ -137,7 +91,6 @@ def structure_many(residuals: np.ndarray, variables: np.ndarray,
     variables = np.asarray(variables, np.float64).reshape(len(r), -1)
     group = np.asarray(group)
     n_groups = int(group[-1]) + 1 if len(group) else 0
-    rows = np.arange(len(r))
     out = [[None] * variables.shape[1] for _ in range(n_groups)]
     for j in range(variables.shape[1]):
         v = variables[:, j]
@@ -149,7 +102,7 @@ def structure_many(residuals: np.ndarray, variables: np.ndarray,
         if curve is None:
             curve = group
         curve = np.where(within[group], curve, -1 - group)      # globally: one curve per group
-        tests = _runs_tests(r, v, group, curve, rows, n_groups)
+        tests = _runs_tests(r, v, group, curve, n_groups)
         for g in np.flatnonzero(distinct >= 3):
             if tests[g] is not None:
                 out[g][j] = tests[g] | {"ordered": "within curves" if within[g] else "globally"}
@@ -182,11 +135,14 @@ def _curves_many(variables: np.ndarray, j: int, group: np.ndarray, n_groups: int
     return _distinct_per_group(group, others, n_groups, return_labels=True)[1]
 
 
-def _runs_tests(r, order_by, group, curve, rows, n_groups) -> list:
-    """:func:`runs_test` of every group, its curves labelled by ``curve`` (numbered across
-    groups)."""
+def _runs_tests(r, order_by, group, curve, n_groups) -> list:
+    """:func:`runs_test` of every group (zero residuals left out), its curves labelled by
+    ``curve`` (numbered across groups): each curve ordered along ``order_by``, runs counted
+    within it, and its null mean and variance (conditional on its numbers of positive and
+    negative residuals) summed over the group's curves one at a time, in order of first
+    appearance."""
     keep = r != 0
-    r, order_by, group, curve, rows = r[keep], order_by[keep], group[keep], curve[keep], rows[keep]
+    r, order_by, group, curve = r[keep], order_by[keep], group[keep], curve[keep]
     n = np.bincount(group, minlength=n_groups)
     pos = np.bincount(group, weights=r > 0, minlength=n_groups)
     neg = np.bincount(group, weights=r < 0, minlength=n_groups)
@@ -310,14 +266,7 @@ def assess(residuals: np.ndarray, variables: np.ndarray, names: Sequence[str], *
         if tests is not None:
             structure[nm] = tests[j]
             continue
-        if len(np.unique(variables[:, j])) < 3:
-            structure[nm] = None
-            continue
-        within = _curves(variables, j)
-        res = runs_test(r, variables[:, j], within)
-        if res is not None:
-            res["ordered"] = "within curves" if within is not None else "globally"
-        structure[nm] = res
+        structure[nm] = structure_many(r, variables, np.zeros(n, int))[0][j] if n else None
     seeds = None
     if config is not None:
         _, inverse = np.unique(np.asarray(config), return_inverse=True)
