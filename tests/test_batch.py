@@ -294,17 +294,42 @@ def _simulated_curve(index, n_curves=1000, seed=0):
 
 @float64
 def test_majorizer_steps_converge_where_exact_newton_crawled():
-    """Curve 412 of the benchmark's table: from the projection screening's best starts, Newton
-    with the exact Hessian (curvature 0 for every run beyond Huber's delta) crawled without
-    converging, ending 10x above the optimum; with the majorizer's steps (lsq._solver) they reach
-    lsq.multistart's optimum in the first pass, no fallback."""
+    """20 curves of the benchmark's table (every 50th), from the projection screening's best 4
+    starts each, 1,000 steps at most, no stall rule: Newton with the exact Hessian (curvature 0
+    for every run beyond Huber's delta) crawls from kink to kink (9 of 80 starts ran all 1,000
+    steps without converging; mean 242 steps); with the majorizer's steps (lsq._solver) every
+    start converges (mean 104 steps)."""
+    grid = MULT.grid()
+    probs = [_simulated_curve(c) for c in range(0, 1000, 50)]
+    fns = lsq.objective_fns(probs[0])
+    exact = (fns[0], lambda *a: fns[1](*a))    # the same vgh without the majorizer attribute
+    data, w = lsq.stacked_solver_arrays(probs)
+    lb = np.stack([p.lower_bounds() for p in probs])
+    theta0, _ = batch._screen(fns, probs, data, w, lb, np.stack([grid] * len(probs)), batch.KEEP)
+    g, k, _ = theta0.shape
+    rep = np.repeat(np.arange(g), k)
+    rows = (theta0.reshape(g * k, 1, -1), np.repeat(w, k, axis=0),
+            jax.tree_util.tree_map(lambda a: np.asarray(a)[rep], data), np.repeat(lb, k, axis=0),
+            1000)
+    _, _, conv_m, steps_m = lsq.iterate(fns, *rows, block=lsq.BLOCK)
+    _, _, conv_e, steps_e = lsq.iterate(exact, *rows, block=lsq.BLOCK)
+    assert conv_m.all() and steps_m.max() < 1000
+    assert (steps_e >= 1000).sum() >= 3 and not conv_e.all()
+    assert steps_m.mean() < 0.6 * steps_e.mean()
+
+
+@float64
+def test_curve_412_reaches_the_multistart_optimum():
+    """Curve 412 of the benchmark's table, on which exact Newton from the screened starts ended
+    10x above the optimum: solve_many reaches lsq.multistart's optimum (its first pass
+    converged after 964 steps with LAPACK's eigenvectors; with the Jacobi eigenvectors of
+    lsq.symmetric_eigh the stall rule stops it and the boundary stage converges)."""
     p = _simulated_curve(412)
     grid = MULT.grid()
     (b,) = batch.solve_many([p], [grid])
     one = lsq.multistart(p, grid)
     assert one.converged and b.converged
     assert abs(b.value - one.value) <= 1e-9 * one.value
-    assert "fallback" not in b.info["batch"]
 
 
 @float64
