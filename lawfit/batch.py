@@ -39,6 +39,7 @@ __all__ = ["BUDGET", "KEEP", "batchable", "bootstrap_many", "multistart_many", "
 KEEP = 4            # starts per fit that solve_many refines after screening
 REFINE = 2          # projection screening: exponent grid spacing divided by this
 IRLS_STEPS = 3      # reweighted least-squares steps of projection screening (loss-space objectives)
+PRESELECT = 32      # projection screening: candidates per fit reweighted (the best by least squares)
 # refinement stops a start that gained less than 1e-3 of its objective in 32 steps, from step 128
 # on (lsq.iterate's stall): on 2,000 simulated finetuning curves such starts crawled along a valley
 # towards E -> 0 for 1,000 steps (49% of all refinement steps) before the boundary stage solved
@@ -133,12 +134,14 @@ def _projectable(p: lsq.Problem) -> bool:
 
 
 @lru_cache(maxsize=None)
-def _projection(law: Law, objective, fns):
+def _projection(law: Law, objective, fns, irls_steps: int = IRLS_STEPS, shared: bool = True):
     """jit: for G problems x E exponent vectors, the weighted least-squares linear parameters
-    (clamped to the scale floor), the full internal parameter vector, and its objective (float64).
+    (clamped to the scale floor) after ``irls_steps`` reweighted steps, the full internal
+    parameter vector, and its objective (float64).
 
-    Arguments: exps (E, n_nonlinear), keep (L,) 1 for a linear parameter solved, 0 for one held
-    at its floor (a column dropped), lv (G, M, V), y (G, M), w (G, M), lb (G, P), data (G, ...).
+    Arguments: exps (E, n_nonlinear) shared by the problems (``shared``) or (G, E, n_nonlinear),
+    keep (L,) 1 for a linear parameter solved, 0 for one held at its floor (a column dropped),
+    lv (G, M, V), y (G, M), w (G, M), lb (G, P), data (G, ...).
     """
     value = fns[0]
     lin = np.array([law.params.index(q) for q in law.linear])
@@ -170,7 +173,7 @@ def _projection(law: Law, objective, fns):
         coef = solve(phi, y, w)
         # the objective's own linear parameters at these exponents, by IRLS from least squares
         # (weights rho'(r) / r): a Huber or l1 profile ranks exponents as the fit will
-        for _ in range(IRLS_STEPS):
+        for _ in range(irls_steps):
             r = phi @ coef - y
             _, d1, d2 = objective.derivatives(r)
             small = jnp.abs(r) < 1e-12
@@ -182,7 +185,7 @@ def _projection(law: Law, objective, fns):
         return theta, value(theta, w, data)
 
     per_group = jax.vmap(one, in_axes=(0, None, None, None, None, None, None))
-    return jax.jit(jax.vmap(per_group, in_axes=(None, None, 0, 0, 0, 0, 0)))
+    return jax.jit(jax.vmap(per_group, in_axes=(None if shared else 0, None, 0, 0, 0, 0, 0)))
 
 
 @lru_cache(maxsize=None)
@@ -214,8 +217,11 @@ def _screen(fns, probs, data, w, lb, starts, keep: int, boundary: bool = False):
 
     Projection (laws with linear parameters, plain layouts): every distinct vector of the
     nonlinear parameters (exponents) among the starts gets the weighted least-squares values of
-    the linear ones (the scales at their floor if negative); the candidates are ranked by the
-    objective itself in float64. With ``boundary``, the candidates are instead those with one
+    the linear ones (the scales at their floor if negative); the ``PRESELECT`` best by the
+    objective there get ``IRLS_STEPS`` reweighted steps (the objective's own linear parameters),
+    and are ranked by the objective itself in float64. (Reweighting every candidate cost 3/4 of
+    the screening; on 2,000 simulated curves, reweighting the best 32 of 121 changed the optimum
+    found in 3 curves: 2 higher, by up to 1.1%, 1 lower.) With ``boundary``, the candidates are instead those with one
     scale held at its floor (:func:`_floor_masks`). Otherwise every start's objective is
     evaluated in float32 (one evaluation per start, no derivatives) and the lowest ``keep`` are
     kept.
@@ -231,12 +237,19 @@ def _screen(fns, probs, data, w, lb, starts, keep: int, boundary: bool = False):
         for i, p in enumerate(probs):
             lv[i, : p.n] = p.log_vars
             y[i, : p.n] = p.y
-        project = _projection(law, probs[0].objective, fns)
+        ls = _projection(law, probs[0].objective, fns, 0)
+        irls = _projection(law, probs[0].objective, fns, IRLS_STEPS, False)
         masks = _floor_masks(law) if boundary else [np.ones(len(law.linear))]
         thetas, fs = [], []
+        arrays = (lv, y, np.asarray(w), np.asarray(lb), jax.tree_util.tree_map(np.asarray, data))
         for keep_cols in masks:
-            t, f = project(exps, keep_cols, lv, y, np.asarray(w), np.asarray(lb),
-                           jax.tree_util.tree_map(np.asarray, data))
+            # every candidate projected by least squares; the PRESELECT best of each problem
+            # (by the objective there) reweighted IRLS_STEPS times
+            t, f = ls(exps, keep_cols, *arrays)
+            f = np.where(np.isfinite(f), np.asarray(f), np.inf)
+            if IRLS_STEPS:
+                pre = np.argsort(f, axis=1, kind="stable")[:, :PRESELECT]
+                t, f = irls(exps[pre], keep_cols, *arrays)
             thetas.append(np.asarray(t))
             fs.append(np.asarray(f))
         if boundary:      # the best of each boundary alike (one boundary's may all be worse)
