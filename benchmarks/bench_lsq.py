@@ -21,6 +21,11 @@
     after a warm-up call; plus how far the two calls' draws are apart (the batched fit's
     candidate optima, the refits' starts, can differ from the one-by-one fit's).
 
+(k) the solver's kernels on (c)'s curves: one Newton row-step of ``lawfit.lsq._solver`` (4 x 2,048
+    rows of the multiplicative law, 16 steps) with the step's eigendecomposition by
+    ``lsq.symmetric_eigh`` (Jacobi rotations) against ``jnp.linalg.eigh`` (LAPACK, once per row on
+    CPU), and the eigendecomposition of 8,192 such 4 x 4 matrices alone, both ways; medians of 7.
+
 Also: numpy / jax exp throughput on this machine, and the achieved fraction of the exponential
 limit for (a) (the time the grid's exponentials alone take at that throughput over the measured
 time). Medians of --reps; the machine's load average is printed: on a shared machine the absolute
@@ -398,6 +403,65 @@ def fit_call(frame, n_curves: int, reps: int) -> dict:
             "lawfit_fit_statuses": statuses}
 
 
+# --- (k): the solver's kernels --------------------------------------------------------------------
+
+def row_k(args) -> dict:
+    """Microseconds per Newton row-step and per 4 x 4 eigendecomposition, Jacobi against LAPACK."""
+    import jax
+    import jax.numpy as jnp
+
+    from lawfit import lsq
+    from lawfit.numerics import float64
+    n = 2048
+    frame, truth = curves_table(n)
+    probs = curve_problems(frame, n)
+
+    def median_time(f, reps=7):
+        jax.block_until_ready(f())
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            jax.block_until_ready(f())
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    @float64
+    def measure(eigh):
+        saved = lsq.symmetric_eigh
+        lsq.symmetric_eigh = eigh
+        lsq._solver.cache_clear()
+        try:
+            fns = lsq.objective_fns(probs[0])
+            data, w = lsq.stacked_solver_arrays(probs)
+            rep = np.repeat(np.arange(n), 4)
+            rng = np.random.default_rng(0)
+            truth_int = np.array([[np.log(t["A"]), np.log(t["E"]), t["alpha"], t["beta"]]
+                                  for t in truth])
+            theta0 = truth_int[rep][:, None, :] + rng.normal(0.3, 0.2, (4 * n, 1, 4))
+            args_ = [jax.device_put(np.asarray(a)) for a in
+                     (theta0, w[rep], np.stack([p.lower_bounds() for p in probs])[rep])]
+            data_r = jax.tree_util.tree_map(lambda a: jax.device_put(np.asarray(a)[rep]), data)
+            start, advance = lsq._solver(fns, True)
+            state = start(args_[0], args_[1], data_r, args_[2])
+            step_s = median_time(lambda: advance(state, args_[1], data_r, args_[2],
+                                                 np.asarray(16)))
+            h = np.asarray(state[3]).reshape(-1, 4, 4)          # the rows' Hessians at the start
+            d = np.sqrt(np.abs(np.einsum("nii->ni", h))) + 1e-300
+            hs = jax.device_put(h / d[:, :, None] / d[:, None, :])
+            batched = jax.jit(jax.vmap(eigh))
+            eig_s = median_time(lambda: batched(hs))
+            return {"row_step_us": step_s / (16 * 4 * n) * 1e6,
+                    "eigendecomposition_us": eig_s / len(h) * 1e6}
+        finally:
+            lsq.symmetric_eigh = saved
+            lsq._solver.cache_clear()
+
+    jacobi = measure(lsq.symmetric_eigh)
+    lapack = measure(jnp.linalg.eigh)
+    return {"rows": 4 * n, "parameters": 4, "jacobi": jacobi, "lapack": lapack,
+            "row_step_speedup": lapack["row_step_us"] / jacobi["row_step_us"]}
+
+
 # --- (d): memory ---------------------------------------------------------------------------------
 
 def row_d(args) -> dict:
@@ -468,7 +532,7 @@ def main(argv=None):
     ap.add_argument("--rss-chunk", type=int, help="(d) curves per call (2000; quick 500)")
     ap.add_argument("--boot-curves", type=int, help="(e) curves (200; quick 40)")
     ap.add_argument("--boot", type=int, default=100, help="(e) bootstrap resamples per curve")
-    ap.add_argument("--rows", default="abcde", help="which rows to run, e.g. 'ac'")
+    ap.add_argument("--rows", default="abcdek", help="which rows to run, e.g. 'ac'")
     ap.add_argument("--out", default="benchmarks/results/bench_lsq.json")
     args = ap.parse_args(argv)
     for name, value in (quick if args.quick else full).items():
@@ -513,6 +577,14 @@ def main(argv=None):
                  f"solver {c['lawfit_fit_solver_seconds_per_curve'] * 1e3:.1f} ms, the rest "
                  f"{c['lawfit_fit_rest_seconds_per_curve'] * 1e3:.2f} ms)"
                  if "lawfit_fit_seconds_per_curve" in c else ""), flush=True)
+    if "k" in args.rows:
+        k = row_k(args)
+        res["k_kernels"] = k
+        print(f"(k) {k['rows']} rows x {k['parameters']} parameters: Newton row-step "
+              f"{k['jacobi']['row_step_us']:.2f} us with Jacobi, {k['lapack']['row_step_us']:.2f} "
+              f"us with LAPACK ({k['row_step_speedup']:.2f}x); eigendecomposition alone "
+              f"{k['jacobi']['eigendecomposition_us']:.2f} vs "
+              f"{k['lapack']['eigendecomposition_us']:.2f} us per matrix", flush=True)
     if "d" in args.rows:
         d = row_d(args)
         res["d_memory"] = d

@@ -433,10 +433,10 @@ def symmetric_eigh(a):
     above.
 
     Why not ``jnp.linalg.eigh``: vectorised over a batch on CPU it calls LAPACK once per
-    matrix, and for the 4 x 4 Hessians of a finetuning law that call was 58% of a Newton step's
-    time (measured: 4.0 us of a row-step against 1.7 without it, 8,192 rows). Jacobi's rotations
-    are elementwise operations over the batch (0.5-0.8 us per 4 x 4 matrix against LAPACK's
-    2-4 us). Its sweeps are a fixed number (``max(4, n + 2)``: off-diagonal mass at rounding
+    matrix; Jacobi's rotations are elementwise operations over the batch. For the 4 x 4 Hessians
+    of a finetuning law a Newton row-step took 1.8x as long with LAPACK
+    (``benchmarks/bench_lsq.py --rows k``: 8,192 rows; the eigendecomposition alone 0.54 against
+    1.80 us per matrix, measured under load). Its sweeps are a fixed number (``max(4, n + 2)``: off-diagonal mass at rounding
     level on random, clustered, graded and nearly rank-deficient matrices of sizes 2-6 needed
     4, 4, 5, 6 and 8), so a row's result does not depend on which rows share its batch; each
     rotation is behind an optimisation barrier (without it XLA fused the unrolled sweeps into
