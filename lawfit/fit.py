@@ -242,8 +242,9 @@ def fit(frame: pd.DataFrame, law: str | Law = "multiplicative", *, x: str | None
         program, each (group, chain) with its own adaptation (lawfit.bayes.fit_problems): True,
         False, or "auto" (the default: on an accelerator; on CPU it measured slower than one
         group at a time). Recorded in ``settings["vectorized_groups"]``.
-        ``retry`` (default True): a group whose chains had divergent transitions is sampled
-        once more at a target acceptance ten times closer to 1 (0.9 -> 0.99); the first run's
+        ``retry`` (default True): a group whose chains did not converge is sampled once more,
+        after divergent transitions at a target acceptance ten times closer to 1 (0.9 -> 0.99),
+        after R-hat > 1.01 with twice the warm-up and draws; the first run's settings and
         diagnostics stay in its ``info["sampler"]["retried"]``.
     pre_power : {"validate", "ats"}, optional
         Find each curve's pre-power phase (lawfit/prepower.py) and fit the law on the power phase

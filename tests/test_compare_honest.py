@@ -147,10 +147,11 @@ def test_readme_compare_example_converges_for_both_laws():
 @pytest.mark.slow
 def test_divergent_chains_are_sampled_again_closer_to_one():
     """The additive law on the bundled En-De prompt-tuning model-size series at target
-    acceptance 0.9 (300 + 300 draws): the chains diverge (5 divergent transitions measured);
-    by default the group is sampled once more at 0.99, which has none, and the first run's
-    diagnostics stay in ``info["sampler"]["retried"]``. Without the retry (``retry=False``)
-    the divergences are what the fit reports."""
+    acceptance 0.7 (300 + 300 draws): the chains diverge (105 divergent transitions measured,
+    R-hat 1.07); by default the group is sampled once more at 0.97, with twice the warm-up and
+    draws where R-hat was above 1.01, which has no divergence (R-hat 1.007 measured), and the
+    first run's settings and diagnostics stay in ``info["sampler"]["retried"]``. Without the
+    retry (``retry=False``) the divergences are what the fit reports."""
     import pandas as pd
 
     import lawfit
@@ -158,13 +159,18 @@ def test_divergent_chains_are_sampled_again_closer_to_one():
     f = pd.read_csv(root / "data" / "zhang2024_simulated.csv")
     f = f[(f["factor"] == "model_params") & (f["task"] == "wmt14_en_de")
           & (f["method"] == "prompt")]
-    common = {"chains": 4, "warmup": 300, "draws": 300, "target_accept": 0.9}
+    common = {"chains": 4, "warmup": 300, "draws": 300, "target_accept": 0.7}
     once = lawfit.fit(f, "additive", fitter="bayes", seed=0,
                       bayes_options=common | {"retry": False}).groups[0]
     twice = lawfit.fit(f, "additive", fitter="bayes", seed=0, bayes_options=common).groups[0]
-    d1 = once.info["diagnostics"]["divergences"]
-    assert d1 > 0 and once.status == "not_converged" and "retried" not in once.info["sampler"]
+    d1 = once.info["diagnostics"]
+    assert d1["divergences"] > 10 and once.status == "not_converged"
+    assert "retried" not in once.info["sampler"]
     s = twice.info["sampler"]
-    assert s["target_accept"] == pytest.approx(0.99)
-    assert s["retried"]["target_accept"] == 0.9 and s["retried"]["divergences"] == d1
+    assert s["retried"]["target_accept"] == 0.7 and s["retried"]["divergences"] == d1["divergences"]
+    assert s["retried"]["r_hat_max"] == d1["r_hat_max"]
+    assert s["target_accept"] == pytest.approx(0.97)
+    longer = 600 if d1["r_hat_max"] > 1.01 else 300
+    assert s["warmup"] == s["draws"] == longer
     assert twice.info["diagnostics"]["divergences"] == 0
+    assert twice.draws.shape[0] == 4 * longer

@@ -607,9 +607,10 @@ def fit_problem(group: GroupProblem, *, rng: np.random.Generator | None = None,
         :func:`sample` (every chain in one compiled program) or :func:`sample_numpyro`
         (numpyro's ``MCMC``); ``benchmarks/bench_bayes.py`` measures both.
     retry : bool
-        When the chains have divergent transitions, sample once more at a target acceptance
-        ten times closer to 1 (:func:`_retry_divergent`; the first run's diagnostics are kept in
-        ``info["sampler"]["retried"]``).
+        When the chains did not converge, sample once more (:func:`_retry_unconverged`): after
+        divergent transitions at a target acceptance ten times closer to 1, after R-hat > 1.01
+        with twice the warm-up and draws; the first run's settings and diagnostics are kept in
+        ``info["sampler"]["retried"]``.
 
     Returns
     -------
@@ -633,7 +634,7 @@ def fit_problem(group: GroupProblem, *, rng: np.random.Generator | None = None,
                "driver": driver, "vectorized_groups": 1}
     post = _posterior(st, group.layout, smp, likelihood, nu, sampler, progress)
     if retry:
-        post = _retry_divergent(post, st, group.layout, likelihood, nu, sampler, progress,
+        post = _retry_unconverged(post, st, group.layout, likelihood, nu, sampler, progress,
                                 run, chain_method)
     return post
 
@@ -643,26 +644,37 @@ def retry_target(target_accept: float) -> float:
     return 1.0 - (1.0 - target_accept) / 10.0
 
 
-def _retry_divergent(post: Posterior, st: _Start, layout, likelihood: str, nu, sampler: dict,
-                     progress, run=None, chain_method: str = CHAIN_METHOD) -> Posterior:
-    """A group whose chains had divergent transitions is sampled once more, from the same start
-    and seed, at :func:`retry_target` (smaller steps: what a divergence asks for); the
-    returned posterior is the second run's, its diagnostics its own, and
-    ``info["sampler"]["retried"]`` keeps the first run's target and diagnostics. Divergences
-    in the second run are reported as they are (``not_converged``)."""
+def _retry_unconverged(post: Posterior, st: _Start, layout, likelihood: str, nu,
+                       sampler: dict, progress, run=None,
+                       chain_method: str = CHAIN_METHOD) -> Posterior:
+    """A group whose chains did not converge is sampled once more, from the same start and seed,
+    with what its diagnostics ask for: after divergent transitions a target acceptance
+    :func:`retry_target` (smaller steps), after R-hat > ``RHAT_MAX`` twice the warm-up and draws
+    (longer chains), both when both. The returned posterior is the second run's, its diagnostics
+    its own (a second run that still fails them is ``not_converged``); ``info["sampler"]
+    ["retried"]`` keeps the first run's settings and diagnostics."""
     first = post.info["diagnostics"]
-    if first["divergences"] == 0:
+    diverged = first["divergences"] > 0
+    disagree = not first["r_hat_max"] <= RHAT_MAX
+    if not (diverged or disagree):
         return post
     run = sample if run is None else run
-    ta = retry_target(sampler["target_accept"])
+    ta = retry_target(sampler["target_accept"]) if diverged else sampler["target_accept"]
+    warmup, draws = ((2 * sampler["warmup"], 2 * sampler["draws"]) if disagree else
+                     (sampler["warmup"], sampler["draws"]))
     if progress:
-        progress(f"  {first['divergences']} divergent transitions at target acceptance "
-                 f"{sampler['target_accept']}: sampling again at {ta}")
-    smp = run(st.model, init=st.mode, chains=sampler["chains"], warmup=sampler["warmup"],
-              draws=sampler["draws"], chain_method=chain_method, target_accept=ta,
-              seed=st.seed, **({"progress": progress} if run is sample else {}))
-    again = sampler | {"target_accept": ta, "vectorized_groups": 1,
+        why = " and ".join(w for w, on in (
+            (f"{first['divergences']} divergent transitions", diverged),
+            (f"R-hat {first['r_hat_max']:.4f}", disagree)) if on)
+        progress(f"  {why}: sampling again, target acceptance {ta}, {warmup} warm-up + "
+                 f"{draws} draws per chain")
+    smp = run(st.model, init=st.mode, chains=sampler["chains"], warmup=warmup, draws=draws,
+              chain_method=chain_method, target_accept=ta, seed=st.seed,
+              **({"progress": progress} if run is sample else {}))
+    again = sampler | {"target_accept": ta, "warmup": warmup, "draws": draws,
+                       "vectorized_groups": 1,
                        "retried": {"target_accept": sampler["target_accept"],
+                                   "warmup": sampler["warmup"], "draws": sampler["draws"],
                                    "divergences": int(first["divergences"]),
                                    "r_hat_max": float(first["r_hat_max"]),
                                    "ess_bulk_min": float(first["ess_bulk_min"])}}
@@ -739,7 +751,7 @@ def fit_problems(groups: Sequence[GroupProblem], *, rng: np.random.Generator | N
                    "chain_method": "vectorized", "target_accept": target_accept,
                    "driver": "lawfit", "vectorized_groups": samples[i].groups}
         post = _posterior(st, group.layout, samples[i], likelihood, nu, sampler, progress)
-        if retry:       # a group that diverged is sampled again alone (fit_problem's retry)
-            post = _retry_divergent(post, st, group.layout, likelihood, nu, sampler, progress)
+        if retry:       # a group that did not converge is sampled again alone (as fit_problem)
+            post = _retry_unconverged(post, st, group.layout, likelihood, nu, sampler, progress)
         out.append(post)
     return out
