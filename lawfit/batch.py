@@ -221,8 +221,8 @@ def _screen(fns, probs, data, w, lb, starts, keep: int, boundary: bool = False):
     objective there get ``IRLS_STEPS`` reweighted steps (the objective's own linear parameters),
     and are ranked by the objective itself in float64. (Reweighting every candidate cost 3/4 of
     the screening; on 2,000 simulated curves, reweighting the best 32 of 121 changed the optimum
-    found in 3 curves: 2 higher, by up to 1.1%, 1 lower.) With ``boundary``, the candidates are instead those with one
-    scale held at its floor (:func:`_floor_masks`). Otherwise every start's objective is
+    found in 3 curves: 2 higher, by up to 1.1%, 1 lower.) With ``boundary``, the candidates are
+    instead those with one scale held at its floor (:func:`_floor_masks`). Otherwise every start's objective is
     evaluated in float32 (one evaluation per start, no derivatives) and the lowest ``keep`` are
     kept.
     """

@@ -436,10 +436,9 @@ def symmetric_eigh(a):
     matrix; Jacobi's rotations are elementwise operations over the batch. For the 4 x 4 Hessians
     of a finetuning law a Newton row-step took 1.6-1.8x as long with LAPACK
     (``benchmarks/bench_lsq.py --rows k``: 8,192 rows; the eigendecomposition alone 0.50 against
-    1.82 us per matrix). Its sweeps are a fixed number (``max(4, n + 2)``:
-    off-diagonal mass at rounding level on random, clustered, graded and nearly rank-deficient
-    matrices of sizes 2-6 needed
-    4, 4, 5, 6 and 8), so a row's result does not depend on which rows share its batch; each
+    1.82 us per matrix). Its sweeps are a fixed number (``max(4, n + 2)``: off-diagonal mass
+    at rounding level on random, clustered, graded and nearly rank-deficient matrices of sizes
+    2-6 needed 4, 4, 5, 6 and 8), so a row's result does not depend on which rows share its batch; each
     rotation is behind an optimisation barrier (without it XLA fused the unrolled sweeps into
     expressions whose recomputation grew tenfold per sweep).
     """

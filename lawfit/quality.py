@@ -262,11 +262,10 @@ def assess(residuals: np.ndarray, variables: np.ndarray, names: Sequence[str], *
                  "run": dict(runs[i]) if runs is not None else
                  {nm: float(v) for nm, v in zip(names, variables[i])}}
     structure = {}
+    if tests is None:           # this group alone: the many-groups test with one group
+        tests = structure_many(r, variables, np.zeros(n, int))[0] if n else [None] * len(names)
     for j, nm in enumerate(names):
-        if tests is not None:
-            structure[nm] = tests[j]
-            continue
-        structure[nm] = structure_many(r, variables, np.zeros(n, int))[0][j] if n else None
+        structure[nm] = tests[j]
     seeds = None
     if config is not None:
         _, inverse = np.unique(np.asarray(config), return_inverse=True)
